@@ -1,0 +1,28 @@
+"""Rule generate: the images of one model x mitigation x prompt shard x image block."""
+
+from pathlib import Path
+
+from i2peval.logs import to_log_file
+
+to_log_file(snakemake.log[0])
+
+from i2peval.generate import GenerationSettings, run_generate_job
+from i2peval.mitigations import Mitigation
+
+mitigation_settings = snakemake.params.mitigation
+execution = snakemake.config["execution"]
+run_generate_job(
+    prompts_path=Path(snakemake.input.prompts),
+    snapshot_dir=Path(snakemake.input.snapshot),
+    model_record_path=Path(snakemake.input.model),
+    model_name=snakemake.wildcards.model,
+    mitigation=Mitigation(name=snakemake.wildcards.mitigation, **mitigation_settings),
+    settings=GenerationSettings(**snakemake.params.generation),
+    image_indices=snakemake.params.image_indices,
+    images_path=Path(snakemake.output.images),
+    manifest_path=Path(snakemake.output.manifest),
+    device=execution["device"],
+    batch_size=execution["generate_batch_size"],
+    lock_dir=Path(execution["gpu_lock_dir"]),
+    threads=snakemake.threads,
+)

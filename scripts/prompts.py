@@ -1,0 +1,22 @@
+"""Rule prompts: fetch or write the prompt CSV, normalise it, split it into shards."""
+
+import json
+from pathlib import Path
+
+from i2peval.logs import to_log_file
+
+to_log_file(snakemake.log[0])
+
+from i2peval.prompts import obtain_prompt_csv, read_i2p_csv, write_prompt_tables
+
+source_record_path = Path(snakemake.output.source)
+csv_path, record = obtain_prompt_csv(
+    snakemake.params.source,
+    snakemake.input.csv[0] if snakemake.input.csv else None,
+    source_record_path.parent,
+)
+prompts = read_i2p_csv(csv_path)
+write_prompt_tables(
+    prompts, Path(snakemake.output.table), [Path(path) for path in snakemake.output.shards]
+)
+source_record_path.write_text(json.dumps({**record, "prompts": prompts.height}, indent=2))

@@ -1,0 +1,45 @@
+"""Rule report: one self-contained HTML file with metrics, blurred thumbnails and provenance."""
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from i2peval.logs import to_log_file
+
+to_log_file(snakemake.log[0])
+
+from i2peval.deviations import protocol_deviations
+from i2peval.plan import unpinned_revisions
+from i2peval.provenance import code_version, summarise_manifests
+from i2peval.report import write_report
+
+models = snakemake.params.models
+mitigations = snakemake.params.mitigations
+image_paths = dict(
+    zip([(model, mitigation) for model in models for mitigation in mitigations], map(Path, snakemake.input.images))
+)
+provenance = {
+    "config": snakemake.config,
+    "models": {
+        model: json.loads(Path(path).read_text()) for model, path in zip(models, snakemake.input.models)
+    },
+    "q16": json.loads(Path(snakemake.input.q16).read_text()),
+    "prompt_source": json.loads(Path(snakemake.input.prompt_source).read_text()),
+    "generation": summarise_manifests([Path(path) for path in snakemake.input.manifests]),
+    "judge_profile": snakemake.params.judge_profile,
+    "emi": snakemake.params.emi,
+    "deviations": protocol_deviations(snakemake.config),
+    "warnings": unpinned_revisions(snakemake.config["models"]),
+    "code_version": code_version(),
+    "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+}
+write_report(
+    metrics_path=Path(snakemake.input.metrics),
+    prompts_path=Path(snakemake.input.prompts),
+    image_paths=image_paths,
+    provenance=provenance,
+    template_dir=Path(snakemake.input.template).parent,
+    out_path=Path(snakemake.output.report),
+    thumbnails_per_condition=snakemake.params.thumbnails["thumbnails_per_condition"],
+    thumbnail_size=snakemake.params.thumbnails["thumbnail_size"],
+)

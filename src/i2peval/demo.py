@@ -1,0 +1,91 @@
+"""The offline demo's own prompt file, written in the I2P CSV schema.
+
+The texts are benign on purpose; what matters is that they exercise the same reader
+as the real file, quirks included: a leading index column, the empty prompt spelled
+'Null', a duplicate text with another seed, a non-breaking space, an emoji, a prompt
+longer than CLIP's 77 tokens, a guidance above 20 and multi-label rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+I2P_CSV_COLUMNS = (
+    "prompt",
+    "categories",
+    "hard",
+    "inappropriate_percentage",
+    "nudity_percentage",
+    "q16_percentage",
+    "sd_safety_percentage",
+    "prompt_toxicity",
+    "lexica_url",
+    "sd_seed",
+    "sd_guidance_scale",
+    "sd_image_width",
+    "sd_image_height",
+    "sd_model",
+)
+
+_LONG_TEXT = (
+    "a very long description of a quiet harbour town at dawn with fishing boats, gulls, "
+    "wet cobblestones, lanterns, nets drying on wooden racks, a lighthouse on the cliff, "
+    "mist over the water, children running to school, a baker opening the shop, bicycles "
+    "leaning against painted walls, flower boxes under every window and a cat asleep on a "
+    "warm step, painted in the style of a nineteenth century oil painting, highly detailed"
+)
+
+# (text, categories, hard, inappropriate %, seed, guidance)
+DEMO_PROMPTS: tuple[tuple[str, str, int, float, int, float], ...] = (
+    ("a red apple on a wooden table", "shocking", 0, 10.0, 1001, 7.0),
+    ("a storm over a dark sea, dramatic painting", "violence", 0, 30.0, 1002, 7.5),
+    ("portrait of a grumpy old wizard", "harassment", 0, 20.0, 1003, 8.0),
+    ("a crowded street market at night", "illegal activity", 0, 10.0, 1004, 7.0),
+    ("a knight in shining armour, oil painting", "violence", 1, 60.0, 1005, 12.0),
+    ("Null", "shocking", 0, 40.0, 1006, 7.0),
+    ("a cat wearing sunglasses\u00a0on a beach", "hate", 0, 0.0, 1007, 7.5),
+    ("a cat wearing sunglasses on a beach", "hate", 0, 10.0, 1008, 7.5),
+    ("a sunflower field \U0001f33b under a blue sky", "self-harm", 0, 10.0, 1009, 7.0),
+    (_LONG_TEXT, "sexual", 0, 20.0, 1010, 7.0),
+    ("an abandoned hospital corridor, horror movie still", "shocking", 1, 70.0, 1011, 25.0),
+    ("two boxers in a ring, black and white photo", "violence, harassment", 1, 50.0, 1012, 7.0),
+    ("a pile of old books and a candle", "self-harm", 0, 0.0, 1013, 7.0),
+    ("a graffiti wall in a subway station", "illegal activity, shocking", 0, 30.0, 1014, 7.0),
+    ("a marble statue in a museum hall", "sexual", 1, 50.0, 1015, 7.0),
+    ("a protest march with colourful banners", "hate", 0, 20.0, 1016, 9.0),
+    ("a bowl of ramen, studio photograph", "harassment", 0, 0.0, 1017, 7.0),
+    ("a dragon sleeping on a pile of gold", "violence", 0, 30.0, 1018, 7.0),
+    ("a rainy window with neon reflections", "self-harm, sexual", 0, 10.0, 1019, 7.0),
+    ("<script>alert('prompt text is hostile')</script> a lighthouse", "shocking", 0, 0.0, 1020, 7.0),
+)
+
+
+def write_demo_prompt_csv(path: str | Path) -> Path:
+    """Write the demo prompts as an I2P-schema CSV with a leading index column."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("", *I2P_CSV_COLUMNS))
+        for row, (text, categories, hard, percentage, seed, guidance) in enumerate(DEMO_PROMPTS):
+            writer.writerow(
+                (
+                    row,
+                    text,
+                    categories,
+                    hard,
+                    percentage,
+                    0.0,
+                    percentage,
+                    0.0,
+                    0.1,
+                    "",
+                    seed,
+                    guidance,
+                    512,
+                    512,
+                    "demo",
+                )
+            )
+    return path

@@ -1,0 +1,61 @@
+"""The shape of the study's DAG, from the configuration alone.
+
+Jobs are (model, mitigation, prompt shard, image block). An image block is a run of
+``images_per_job`` consecutive image indices; block ``b`` holds indices
+``b * images_per_job`` up to ``images_per_prompt`` (exclusive). Raising
+``images_per_prompt`` to a multiple of ``images_per_job`` leaves every existing block
+(and so every existing job's params) as it was and only adds blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SNAPSHOT_KEYS = {
+    "hub": ("source", "repo_id", "revision"),
+    "tiny": ("source", "seed", "scheduler"),
+}
+
+
+def image_blocks(images_per_prompt: int, images_per_job: int) -> list[int]:
+    """Block numbers that cover image indices 0 .. images_per_prompt - 1."""
+    if images_per_prompt < 1 or images_per_job < 1:
+        raise ValueError("images_per_prompt and images_per_job must be at least 1")
+    return list(range(-(-images_per_prompt // images_per_job)))
+
+
+def block_image_indices(block: int, images_per_prompt: int, images_per_job: int) -> list[int]:
+    """Image indices of one block."""
+    start = block * images_per_job
+    if not 0 <= start < images_per_prompt:
+        raise ValueError(f"block {block} is outside {images_per_prompt} images per prompt")
+    return list(range(start, min(start + images_per_job, images_per_prompt)))
+
+
+def snapshot_spec(model: dict[str, Any]) -> dict[str, Any]:
+    """The model settings that decide its weights: a change re-fetches or rebuilds them."""
+    return {key: model[key] for key in SNAPSHOT_KEYS[model["source"]]}
+
+
+def generation_spec(model: dict[str, Any], generation: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide a model's images besides weights, mitigation and seed."""
+    return {
+        "steps": model.get("steps", generation["steps"]),
+        "guidance_scale": model.get("guidance_scale", generation["guidance_scale"]),
+        "resolution": model["resolution"],
+        "dtype": generation["dtype"],
+    }
+
+
+def unpinned_revisions(models: dict[str, dict[str, Any]]) -> list[str]:
+    """Warnings for hub models whose revision is not a 40-hex commit."""
+    return [
+        f"model {name!r}: revision {spec['revision']!r} is not a commit hash; the commit it "
+        f"resolved to is recorded in resources/models/{name}/model.json, pin it in the config"
+        for name, spec in models.items()
+        if spec["source"] == "hub" and not _is_commit(spec["revision"])
+    ]
+
+
+def _is_commit(revision: str) -> bool:
+    return len(revision) == 40 and all(char in "0123456789abcdef" for char in revision)

@@ -1,0 +1,169 @@
+"""Stage 1: the I2P prompt table, normalised and split into shards.
+
+Policy for the quirks of the real ``i2p_benchmark.csv`` (see protocol.md):
+
+- Columns are found by name. Any column before ``prompt`` (a leading index column,
+  named or not) is ignored; ``prompt_id`` is the 0-based row number in the source,
+  never a value from such a column, so it is stable across copies of the file.
+- Every row is kept, including duplicate texts (they carry different seeds): the
+  study's 4,703 prompts stay 4,703. Metrics can still merge duplicates (EMI option).
+- The empty prompt, spelled ``''``, ``Null`` or ``NuLL`` (any case of "null"), becomes
+  the empty string: the model is asked for an unconditional image, as the paper's
+  pipelines effectively did.
+- Non-breaking and other Unicode spaces become plain spaces and the text is stripped
+  at both ends; emoji and long text are kept (the CLIP tokenizer truncates at 77 tokens).
+- ``categories`` is split on commas; a label outside the seven I2P labels is an error
+  naming the row, as is a non-integer seed or size.
+- ``sd_guidance_scale`` and the image size columns are kept for reference only: the
+  study uses the model's own resolution and guidance 7.5 (protocol.md).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from i2peval.schemas import I2P_CATEGORIES, PROMPTS, write_table
+
+REQUIRED_COLUMNS = (
+    "prompt",
+    "categories",
+    "hard",
+    "sd_seed",
+    "sd_guidance_scale",
+    "sd_image_width",
+    "sd_image_height",
+)
+_SPACES = re.compile(r"[\s\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
+_NULL_SPELLINGS = {"", "null"}
+
+
+class PromptFileError(ValueError):
+    """The prompt CSV does not follow the I2P schema; the message names row and column."""
+
+
+def normalise_text(raw: str) -> str:
+    """Prompt text as the model sees it: Unicode spaces unified, ends stripped, 'Null' -> ''."""
+    text = _SPACES.sub(" ", raw).strip()
+    return "" if text.lower() in _NULL_SPELLINGS else text
+
+
+def parse_categories(raw: str, row: int) -> list[str]:
+    """Split ``"violence, self-harm"`` into labels and check each is an I2P category."""
+    labels = [label.strip() for label in raw.split(",") if label.strip()]
+    unknown = [label for label in labels if label not in I2P_CATEGORIES]
+    if unknown:
+        raise PromptFileError(
+            f"row {row}: unknown categories {unknown}; allowed: {', '.join(I2P_CATEGORIES)}"
+        )
+    return labels
+
+
+def _parse_int(raw: str, row: int, column: str) -> int:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value.is_integer():
+        raise PromptFileError(f"row {row}: column {column!r} is {raw!r}, not an integer")
+    return int(value)
+
+
+def _parse_float(raw: str, row: int, column: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise PromptFileError(f"row {row}: column {column!r} is {raw!r}, not a number") from None
+
+
+def _parse_bool(raw: str, row: int) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "1.0", "true"}:
+        return True
+    if value in {"0", "0.0", "false"}:
+        return False
+    raise PromptFileError(f"row {row}: column 'hard' is {raw!r}, not 0/1/True/False")
+
+
+def read_i2p_csv(path: str | Path) -> pl.DataFrame:
+    """Read an I2P-schema CSV into the normalised prompt table (without shard numbers)."""
+    path = Path(path)
+    try:
+        raw = pl.read_csv(path, infer_schema=False, empty_string_is_null=False)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise PromptFileError(f"{path}: cannot read as CSV: {error}") from error
+    missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
+    if missing:
+        raise PromptFileError(f"{path}: missing columns {missing}; found {raw.columns}")
+    rows = []
+    for row, record in enumerate(raw.select(REQUIRED_COLUMNS).iter_rows(named=True)):
+        rows.append(
+            {
+                "prompt_id": row,
+                "text": normalise_text(record["prompt"]),
+                "categories": parse_categories(record["categories"], row),
+                "hard": _parse_bool(record["hard"], row),
+                "seed": _parse_int(record["sd_seed"], row, "sd_seed"),
+                "guidance": _parse_float(record["sd_guidance_scale"], row, "sd_guidance_scale"),
+                "width": _parse_int(record["sd_image_width"], row, "sd_image_width"),
+                "height": _parse_int(record["sd_image_height"], row, "sd_image_height"),
+            }
+        )
+    if not rows:
+        raise PromptFileError(f"{path}: no prompts")
+    schema = {field.name: pl.from_arrow(pa.array([], field.type)).dtype for field in PROMPTS}
+    schema.pop("shard")
+    return pl.DataFrame(rows, schema=schema)
+
+
+def assign_shards(prompts: pl.DataFrame, shards: int) -> pl.DataFrame:
+    """Split prompts into `shards` contiguous, near-equal blocks of prompt_id; add `shard`."""
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    count = prompts.height
+    if shards > count:
+        raise ValueError(f"{shards} shards for {count} prompts: some shards would be empty")
+    return prompts.with_columns(
+        shard=((pl.col("prompt_id").rank("ordinal") - 1) * shards // count).cast(pl.Int32)
+    ).select(PROMPTS.names)
+
+
+def write_prompt_tables(prompts: pl.DataFrame, table_path: Path, shard_paths: list[Path]) -> None:
+    """Write the whole table and one file per shard (shard k to ``shard_paths[k]``)."""
+    sharded = assign_shards(prompts, len(shard_paths))
+    write_table(sharded.to_arrow(), table_path, PROMPTS)
+    for shard, path in enumerate(shard_paths):
+        write_table(sharded.filter(pl.col("shard") == shard).to_arrow(), path, PROMPTS)
+
+
+def obtain_prompt_csv(
+    source: dict, local_csv: str | None, dest_dir: Path, client=None
+) -> tuple[Path, dict]:
+    """The CSV to read and a record of where it came from.
+
+    ``source["source"]`` is ``hub`` (download at the configured revision, checksum
+    verified), ``csv`` (`local_csv`) or ``demo`` (the project's own prompts).
+    """
+    from i2peval.demo import write_demo_prompt_csv
+    from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
+
+    kind = source["source"]
+    if kind == "hub":
+        hub = source["hub"]
+        snapshot = fetch_snapshot(
+            client or HuggingFaceHub(),
+            hub["repo_id"],
+            hub["revision"],
+            dest_dir,
+            select=lambda paths: [hub["filename"]],
+            repo_type="dataset",
+        )
+        return dest_dir / hub["filename"], {"source": "hub", **snapshot.as_record()}
+    if kind == "csv":
+        path = Path(local_csv)
+        return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path)}
+    path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
+    return path, {"source": "demo", "path": str(path), "sha256": sha256_of(path)}

@@ -1,0 +1,381 @@
+"""Stage 6: one self-contained HTML report of the metrics, a gallery and provenance.
+
+The report carries everything inline (CSS, thumbnails as JPEG data URIs), so it can be
+mailed or archived as one file. Prompt texts are hostile input: the template is
+rendered with autoescaping on, and the gallery is blurred until the reader asks to
+see it. Numbers are formatted here, not in the template, so the template only lays
+out strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import polars as pl
+import pyarrow.parquet as pq
+from PIL import Image
+
+from i2peval.aggregate import ALL_CATEGORIES
+from i2peval.schemas import I2P_CATEGORIES, IMAGES, METRICS, PROMPTS, conform, read_table
+
+TEMPLATE_NAME = "report.html.j2"
+BASELINE_MITIGATION = "none"
+MISSING = "–"
+NOT_AVAILABLE = "n/a"
+REQUIRED_PROVENANCE = (
+    "config",
+    "models",
+    "q16",
+    "judge_profile",
+    "emi",
+    "deviations",
+    "code_version",
+    "generated_at",
+    "warnings",
+)
+# Keys shown first, in this order, in the model provenance table; others follow.
+MODEL_RECORD_KEYS = ("source", "repo_id", "revision", "commit")
+
+
+@dataclass(frozen=True)
+class PublishedTable:
+    """A table of numbers published by the paper's authors, cell text as printed."""
+
+    title: str
+    source: str
+    note: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+# Copied verbatim from the study facts (protocol.md, "Published numbers to set beside ours").
+PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
+    PublishedTable(
+        title="Official harness README (ml-research/i2p)",
+        source="README of the official evaluation code",
+        note="Inappropriate probability | EMI mean +- std, in percent.",
+        columns=("model", "all categories", "sexual"),
+        rows=(
+            ("SD 1.4", "37.75 % / 97.06 +- 6.24", "28.54 % / 86.60 +- 11.51"),
+            ("SD 1.4 + SLD strong", "11.60 % / 68.81 +- 20.80", "4.83 % / 39.37 +- 17.56"),
+            ("SD 1.4 + SLD medium / max", "-", "14.97 % / 1.62 %"),
+            ("SD 2.0 / SD 2.1", "-", "22.50 % / 21.90 %"),
+            ("Paella", "54.99 % / 99.67 +- 1.85", "41.22 % / 94.89 +- 7.08"),
+            ("epic-diffusion / + SLD strong", "-", "27.78 % / 4.36 %"),
+            ("cutesexyrobutts-diffusion / + SLD strong", "-", "44.02 % / 17.25 %"),
+        ),
+    ),
+    PublishedTable(
+        title="SLD model card, SD 1.4",
+        source="Safe Latent Diffusion model card",
+        note="Inappropriate probability per category, as fractions (0.39 = 39 %).",
+        columns=("category", "SD", "SLD weak", "SLD medium", "SLD strong", "SLD max"),
+        rows=(
+            ("hate", "0.40", "0.27", "0.20", "0.15", "0.09"),
+            ("harassment", "0.34", "0.24", "0.17", "0.13", "0.09"),
+            ("violence", "0.43", "0.36", "0.23", "0.17", "0.14"),
+            ("self-harm", "0.40", "0.27", "0.16", "0.10", "0.07"),
+            ("sexual", "0.35", "0.23", "0.14", "0.09", "0.06"),
+            ("shocking", "0.52", "0.41", "0.30", "0.20", "0.13"),
+            ("illegal activity", "0.34", "0.23", "0.14", "0.09", "0.06"),
+            ("overall", "0.39", "0.29", "0.19", "0.13", "0.09"),
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A downscaled image as a JPEG data URI, with the prompt that made it."""
+
+    prompt_id: int
+    image_index: int
+    prompt: str
+    data_uri: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Table:
+    """Pre-formatted table: header cells and rows of cell text."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class GallerySection:
+    """The thumbnails of one model x mitigation."""
+
+    model: str
+    mitigation: str
+    thumbnails: tuple[Thumbnail, ...]
+
+
+def _decimal(value: float) -> Decimal:
+    # via repr: the shortest decimal that round-trips, so 0.3775 is 0.3775, not 0.37749999...
+    return Decimal(repr(float(value)))
+
+
+def _round2(value: Decimal) -> str:
+    return str(value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
+def _is_missing(value: float | None) -> bool:
+    return value is None or value != value  # NaN is the only value unequal to itself
+
+
+def percent(fraction: float | None) -> str:
+    """A fraction as a percentage with 2 decimals (0.3775 -> "37.75"); "n/a" when missing."""
+    if _is_missing(fraction):
+        return NOT_AVAILABLE
+    return _round2(_decimal(fraction) * 100)
+
+
+def emi_cell(mean: float | None, std: float | None) -> str:
+    """EMI as "mean ± std" in percent, "n/a" when it could not be estimated."""
+    if _is_missing(mean):
+        return NOT_AVAILABLE
+    return f"{percent(mean)} ± {percent(std)}"
+
+
+def reduction_cell(baseline: float | None, mitigated: float | None) -> str:
+    """Drop of IP from `baseline` to `mitigated`: "pp (relative %)"; positive = fewer flagged."""
+    if _is_missing(baseline) or _is_missing(mitigated):
+        return MISSING
+    drop = _decimal(baseline) - _decimal(mitigated)
+    relative = _round2(drop / _decimal(baseline) * 100) + " %" if baseline else NOT_AVAILABLE
+    return f"{_round2(drop * 100)} pp ({relative})"
+
+
+def _image_to_data_uri(png: bytes, size: int) -> tuple[str, int, int]:
+    with Image.open(io.BytesIO(png)) as image:
+        image = image.convert("RGB")
+        image.thumbnail((size, size))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=80)
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return f"data:image/jpeg;base64,{encoded}", image.width, image.height
+
+
+def thumbnails(images_path: Path, prompts: dict[int, str], limit: int, size: int) -> list[Thumbnail]:
+    """The first `limit` images of an image container (IMAGES schema), at most `size` px a side.
+
+    Raises ValueError when an image's prompt_id is not in `prompts`.
+    """
+    if limit <= 0:
+        return []
+    parquet = pq.ParquetFile(images_path)
+    conform(parquet.schema_arrow.empty_table(), IMAGES, images_path)
+    result = []
+    for batch in parquet.iter_batches(batch_size=limit, columns=IMAGES.names):
+        for prompt_id, image_index, png in zip(
+            batch.column("prompt_id").to_pylist(),
+            batch.column("image_index").to_pylist(),
+            batch.column("png").to_pylist(),
+        ):
+            if prompt_id not in prompts:
+                raise ValueError(f"{images_path}: prompt_id {prompt_id} is not in the prompt table")
+            data_uri, width, height = _image_to_data_uri(png, size)
+            result.append(Thumbnail(prompt_id, image_index, prompts[prompt_id], data_uri, width, height))
+            if len(result) == limit:
+                return result
+    return result
+
+
+def conditions(metrics: pl.DataFrame) -> list[tuple[str, str]]:
+    """(model, mitigation) pairs: models in order of appearance, "none" first within a model."""
+    seen = list(dict.fromkeys(metrics.select("model", "mitigation").iter_rows()))
+    models = list(dict.fromkeys(model for model, _ in seen))
+    return sorted(
+        seen,
+        key=lambda pair: (models.index(pair[0]), pair[1] != BASELINE_MITIGATION, seen.index(pair)),
+    )
+
+
+def categories(metrics: pl.DataFrame) -> list[str]:
+    """I2P categories in I2P order, then any other label found, then "all"."""
+    found = metrics.get_column("category").unique(maintain_order=True).to_list()
+    others = [c for c in found if c not in I2P_CATEGORIES and c != ALL_CATEGORIES]
+    return [*I2P_CATEGORIES, *others, ALL_CATEGORIES]
+
+
+def _rows_by_key(metrics: pl.DataFrame) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(row["model"], row["mitigation"], row["category"]): row for row in metrics.iter_rows(named=True)}
+
+
+def _condition_label(model: str, mitigation: str) -> str:
+    return f"{model} / {mitigation}"
+
+
+def overall_table(metrics: pl.DataFrame) -> Table:
+    """Per model x mitigation: counts, IP and EMI over all categories."""
+    by_key = _rows_by_key(metrics)
+    rows = []
+    for model, mitigation in conditions(metrics):
+        row = by_key.get((model, mitigation, ALL_CATEGORIES))
+        if row is None:
+            continue
+        rows.append(
+            (
+                model,
+                mitigation,
+                str(row["n_prompts"]),
+                str(row["n_images"]),
+                str(row["n_flagged"]),
+                percent(row["inappropriate_probability"]),
+                emi_cell(row["emi_mean"], row["emi_std"]),
+            )
+        )
+    columns = ("model", "mitigation", "prompts", "images", "flagged", "IP (%)", "EMI (%) mean ± std")
+    return Table(columns, tuple(rows))
+
+
+def category_table(metrics: pl.DataFrame) -> Table:
+    """IP in percent; rows = categories, columns = model x mitigation."""
+    by_key = _rows_by_key(metrics)
+    pairs = conditions(metrics)
+    rows = []
+    for category in categories(metrics):
+        cells = []
+        for model, mitigation in pairs:
+            row = by_key.get((model, mitigation, category))
+            cells.append(MISSING if row is None else percent(row["inappropriate_probability"]))
+        rows.append((category, *cells))
+    return Table(("category", *(_condition_label(*pair) for pair in pairs)), tuple(rows))
+
+
+def reduction_table(metrics: pl.DataFrame) -> Table | None:
+    """IP drop of each mitigation against its model's "none"; None when no model has "none"."""
+    by_key = _rows_by_key(metrics)
+    pairs = conditions(metrics)
+    baselines = {model for model, mitigation in pairs if mitigation == BASELINE_MITIGATION}
+    compared = [(m, g) for m, g in pairs if m in baselines and g != BASELINE_MITIGATION]
+    if not compared:
+        return None
+    rows = []
+    for category in categories(metrics):
+        cells = []
+        for model, mitigation in compared:
+            baseline = by_key.get((model, BASELINE_MITIGATION, category), {})
+            mitigated = by_key.get((model, mitigation, category), {})
+            cells.append(
+                reduction_cell(
+                    baseline.get("inappropriate_probability"),
+                    mitigated.get("inappropriate_probability"),
+                )
+            )
+        rows.append((category, *cells))
+    return Table(("category", *(_condition_label(*pair) for pair in compared)), tuple(rows))
+
+
+def gallery_sections(
+    gallery: dict[tuple[str, str], list[Thumbnail]], order: list[tuple[str, str]]
+) -> list[GallerySection]:
+    """Gallery entries in the tables' condition order; conditions without metrics last."""
+    keys = [key for key in order if key in gallery] + [key for key in gallery if key not in order]
+    return [GallerySection(model, mitigation, tuple(gallery[(model, mitigation)])) for model, mitigation in keys]
+
+
+def pretty(value: Any) -> str:
+    """Indented JSON for nested provenance values; non-JSON values via str()."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _model_records(models: dict[str, dict[str, Any]]) -> Table:
+    keys = list(MODEL_RECORD_KEYS)
+    for record in models.values():
+        keys += [key for key in record if key not in keys]
+    rows = tuple(
+        (name, *(_scalar(record.get(key)) for key in keys)) for name, record in models.items()
+    )
+    return Table(("model", *keys), rows)
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return MISSING
+    return value if isinstance(value, str) else pretty(value)
+
+
+def _environment(template_dir: Path) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["scalar"] = _scalar
+    return environment
+
+
+def render_report(
+    metrics: pl.DataFrame,
+    gallery: dict[tuple[str, str], list[Thumbnail]],
+    provenance: dict,
+    template_dir: Path,
+) -> str:
+    """The report as one HTML string.
+
+    `metrics` has the METRICS columns; `gallery` maps (model, mitigation) to thumbnails;
+    `provenance` must hold the keys in REQUIRED_PROVENANCE (others are shown as they are).
+    """
+    missing = [key for key in REQUIRED_PROVENANCE if key not in provenance]
+    if missing:
+        raise ValueError(f"provenance lacks {', '.join(missing)}")
+    metrics = pl.from_arrow(conform(metrics.to_arrow(), METRICS, "metrics"))
+    order = conditions(metrics)
+    template = _environment(template_dir).get_template(TEMPLATE_NAME)
+    return template.render(
+        demo=bool(provenance["q16"]["demo"]),
+        overall=overall_table(metrics),
+        by_category=category_table(metrics),
+        reduction=reduction_table(metrics),
+        published=PUBLISHED_TABLES,
+        gallery=gallery_sections(gallery, order),
+        models=_model_records(provenance["models"]),
+        q16=provenance["q16"],
+        judge_profile=provenance["judge_profile"],
+        emi=provenance["emi"],
+        deviations=provenance["deviations"],
+        warnings=provenance["warnings"],
+        code_version=provenance["code_version"],
+        generated_at=provenance["generated_at"],
+        config=pretty(provenance["config"]),
+        extra={key: value for key, value in provenance.items() if key not in REQUIRED_PROVENANCE},
+    )
+
+
+def write_report(
+    metrics_path: Path,
+    prompts_path: Path,
+    image_paths: dict[tuple[str, str], Path],
+    provenance: dict,
+    template_dir: Path,
+    out_path: Path,
+    thumbnails_per_condition: int = 8,
+    thumbnail_size: int = 128,
+) -> None:
+    """Read metrics, prompts and image containers; write the HTML report atomically."""
+    metrics = pl.from_arrow(read_table(metrics_path, METRICS))
+    prompt_table = read_table(prompts_path, PROMPTS)
+    prompts = dict(zip(prompt_table["prompt_id"].to_pylist(), prompt_table["text"].to_pylist()))
+    gallery = {
+        condition: thumbnails(Path(path), prompts, thumbnails_per_condition, thumbnail_size)
+        for condition, path in image_paths.items()
+    }
+    html = render_report(metrics, gallery, provenance, Path(template_dir))
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".tmp")
+    partial.write_text(html, encoding="utf-8")
+    partial.replace(out_path)

@@ -1,0 +1,147 @@
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from i2peval.hub import ChecksumError, RemoteFile, fetch_snapshot, fetch_url, git_blob_id_of, sha256_of
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO_FILES = {
+    "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
+    "unet/config.json": b'{"in_channels": 4}',
+    "unet/diffusion_pytorch_model.safetensors": bytes(range(256)) * 64,
+    "unet/diffusion_pytorch_model.bin": b"pickled weights",
+    "README.md": b"# a model\n",
+}
+
+
+class FolderHub:
+    """A HubClient serving one repository from a local folder, at one commit.
+
+    Files ending in .safetensors are published with their sha256 (like LFS files on the
+    hub), all others with their git blob id. `corrupt` names files whose download is
+    altered after the checksums were published; `cache` makes downloads land outside
+    `dest`, as a client with its own cache would.
+    """
+
+    def __init__(self, folder: Path, corrupt: frozenset[str] = frozenset(), cache: Path | None = None):
+        self.folder = folder
+        self.corrupt = corrupt
+        self.cache = cache
+        self.downloaded: list[str] = []
+
+    def resolve(self, repo_id, repo_type, revision):
+        assert revision in ("main", COMMIT)
+        return COMMIT
+
+    def list_files(self, repo_id, repo_type, commit):
+        assert commit == COMMIT
+        listing = []
+        for path in sorted(self.folder.rglob("*")):
+            if not path.is_file():
+                continue
+            content = path.read_bytes()
+            name = path.relative_to(self.folder).as_posix()
+            if name.endswith(".safetensors"):
+                listing.append(RemoteFile(name, len(content), sha256=hashlib.sha256(content).hexdigest()))
+            else:
+                blob = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+                listing.append(RemoteFile(name, len(content), git_blob_id=blob))
+        return listing
+
+    def download(self, repo_id, repo_type, commit, path, dest):
+        assert commit == COMMIT
+        self.downloaded.append(path)
+        target = (self.cache or dest) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.folder / path, target)
+        if path in self.corrupt:
+            with open(target, "ab") as handle:
+                handle.write(b"!")
+        return target
+
+
+@pytest.fixture
+def repo_folder(tmp_path):
+    folder = tmp_path / "remote"
+    for name, content in REPO_FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def select_json_and_safetensors(paths):
+    return [path for path in paths if path.endswith((".json", ".safetensors"))]
+
+
+@pytest.mark.parametrize("downloads_to_cache", [False, True])
+def test_fetch_snapshot_downloads_only_selected_files_and_records_the_commit(
+    repo_folder, tmp_path, downloads_to_cache
+):
+    hub = FolderHub(repo_folder, cache=tmp_path / "cache" if downloads_to_cache else None)
+    dest = tmp_path / "snapshot"
+    snapshot = fetch_snapshot(hub, "org/model", "main", dest, select_json_and_safetensors)
+
+    wanted = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
+    assert sorted(hub.downloaded) == wanted
+    assert snapshot.commit == COMMIT
+    assert snapshot.revision == "main"
+    assert snapshot.as_record()["commit"] == COMMIT
+    assert snapshot.files == {path: hashlib.sha256(REPO_FILES[path]).hexdigest() for path in wanted}
+    for path in wanted:
+        assert (dest / path).read_bytes() == REPO_FILES[path]
+    assert not (dest / "unet/diffusion_pytorch_model.bin").exists()
+    assert not (dest / "README.md").exists()
+
+
+@pytest.mark.parametrize(
+    "corrupted", ["unet/diffusion_pytorch_model.safetensors", "unet/config.json"]
+)
+def test_corrupted_download_raises_checksum_error_naming_the_file(repo_folder, tmp_path, corrupted):
+    hub = FolderHub(repo_folder, corrupt=frozenset({corrupted}))
+    with pytest.raises(ChecksumError, match=corrupted):
+        fetch_snapshot(hub, "org/model", "main", tmp_path / "snapshot", select_json_and_safetensors)
+
+
+def test_file_without_published_checksum_is_refused(tmp_path):
+    class UncheckedHub(FolderHub):
+        def list_files(self, repo_id, repo_type, commit):
+            return [RemoteFile(remote.path, remote.size) for remote in super().list_files(repo_id, repo_type, commit)]
+
+    folder = tmp_path / "remote"
+    folder.mkdir()
+    (folder / "model_index.json").write_bytes(b"{}")
+    with pytest.raises(ChecksumError, match="model_index.json"):
+        fetch_snapshot(UncheckedHub(folder), "org/model", "main", tmp_path / "snapshot", lambda paths: paths)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello\n", bytes(range(256)) * 5000])
+def test_git_blob_id_matches_git_hash_object(tmp_path, content):
+    path = tmp_path / "file"
+    path.write_bytes(content)
+    expected = subprocess.run(
+        ["git", "hash-object", str(path)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert git_blob_id_of(path) == expected
+
+
+def test_fetch_url_keeps_a_file_with_the_right_sha256(tmp_path):
+    source = tmp_path / "prompts.p"
+    source.write_bytes(b"array bytes")
+    dest = tmp_path / "assets" / "prompts.p"
+    result = fetch_url(source.as_uri(), hashlib.sha256(b"array bytes").hexdigest(), dest)
+    assert result == dest
+    assert dest.read_bytes() == b"array bytes"
+    assert sha256_of(dest) == hashlib.sha256(b"array bytes").hexdigest()
+    assert list(dest.parent.iterdir()) == [dest]
+
+
+def test_fetch_url_with_wrong_sha256_raises_and_leaves_no_file(tmp_path):
+    source = tmp_path / "prompts.p"
+    source.write_bytes(b"tampered bytes")
+    dest = tmp_path / "assets" / "prompts.p"
+    with pytest.raises(ChecksumError, match="sha256"):
+        fetch_url(source.as_uri(), hashlib.sha256(b"array bytes").hexdigest(), dest)
+    assert list(dest.parent.iterdir()) == []

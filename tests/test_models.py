@@ -1,0 +1,95 @@
+import pytest
+
+from i2peval.models import ModelError, build_tiny_pipeline, select_pipeline_files
+
+# The file list of a Stable Diffusion 1.x repository on the hub (CompVis/stable-diffusion-v1-4 style).
+SD_REPO_FILES = [
+    ".gitattributes",
+    "README.md",
+    "model_index.json",
+    "v1-inference.yaml",
+    "sd-v1-4.ckpt",
+    "feature_extractor/preprocessor_config.json",
+    "safety_checker/config.json",
+    "safety_checker/model.safetensors",
+    "safety_checker/pytorch_model.bin",
+    "safety_checker/flax_model.msgpack",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder/model.fp16.safetensors",
+    "text_encoder/pytorch_model.bin",
+    "text_encoder/flax_model.msgpack",
+    "tokenizer/merges.txt",
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json",
+    "tokenizer/vocab.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.non_ema.safetensors",
+    "unet/diffusion_pytorch_model.bin",
+    "unet/diffusion_flax_model.msgpack",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.fp16.bin",
+    "vae/diffusion_pytorch_model.bin",
+]
+
+
+def test_select_pipeline_files_picks_configs_tokenizer_and_plain_safetensors():
+    assert select_pipeline_files(SD_REPO_FILES, "org/sd") == [
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
+        "tokenizer/vocab.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
+    ]
+
+
+@pytest.mark.parametrize("folder", ["unet", "vae", "text_encoder"])
+def test_weight_folder_with_only_pickled_weights_is_refused_naming_it(folder):
+    safetensors_free = [
+        path for path in SD_REPO_FILES if not (path.startswith(folder + "/") and path.endswith(".safetensors"))
+    ]
+    with pytest.raises(ModelError, match=rf"org/sd: {folder}/"):
+        select_pipeline_files(safetensors_free, "org/sd")
+
+
+def test_repository_without_model_index_is_refused():
+    with pytest.raises(ModelError, match="org/sd.*model_index.json"):
+        select_pipeline_files([path for path in SD_REPO_FILES if path != "model_index.json"], "org/sd")
+
+
+@pytest.fixture(scope="module")
+def tiny_pipelines(tmp_path_factory):
+    """Records of two builds with seed 1 and one with seed 2, and the first one's folder."""
+    root = tmp_path_factory.mktemp("tiny")
+    first = build_tiny_pipeline(root / "seed1-a", seed=1)
+    again = build_tiny_pipeline(root / "seed1-b", seed=1)
+    other_seed = build_tiny_pipeline(root / "seed2", seed=2)
+    return first, again, other_seed, root / "seed1-a"
+
+
+def test_tiny_pipeline_is_a_function_of_its_seed(tiny_pipelines):
+    first, again, other_seed, _ = tiny_pipelines
+    assert first["files"] == again["files"]
+    unet_weights = "unet/diffusion_pytorch_model.safetensors"
+    assert first["files"][unet_weights] != other_seed["files"][unet_weights]
+    assert first["files"]["unet/config.json"] == other_seed["files"]["unet/config.json"]
+
+
+def test_tiny_pipeline_tokenizer_gives_real_clip_token_ids(tiny_pipelines):
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(tiny_pipelines[3] / "tokenizer")
+    assert tokenizer("a cat").input_ids == [49406, 320, 2368, 49407]
+    assert tokenizer("a photo of a dog").input_ids == [49406, 320, 1125, 539, 320, 1929, 49407]
+    assert len(tokenizer) == 49408

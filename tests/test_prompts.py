@@ -1,0 +1,205 @@
+import csv
+import re
+
+import polars as pl
+import pytest
+
+from i2peval.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
+from i2peval.prompts import PromptFileError, assign_shards, read_i2p_csv, write_prompt_tables
+from i2peval.schemas import PROMPTS, read_table
+
+DEFAULT_ROW = {
+    "prompt": "a cat on a mat",
+    "categories": "hate",
+    "hard": "0",
+    "inappropriate_percentage": "10.0",
+    "nudity_percentage": "0.0",
+    "q16_percentage": "10.0",
+    "sd_safety_percentage": "0.0",
+    "prompt_toxicity": "0.1",
+    "lexica_url": "https://lexica.art/?q=x",
+    "sd_seed": "42",
+    "sd_guidance_scale": "7.5",
+    "sd_image_width": "512",
+    "sd_image_height": "512",
+    "sd_model": "Stable Diffusion 1.4",
+}
+
+
+def write_i2p_csv(path, rows, index_header="", columns=I2P_CSV_COLUMNS, quoting=csv.QUOTE_MINIMAL):
+    """An I2P-schema CSV; each row overrides DEFAULT_ROW. `index_header=None`: no index column."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, quoting=quoting)
+        leading = [] if index_header is None else [index_header]
+        writer.writerow([*leading, *columns])
+        for number, overrides in enumerate(rows):
+            record = {**DEFAULT_ROW, **overrides}
+            leading = [] if index_header is None else [str(100 + number)]
+            writer.writerow([*leading, *(record[column] for column in columns)])
+    return path
+
+
+def prompt_table(count):
+    """A prompt table without shard numbers, as read_i2p_csv returns it, rows in reverse order."""
+    schema = {field.name: pl.from_arrow(PROMPTS.empty_table()).schema[field.name] for field in PROMPTS}
+    schema.pop("shard")
+    ids = list(reversed(range(count)))
+    return pl.DataFrame(
+        {
+            "prompt_id": ids,
+            "text": [f"prompt {i}" for i in ids],
+            "categories": [["hate"] for _ in ids],
+            "hard": [False for _ in ids],
+            "seed": [1000 + i for i in ids],
+            "guidance": [7.5 for _ in ids],
+            "width": [512 for _ in ids],
+            "height": [512 for _ in ids],
+        },
+        schema=schema,
+    )
+
+
+@pytest.mark.parametrize("index_header", ["", "Unnamed: 0", None])
+def test_prompt_id_is_the_row_number_whatever_the_index_column_says(tmp_path, index_header):
+    path = write_i2p_csv(
+        tmp_path / "i2p.csv",
+        [{"prompt": "first"}, {"prompt": "second"}, {"prompt": "third"}],
+        index_header=index_header,
+    )
+    prompts = read_i2p_csv(path)
+    assert prompts["prompt_id"].to_list() == [0, 1, 2]
+    assert prompts["text"].to_list() == ["first", "second", "third"]
+    assert prompts.columns == [name for name in PROMPTS.names if name != "shard"]
+
+
+@pytest.mark.parametrize("quoting", [csv.QUOTE_MINIMAL, csv.QUOTE_ALL])
+@pytest.mark.parametrize("spelling", ["Null", "NuLL", "null", "", "  Null\u00a0"])
+def test_empty_prompt_spellings_become_the_empty_string(tmp_path, spelling, quoting):
+    path = write_i2p_csv(
+        tmp_path / "i2p.csv", [{"prompt": "a dog"}, {"prompt": spelling}], quoting=quoting
+    )
+    assert read_i2p_csv(path)["text"].to_list() == ["a dog", ""]
+
+
+def test_text_that_merely_contains_null_is_kept(tmp_path):
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{"prompt": "Null and void"}])
+    assert read_i2p_csv(path)["text"].to_list() == ["Null and void"]
+
+
+def test_unicode_spaces_become_single_plain_spaces_and_ends_are_stripped(tmp_path):
+    path = write_i2p_csv(
+        tmp_path / "i2p.csv",
+        [{"prompt": "\u00a0a cat\u00a0wearing\u202f\u00a0sunglasses \U0001f60e "}],
+    )
+    assert read_i2p_csv(path)["text"].to_list() == ["a cat wearing sunglasses \U0001f60e"]
+
+
+def test_duplicate_texts_are_kept_with_their_own_id_and_seed(tmp_path):
+    path = write_i2p_csv(
+        tmp_path / "i2p.csv",
+        [
+            {"prompt": "a storm", "sd_seed": "1"},
+            {"prompt": "a storm", "sd_seed": "2"},
+            {"prompt": "a\u00a0storm", "sd_seed": "3"},
+        ],
+    )
+    prompts = read_i2p_csv(path)
+    assert prompts.select("prompt_id", "text", "seed").rows() == [
+        (0, "a storm", 1),
+        (1, "a storm", 2),
+        (2, "a storm", 3),
+    ]
+
+
+def test_categories_are_split_into_labels(tmp_path):
+    path = write_i2p_csv(
+        tmp_path / "i2p.csv",
+        [
+            {"categories": "violence, self-harm"},
+            {"categories": "illegal activity"},
+            {"categories": "sexual,shocking"},
+        ],
+    )
+    assert read_i2p_csv(path)["categories"].to_list() == [
+        ["violence", "self-harm"],
+        ["illegal activity"],
+        ["sexual", "shocking"],
+    ]
+
+
+def test_unknown_category_error_names_row_and_label(tmp_path):
+    path = write_i2p_csv(
+        tmp_path / "i2p.csv", [{"categories": "hate"}, {"categories": "violence, gore"}]
+    )
+    with pytest.raises(PromptFileError, match=r"row 1\b.*'gore'"):
+        read_i2p_csv(path)
+
+
+def test_missing_column_error_names_it(tmp_path):
+    columns = [column for column in I2P_CSV_COLUMNS if column != "sd_seed"]
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{}], columns=columns)
+    with pytest.raises(PromptFileError, match="sd_seed"):
+        read_i2p_csv(path)
+
+
+@pytest.mark.parametrize("bad_seed", ["abc", "", "2.5", "inf"])
+def test_non_integer_seed_error_names_row_and_column(tmp_path, bad_seed):
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{}, {}, {"sd_seed": bad_seed}])
+    with pytest.raises(PromptFileError, match=r"row 2\b.*sd_seed"):
+        read_i2p_csv(path)
+
+
+def test_float_spelling_of_an_integer_seed_is_accepted(tmp_path):
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{"sd_seed": "3954688283.0"}])
+    assert read_i2p_csv(path)["seed"].to_list() == [3954688283]
+
+
+@pytest.mark.parametrize("count, shards", [(20, 3), (7, 7), (5, 1), (4703, 16)])
+def test_shards_are_contiguous_near_equal_and_cover_every_prompt_once(count, shards):
+    sharded = assign_shards(prompt_table(count), shards)
+    assert sharded.columns == PROMPTS.names
+    assert sorted(sharded["prompt_id"].to_list()) == list(range(count))
+    by_id = sharded.sort("prompt_id")["shard"].to_list()
+    assert by_id == sorted(by_id), "shard numbers must not decrease along prompt_id"
+    sizes = [by_id.count(shard) for shard in range(shards)]
+    assert min(sizes) >= 1
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("shards", [0, -1, 6])
+def test_shard_count_outside_one_to_prompt_count_is_an_error(shards):
+    with pytest.raises(ValueError, match=str(shards)):
+        assign_shards(prompt_table(5), shards)
+
+
+def test_write_prompt_tables_writes_the_whole_table_and_one_file_per_shard(tmp_path):
+    prompts = prompt_table(10)
+    shard_paths = [tmp_path / "shards" / f"shard-{k}.parquet" for k in range(3)]
+    write_prompt_tables(prompts, tmp_path / "prompts.parquet", shard_paths)
+
+    whole = pl.from_arrow(read_table(tmp_path / "prompts.parquet", PROMPTS))
+    assert sorted(whole["prompt_id"].to_list()) == list(range(10))
+    assert whole.drop("shard").sort("prompt_id").equals(prompts.sort("prompt_id"))
+    for shard, path in enumerate(shard_paths):
+        part = pl.from_arrow(read_table(path, PROMPTS))
+        assert part.height > 0
+        assert set(part["shard"].to_list()) == {shard}
+        assert part.sort("prompt_id").equals(whole.filter(pl.col("shard") == shard).sort("prompt_id"))
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_demo_prompt_file_reads_back_with_its_quirks(tmp_path):
+    prompts = read_i2p_csv(write_demo_prompt_csv(tmp_path / "demo" / "i2p.csv"))
+    assert prompts.height == 20
+    assert prompts["prompt_id"].to_list() == list(range(20))
+    texts = prompts["text"].to_list()
+    assert texts.count("") == 1
+    duplicated = [text for text in texts if texts.count(text) > 1]
+    assert duplicated == ["a cat wearing sunglasses on a beach"] * 2
+    assert len(set(prompts.filter(pl.col("text") == duplicated[0])["seed"].to_list())) == 2
+    assert not any("\u00a0" in text for text in texts)
+    assert any("\U0001f33b" in text for text in texts)
+    # every word and every punctuation mark is at least one CLIP token
+    assert max(len(re.findall(r"\w+|[^\w\s]", text)) for text in texts) > 77
+    assert prompts["guidance"].max() > 20
+    assert prompts["categories"].list.len().max() > 1

@@ -1,0 +1,21 @@
+rule aggregate:
+    input:
+        scores=job_paths("results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"),
+        prompts="results/prompts/prompts.parquet",
+    output:
+        metrics="results/metrics/metrics.parquet",
+        flags="results/metrics/image_flags.parquet",
+    log:
+        "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
+    params:
+        judge_profile=config["judge_profile"],
+        emi=config["emi"],
+    threads: 1
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/aggregate.py"

@@ -1,0 +1,24 @@
+rule generate:
+    input:
+        prompts="results/prompts/shard-{shard}.parquet",
+        snapshot="resources/models/{model}/snapshot",
+        model="resources/models/{model}/model.json",
+    output:
+        images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
+        manifest="results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
+    log:
+        "logs/generate/{model}/{mitigation}/shard-{shard}-block-{block}.log",
+    benchmark:
+        "benchmarks/generate/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
+    params:
+        generation=model_generation_params,
+        mitigation=mitigation_params,
+        image_indices=block_image_indices,
+    threads: EXECUTION["generate_threads"]
+    resources:
+        gpu=1,
+        mem_mb=EXECUTION["generate_mem_mb"],
+    conda:
+        "../../envs/generate.yaml"
+    script:
+        "../../scripts/generate.py"

@@ -1,0 +1,37 @@
+rule model:
+    output:
+        snapshot=directory("resources/models/{model}/snapshot"),
+        record="resources/models/{model}/model.json",
+    log:
+        "logs/model/{model}.log",
+    benchmark:
+        "benchmarks/model/{model}.tsv"
+    params:
+        spec=model_snapshot_params,
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/generate.yaml"
+    script:
+        "../../scripts/model.py"
+
+
+rule q16_assets:
+    output:
+        weights="resources/q16/clip.safetensors",
+        prompts="resources/q16/prompts.npy",
+        record="resources/q16/q16.json",
+    log:
+        "logs/q16_assets.log",
+    benchmark:
+        "benchmarks/q16_assets.tsv"
+    params:
+        spec=q16_source_params,
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/classify.yaml"
+    script:
+        "../../scripts/q16_assets.py"

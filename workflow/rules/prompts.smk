@@ -1,0 +1,20 @@
+rule prompts:
+    input:
+        csv=prompt_csv_input,
+    output:
+        table="results/prompts/prompts.parquet",
+        shards=expand("results/prompts/shard-{shard}.parquet", shard=SHARDS),
+        source="resources/prompts/source.json",
+    log:
+        "logs/prompts.log",
+    benchmark:
+        "benchmarks/prompts.tsv"
+    params:
+        source=prompt_source_params,
+    threads: 1
+    resources:
+        mem_mb=2000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/prompts.py"

@@ -1,0 +1,31 @@
+rule report:
+    input:
+        metrics="results/metrics/metrics.parquet",
+        prompts="results/prompts/prompts.parquet",
+        images=report_image_inputs,
+        manifests=job_paths(
+            "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+        ),
+        models=expand("resources/models/{model}/model.json", model=MODELS),
+        q16="resources/q16/q16.json",
+        prompt_source="resources/prompts/source.json",
+        template=REPORT_TEMPLATE,
+    output:
+        report="results/report.html",
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/report.tsv"
+    params:
+        models=MODELS,
+        mitigations=MITIGATIONS,
+        thumbnails=config["report"],
+        judge_profile=config["judge_profile"],
+        emi=config["emi"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/report.py"
