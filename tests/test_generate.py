@@ -72,6 +72,12 @@ def model(tmp_path_factory):
         }
     )
     write_table(table, prompts_path, PROMPTS)
+
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(snapshot / "tokenizer")
+    too_long = {prompt_id for prompt_id, text in TEXTS.items() if len(tokenizer(text).input_ids) > 77}
+    assert too_long == set(LONG_PROMPT_IDS), "the long-prompt tests need exactly these prompts over 77 tokens"
     return {"root": root, "snapshot": snapshot, "record": record_path, "prompts": prompts_path}
 
 
@@ -118,6 +124,10 @@ def mean_abs_difference(first, second):
     return np.abs(first.astype(np.int16) - second.astype(np.int16)).mean()
 
 
+def parts_dir_of(images_path):
+    return images_path.with_name(images_path.name + ".parts")
+
+
 @pytest.fixture(scope="module")
 def reference_job(model):
     """Images 0 and 1 of every prompt, no mitigation, batches of 4."""
@@ -128,15 +138,6 @@ def reference_job(model):
 def mitigation_jobs(model):
     """Image 0 of every prompt for each mitigation kind, all four prompts in one batch."""
     return {name: generate(model, f"mitigation-{name}", name, image_indices=[0]) for name in MITIGATION_SPECS}
-
-
-def test_shard_has_prompts_longer_than_clip_context(model):
-    from transformers import CLIPTokenizer
-
-    tokenizer = CLIPTokenizer.from_pretrained(model["snapshot"] / "tokenizer")
-    lengths = {prompt_id: len(tokenizer(TEXTS[prompt_id]).input_ids) for prompt_id in TEXTS}
-    assert all(lengths[prompt_id] > 77 for prompt_id in LONG_PROMPT_IDS)
-    assert sum(length > 77 for length in lengths.values()) == len(LONG_PROMPT_IDS)
 
 
 def test_job_writes_sorted_images_and_manifest_and_removes_the_parts(reference_job):
@@ -166,7 +167,7 @@ def test_job_writes_sorted_images_and_manifest_and_removes_the_parts(reference_j
         assert (row["dtype"], row["device"]) == ("float32", "cpu")
         assert row["code_version"]
         assert row["seconds"] > 0
-    assert not images_path.with_name(images_path.name + ".parts").exists()
+    assert not parts_dir_of(images_path).exists()
 
 
 def test_images_do_not_depend_on_batch_size(model, reference_job):
@@ -189,10 +190,6 @@ def test_image_does_not_depend_on_the_other_indices_of_its_job(model, reference_
     assert sorted(alone) == sorted((prompt_id, 1) for prompt_id in TEXTS)
     for key in alone:
         assert_same_pixels(alone[key], both[key])
-
-
-def parts_dir_of(images_path):
-    return images_path.with_name(images_path.name + ".parts")
 
 
 def interrupt_after_first_batch(model, job, monkeypatch):

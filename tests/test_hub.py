@@ -1,13 +1,14 @@
 import hashlib
-import shutil
+from types import SimpleNamespace
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from fakes import COMMIT, FolderHub
+
 from i2peval.hub import ChecksumError, RemoteFile, fetch_snapshot, fetch_url, git_blob_id_of, sha256_of
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 REPO_FILES = {
     "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',
     "unet/config.json": b'{"in_channels": 4}',
@@ -15,52 +16,6 @@ REPO_FILES = {
     "unet/diffusion_pytorch_model.bin": b"pickled weights",
     "README.md": b"# a model\n",
 }
-
-
-class FolderHub:
-    """A HubClient serving one repository from a local folder, at one commit.
-
-    Files ending in .safetensors are published with their sha256 (like LFS files on the
-    hub), all others with their git blob id. `corrupt` names files whose download is
-    altered after the checksums were published; `cache` makes downloads land outside
-    `dest`, as a client with its own cache would.
-    """
-
-    def __init__(self, folder: Path, corrupt: frozenset[str] = frozenset(), cache: Path | None = None):
-        self.folder = folder
-        self.corrupt = corrupt
-        self.cache = cache
-        self.downloaded: list[str] = []
-
-    def resolve(self, repo_id, repo_type, revision):
-        assert revision in ("main", COMMIT)
-        return COMMIT
-
-    def list_files(self, repo_id, repo_type, commit):
-        assert commit == COMMIT
-        listing = []
-        for path in sorted(self.folder.rglob("*")):
-            if not path.is_file():
-                continue
-            content = path.read_bytes()
-            name = path.relative_to(self.folder).as_posix()
-            if name.endswith(".safetensors"):
-                listing.append(RemoteFile(name, len(content), sha256=hashlib.sha256(content).hexdigest()))
-            else:
-                blob = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-                listing.append(RemoteFile(name, len(content), git_blob_id=blob))
-        return listing
-
-    def download(self, repo_id, repo_type, commit, path, dest):
-        assert commit == COMMIT
-        self.downloaded.append(path)
-        target = (self.cache or dest) / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.folder / path, target)
-        if path in self.corrupt:
-            with open(target, "ab") as handle:
-                handle.write(b"!")
-        return target
 
 
 @pytest.fixture
@@ -145,3 +100,33 @@ def test_fetch_url_with_wrong_sha256_raises_and_leaves_no_file(tmp_path):
     with pytest.raises(ChecksumError, match="sha256"):
         fetch_url(source.as_uri(), hashlib.sha256(b"array bytes").hexdigest(), dest)
     assert list(dest.parent.iterdir()) == []
+
+
+class RecordedHfApi:
+    """Stands in for huggingface_hub.HfApi with the dataclasses the real one returns."""
+
+    def repo_info(self, repo_id, repo_type, revision, files_metadata=False):
+        from huggingface_hub.hf_api import BlobLfsInfo, RepoSibling
+
+        siblings = [
+            RepoSibling(rfilename="model_index.json", size=40, blob_id="a" * 40),
+            RepoSibling(
+                rfilename="unet/diffusion_pytorch_model.safetensors",
+                size=3,
+                blob_id="b" * 40,
+                lfs=BlobLfsInfo(size=3, sha256="c" * 64, pointer_size=130),
+            ),
+        ]
+        return SimpleNamespace(sha=COMMIT, siblings=siblings if files_metadata else None)
+
+
+def test_hugging_face_client_reads_commit_and_published_checksums():
+    from i2peval.hub import HuggingFaceHub
+
+    client = HuggingFaceHub()
+    client._api = RecordedHfApi()
+    assert client.resolve("org/model", "model", "main") == COMMIT
+    assert client.list_files("org/model", "model", COMMIT) == [
+        RemoteFile("model_index.json", 40, sha256=None, git_blob_id="a" * 40),
+        RemoteFile("unet/diffusion_pytorch_model.safetensors", 3, sha256="c" * 64, git_blob_id="b" * 40),
+    ]

@@ -1,57 +1,17 @@
 import hashlib
 import pickle
 import re
-import shutil
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from i2peval.hub import ChecksumError, RemoteFile
+from fakes import COMMIT, FolderHub
+
+from i2peval.hub import ChecksumError
 from i2peval.q16 import fetch_q16_assets
 
-COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 WEIGHTS_FILE = "open_clip_model.safetensors"
-
-
-class FolderHub:
-    """A HubClient serving one repository from a local folder at one commit.
-
-    Safetensors files are published with their sha256 (as LFS files), others with their
-    git blob id; files named in `corrupt` get a byte appended after download.
-    """
-
-    def __init__(self, folder, corrupt=frozenset()):
-        self.folder = folder
-        self.corrupt = corrupt
-        self.downloaded = []
-
-    def resolve(self, repo_id, repo_type, revision):
-        assert (repo_id, repo_type, revision) == ("timm/x", "model", "main")
-        return COMMIT
-
-    def list_files(self, repo_id, repo_type, commit):
-        assert commit == COMMIT
-        listing = []
-        for path in sorted(self.folder.iterdir()):
-            content = path.read_bytes()
-            if path.name.endswith(".safetensors"):
-                listing.append(RemoteFile(path.name, len(content), sha256=hashlib.sha256(content).hexdigest()))
-            else:
-                blob = hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
-                listing.append(RemoteFile(path.name, len(content), git_blob_id=blob))
-        return listing
-
-    def download(self, repo_id, repo_type, commit, path, dest):
-        assert commit == COMMIT
-        self.downloaded.append(path)
-        target = dest / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.folder / path, target)
-        if path in self.corrupt:
-            with open(target, "ab") as handle:
-                handle.write(b"!")
-        return target
 
 
 @pytest.fixture
@@ -97,6 +57,7 @@ def test_fetch_writes_verified_weights_and_float32_prompts_with_their_record(rem
 
     record = fetch_q16_assets(hub, spec, dest_dir, weights_path, prompts_path)
 
+    assert hub.resolved == [("timm/x", "model", "main")]
     assert hub.downloaded == [WEIGHTS_FILE]
     weights_sha256 = hashlib.sha256((repo / WEIGHTS_FILE).read_bytes()).hexdigest()
     assert weights_path.read_bytes() == (repo / WEIGHTS_FILE).read_bytes()

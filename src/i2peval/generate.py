@@ -149,6 +149,7 @@ def run_generate_job(
             "model_record": record,
             "mitigation": mitigation.settings(),
             "generation": asdict(settings),
+            "requests": [asdict(request) for request in requests],
         },
     )
     done = writer.completed()
