@@ -1,13 +1,18 @@
 import hashlib
-from types import SimpleNamespace
 import subprocess
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-
 from fakes import COMMIT, FolderHub
 
-from i2peval.hub import ChecksumError, RemoteFile, fetch_snapshot, fetch_url, git_blob_id_of, sha256_of
+from i2peval.hub import (
+    ChecksumError,
+    RemoteFile,
+    fetch_snapshot,
+    fetch_url,
+    git_blob_id_of,
+    sha256_of,
+)
 
 REPO_FILES = {
     "model_index.json": b'{"_class_name": "StableDiffusionPipeline"}',

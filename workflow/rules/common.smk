@@ -1,6 +1,13 @@
 # Configuration checks and every input/params function the rules use.
 
+import sys
+
 from snakemake.utils import validate
+
+# This checkout's package, also where Snakemake runs without it installed. Rule scripts
+# find it through the link scripts/i2peval (Snakemake puts scripts/ on their sys.path),
+# so the conda environments of envs/ pin only third-party packages.
+sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import plan
 from i2peval.mitigations import resolve_mitigation
