@@ -13,7 +13,6 @@ architecture with the same 768-wide projection, registered from ``data/Q16-demo-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +106,3 @@ class Q16Classifier:
         embeddings = torch.nn.functional.normalize(self.visual(batch).float(), dim=-1)
         probabilities = torch.softmax(100.0 * embeddings @ self.prompts.T, dim=-1)
         return probabilities[:, 1].cpu().numpy()
-
-
-def read_q16_record(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
