@@ -3,9 +3,17 @@ import re
 
 import polars as pl
 import pytest
+from fakes import COMMIT, FolderHub
 
 from i2peval.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
-from i2peval.prompts import PromptFileError, assign_shards, read_i2p_csv, write_prompt_tables
+from i2peval.hub import sha256_of
+from i2peval.prompts import (
+    PromptFileError,
+    assign_shards,
+    obtain_prompt_csv,
+    read_i2p_csv,
+    write_prompt_tables,
+)
 from i2peval.schemas import PROMPTS, read_table
 
 DEFAULT_ROW = {
@@ -203,3 +211,28 @@ def test_demo_prompt_file_reads_back_with_its_quirks(tmp_path):
     assert max(len(re.findall(r"\w+|[^\w\s]", text)) for text in texts) > 77
     assert prompts["guidance"].max() > 20
     assert prompts["categories"].list.len().max() > 1
+
+
+def test_prompt_csv_comes_from_the_hub_verified_and_recorded(tmp_path):
+    remote = tmp_path / "remote"
+    write_demo_prompt_csv(remote / "i2p_benchmark.csv")
+    (remote / "README.md").write_text("# I2P\n")
+    hub = FolderHub(remote)
+    source = {"source": "hub", "hub": {"repo_id": "AIML-TUDA/i2p", "filename": "i2p_benchmark.csv", "revision": "main"}}
+
+    path, record = obtain_prompt_csv(source, None, tmp_path / "resources", client=hub)
+
+    assert hub.resolved == [("AIML-TUDA/i2p", "dataset", "main")]
+    assert hub.downloaded == ["i2p_benchmark.csv"]
+    assert path == tmp_path / "resources" / "i2p_benchmark.csv"
+    assert record["commit"] == COMMIT and record["source"] == "hub"
+    assert read_i2p_csv(path).height == 20
+
+
+def test_prompt_csv_from_a_local_file_or_the_demo_is_recorded_with_its_sha256(tmp_path):
+    local = write_demo_prompt_csv(tmp_path / "mine.csv")
+    path, record = obtain_prompt_csv({"source": "csv"}, str(local), tmp_path / "resources")
+    assert path == local and record == {"source": "csv", "path": str(local), "sha256": sha256_of(local)}
+
+    path, record = obtain_prompt_csv({"source": "demo"}, None, tmp_path / "resources")
+    assert record["source"] == "demo" and record["sha256"] == sha256_of(path) == sha256_of(local)
