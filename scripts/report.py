@@ -15,9 +15,11 @@ from i2peval.report import write_report
 
 models = snakemake.params.models
 mitigations = snakemake.params.mitigations
-image_paths = dict(
-    zip([(model, mitigation) for model in models for mitigation in mitigations], map(Path, snakemake.input.images))
-)
+image_paths = {
+    (model, mitigation): Path(snakemake.params.image_pattern.format(model=model, mitigation=mitigation))
+    for model in models
+    for mitigation in mitigations
+}
 provenance = {
     "config": snakemake.config,
     "models": {

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from i2peval.aggregate import ALL_CATEGORIES
+from i2peval.imagestore import iter_image_batches
 from i2peval.schemas import I2P_CATEGORIES, IMAGES, METRICS, PROMPTS, conform, read_table
 
 TEMPLATE_NAME = "report.html.j2"
@@ -173,15 +174,10 @@ def thumbnails(images_path: Path, prompts: dict[int, str], limit: int, size: int
     """
     if limit <= 0:
         return []
-    parquet = pq.ParquetFile(images_path)
-    conform(parquet.schema_arrow.empty_table(), IMAGES, images_path)
+    conform(pq.ParquetFile(images_path).schema_arrow.empty_table(), IMAGES, images_path)
     result = []
-    for batch in parquet.iter_batches(batch_size=limit, columns=IMAGES.names):
-        for prompt_id, image_index, png in zip(
-            batch.column("prompt_id").to_pylist(),
-            batch.column("image_index").to_pylist(),
-            batch.column("png").to_pylist(),
-        ):
+    for prompt_ids, image_indices, pngs in iter_image_batches(images_path, batch_size=limit):
+        for prompt_id, image_index, png in zip(prompt_ids, image_indices, pngs):
             if prompt_id not in prompts:
                 raise ValueError(f"{images_path}: prompt_id {prompt_id} is not in the prompt table")
             data_uri, width, height = _image_to_data_uri(png, size)

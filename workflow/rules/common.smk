@@ -81,10 +81,14 @@ def q16_source_params(wildcards):
     return {"source": "hub", "clip": q16["clip"], "prompts": q16["prompts"]}
 
 
+# The first job's images of every model x mitigation: the report's thumbnails.
+REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-0/block-0.parquet"
+
+
 def report_image_inputs(wildcards):
-    """The first job's images of every model x mitigation: the report's thumbnails."""
-    return expand(
-        "results/images/{model}/{mitigation}/shard-0/block-0.parquet",
-        model=MODELS,
-        mitigation=MITIGATIONS,
-    )
+    return expand(REPORT_IMAGES, model=MODELS, mitigation=MITIGATIONS)
+
+
+def report_image_pattern(wildcards):
+    """REPORT_IMAGES unexpanded (a plain string in params: would be expanded by Snakemake)."""
+    return REPORT_IMAGES

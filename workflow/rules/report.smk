@@ -19,6 +19,7 @@ rule report:
     params:
         models=MODELS,
         mitigations=MITIGATIONS,
+        image_pattern=report_image_pattern,
         thumbnails=config["report"],
         judge_profile=config["judge_profile"],
         emi=config["emi"],
