@@ -6,7 +6,7 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.aggregate import EmiSettings, JudgeProfile, compute_metrics, load_flags
+from i2peval.metrics.aggregate import EmiSettings, JudgeProfile, compute_metrics, load_flags
 from i2peval.schemas import METRICS, write_table
 
 profile = JudgeProfile.from_config(snakemake.params.judge_profile)

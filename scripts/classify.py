@@ -7,7 +7,7 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.classify import run_classify_job
+from i2peval.judges.classify import run_classify_job
 
 execution = snakemake.config["execution"]
 q16 = json.loads(Path(snakemake.input.q16).read_text())

@@ -6,8 +6,8 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.generate import GenerationSettings, run_generate_job
-from i2peval.mitigations import Mitigation
+from i2peval.generation.generate import GenerationSettings, run_generate_job
+from i2peval.generation.mitigations import Mitigation
 
 mitigation_settings = snakemake.params.mitigation
 execution = snakemake.config["execution"]

@@ -8,7 +8,7 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.hub import HuggingFaceHub
-from i2peval.models import build_tiny_pipeline, fetch_hub_model
+from i2peval.generation.models import build_tiny_pipeline, fetch_hub_model
 
 spec = snakemake.params.spec
 snapshot = Path(snakemake.output.snapshot)

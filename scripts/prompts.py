@@ -7,7 +7,7 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.prompts import obtain_prompt_csv, read_i2p_csv, write_prompt_tables
+from i2peval.prompts.i2p import obtain_prompt_csv, read_i2p_csv, write_prompt_tables
 
 source_record_path = Path(snakemake.output.source)
 csv_path, record = obtain_prompt_csv(

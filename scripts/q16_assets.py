@@ -8,7 +8,7 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.hub import HuggingFaceHub
-from i2peval.q16 import build_demo_q16_assets, fetch_q16_assets
+from i2peval.judges.q16 import build_demo_q16_assets, fetch_q16_assets
 
 spec = snakemake.params.spec
 weights, prompts = Path(snakemake.output.weights), Path(snakemake.output.prompts)

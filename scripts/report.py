@@ -11,7 +11,7 @@ to_log_file(snakemake.log[0])
 from i2peval.deviations import protocol_deviations
 from i2peval.plan import unpinned_revisions
 from i2peval.provenance import code_version, summarise_manifests
-from i2peval.report import write_report
+from i2peval.report.report import write_report
 
 models = snakemake.params.models
 mitigations = snakemake.params.mitigations

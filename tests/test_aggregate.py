@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from i2peval.aggregate import (
+from i2peval.metrics.aggregate import (
     EmiSettings,
     JudgeProfile,
     compute_metrics,

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-import i2peval.classify
-from i2peval import q16
-from i2peval.classify import run_classify_job
-from i2peval.nudity import NudeNetScorer
+import i2peval.judges.classify
+from i2peval.judges import q16
+from i2peval.judges.classify import run_classify_job
+from i2peval.judges.nudenet3 import NudeNetScorer
 from i2peval.schemas import IMAGES, NUDENET_LABELS, SCORES, nudenet_column, read_table, write_table
 
 CPU = torch.device("cpu")
@@ -172,7 +172,7 @@ def test_classify_job_puts_each_label_score_in_its_column_for_its_image(assets, 
                 for label_number, label in enumerate(NUDENET_LABELS)
             }
 
-    monkeypatch.setattr(i2peval.classify, "NudeNetScorer", FakeScorer)
+    monkeypatch.setattr(i2peval.judges.classify, "NudeNetScorer", FakeScorer)
     _, scores_path = classify(assets, "fake-nudenet-scores.parquet", batch_size=3)
     table = read_table(scores_path, SCORES)
     for label_number, label in enumerate(NUDENET_LABELS):

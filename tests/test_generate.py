@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-import i2peval.generate
-from i2peval.generate import GenerationSettings, run_generate_job
-from i2peval.mitigations import HARNESS_CONCEPT, resolve_mitigation
-from i2peval.models import build_tiny_pipeline
+import i2peval.generation.generate
+from i2peval.generation.generate import GenerationSettings, run_generate_job
+from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
+from i2peval.generation.models import build_tiny_pipeline
 from i2peval.schemas import IMAGES, MANIFEST, PROMPTS, read_table, write_table
-from i2peval.seeds import image_seed
+from i2peval.generation.seeds import image_seed
 
 SETTINGS = GenerationSettings(steps=4, guidance_scale=7.5, resolution=64, dtype="float32")
 MODEL_NAME = "tiny"
@@ -194,7 +194,7 @@ def test_image_does_not_depend_on_the_other_indices_of_its_job(model, reference_
 
 def interrupt_after_first_batch(model, job, monkeypatch):
     """Run `job` (images 0 and 1, batches of 4) until its second batch raises; return the saved keys."""
-    real_generate_batch = i2peval.generate.generate_batch
+    real_generate_batch = i2peval.generation.generate.generate_batch
     calls = []
 
     def dies_on_second_batch(pipeline, mitigation, batch, settings):
@@ -203,10 +203,10 @@ def interrupt_after_first_batch(model, job, monkeypatch):
             raise RuntimeError("job killed")
         return real_generate_batch(pipeline, mitigation, batch, settings)
 
-    monkeypatch.setattr(i2peval.generate, "generate_batch", dies_on_second_batch)
+    monkeypatch.setattr(i2peval.generation.generate, "generate_batch", dies_on_second_batch)
     with pytest.raises(RuntimeError, match="job killed"):
         generate(model, job)
-    monkeypatch.setattr(i2peval.generate, "generate_batch", real_generate_batch)
+    monkeypatch.setattr(i2peval.generation.generate, "generate_batch", real_generate_batch)
     parts = sorted(parts_dir_of(model["root"] / job / "images.parquet").glob("part-*.parquet"))
     assert len(parts) == 1
     first_batch = pq.read_table(parts[0], columns=["prompt_id", "image_index"])
@@ -215,14 +215,14 @@ def interrupt_after_first_batch(model, job, monkeypatch):
 
 def count_generated_requests(monkeypatch):
     """Make generate_batch record the (prompt_id, image_index) of every image it makes."""
-    real_generate_batch = i2peval.generate.generate_batch
+    real_generate_batch = i2peval.generation.generate.generate_batch
     generated = []
 
     def counting(pipeline, mitigation, batch, settings):
         generated.extend((request.prompt_id, request.image_index) for request in batch)
         return real_generate_batch(pipeline, mitigation, batch, settings)
 
-    monkeypatch.setattr(i2peval.generate, "generate_batch", counting)
+    monkeypatch.setattr(i2peval.generation.generate, "generate_batch", counting)
     return generated
 
 

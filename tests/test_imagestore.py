@@ -1,6 +1,6 @@
 import pytest
 
-from i2peval.imagestore import ShardImageWriter
+from i2peval.generation.imagestore import ShardImageWriter
 from i2peval.schemas import IMAGES, MANIFEST, read_table
 
 SETTINGS = {"model": "tiny", "mitigation": {"kind": "none"}, "generation": {"steps": 4}}

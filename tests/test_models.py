@@ -1,6 +1,6 @@
 import pytest
 
-from i2peval.models import ModelError, build_tiny_pipeline, select_pipeline_files
+from i2peval.generation.models import ModelError, build_tiny_pipeline, select_pipeline_files
 
 # The file list of a Stable Diffusion 1.x repository on the hub (CompVis/stable-diffusion-v1-4 style).
 SD_REPO_FILES = [

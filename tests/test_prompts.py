@@ -5,9 +5,9 @@ import polars as pl
 import pytest
 from fakes import COMMIT, FolderHub
 
-from i2peval.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
+from i2peval.prompts.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
 from i2peval.hub import sha256_of
-from i2peval.prompts import (
+from i2peval.prompts.i2p import (
     PromptFileError,
     assign_shards,
     obtain_prompt_csv,

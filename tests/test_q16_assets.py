@@ -9,7 +9,7 @@ from safetensors.numpy import save_file
 from fakes import COMMIT, FolderHub
 
 from i2peval.hub import ChecksumError
-from i2peval.q16 import fetch_q16_assets
+from i2peval.judges.q16 import fetch_q16_assets
 
 WEIGHTS_FILE = "open_clip_model.safetensors"
 

@@ -17,7 +17,7 @@ import pytest
 from markupsafe import escape
 from PIL import Image
 
-from i2peval.report import (
+from i2peval.report.report import (
     PUBLISHED_TABLES,
     Thumbnail,
     category_table,

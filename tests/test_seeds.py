@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from i2peval.seeds import image_generators, image_seed
+from i2peval.generation.seeds import image_generators, image_seed
 
 LATENT_SHAPE = (4, 8, 8)
 

@@ -10,7 +10,7 @@ from snakemake.utils import validate
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import plan
-from i2peval.mitigations import resolve_mitigation
+from i2peval.generation.mitigations import resolve_mitigation
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)

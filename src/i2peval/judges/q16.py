@@ -31,7 +31,7 @@ def register_demo_architecture() -> None:
     import open_clip
 
     if DEMO_ARCHITECTURE not in open_clip.list_models():
-        open_clip.add_model_config(Path(__file__).parent / "data" / f"{DEMO_ARCHITECTURE}.json")
+        open_clip.add_model_config(Path(__file__).parents[1] / "data" / f"{DEMO_ARCHITECTURE}.json")
 
 
 def check_prompts(prompts: np.ndarray, source: str) -> np.ndarray:

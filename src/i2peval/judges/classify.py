@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 
 from i2peval.devices import compute_device
-from i2peval.imagestore import iter_image_batches
-from i2peval.nudity import NudeNetScorer
-from i2peval.q16 import Q16Classifier
+from i2peval.generation.imagestore import iter_image_batches
+from i2peval.judges.nudenet3 import NudeNetScorer
+from i2peval.judges.q16 import Q16Classifier
 from i2peval.schemas import NUDENET_LABELS, SCORES, nudenet_column, write_table
 
 log = logging.getLogger(__name__)

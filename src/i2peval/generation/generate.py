@@ -20,12 +20,12 @@ import pyarrow as pa
 import torch
 
 from i2peval.devices import compute_device, torch_dtype
-from i2peval.imagestore import ShardImageWriter
-from i2peval.mitigations import Mitigation
-from i2peval.models import build_pipeline, load_text_to_image, read_model_record
+from i2peval.generation.imagestore import ShardImageWriter
+from i2peval.generation.mitigations import Mitigation
+from i2peval.generation.models import build_pipeline, load_text_to_image, read_model_record
 from i2peval.provenance import code_version
 from i2peval.schemas import PROMPTS, read_table
-from i2peval.seeds import image_generators, image_seed
+from i2peval.generation.seeds import image_generators, image_seed
 
 log = logging.getLogger(__name__)
 

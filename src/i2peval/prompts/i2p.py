@@ -147,7 +147,7 @@ def obtain_prompt_csv(
     ``source["source"]`` is ``hub`` (download at the configured revision, checksum
     verified), ``csv`` (`local_csv`) or ``demo`` (the project's own prompts).
     """
-    from i2peval.demo import write_demo_prompt_csv
+    from i2peval.prompts.demo import write_demo_prompt_csv
     from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
 
     kind = source["source"]

@@ -22,8 +22,8 @@ import polars as pl
 import pyarrow.parquet as pq
 from PIL import Image
 
-from i2peval.aggregate import ALL_CATEGORIES
-from i2peval.imagestore import iter_image_batches
+from i2peval.metrics.aggregate import ALL_CATEGORIES
+from i2peval.generation.imagestore import iter_image_batches
 from i2peval.schemas import I2P_CATEGORIES, IMAGES, METRICS, PROMPTS, conform, read_table
 
 TEMPLATE_NAME = "report.html.j2"

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from i2peval.hub import HubClient, fetch_snapshot, sha256_of
-from i2peval.mitigations import Mitigation
+from i2peval.generation.mitigations import Mitigation
 
 PIPELINE_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHT_FOLDERS = ("unet", "vae", "text_encoder")
