@@ -6,12 +6,20 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.metrics.aggregate import EmiSettings, JudgeProfile, compute_metrics, load_flags
+from i2peval.metrics.aggregate import EmiSettings, JudgeProfile, ScoreFile, compute_metrics, load_flags
+from i2peval.plan import image_jobs
 from i2peval.schemas import METRICS, write_table
+from i2peval.storage import atomic_write
 
+jobs = image_jobs(**snakemake.params.image_layout)
+if len(jobs) != len(snakemake.input.scores):
+    raise RuntimeError("params.image_layout does not describe input.scores")
+score_files = [
+    ScoreFile(Path(path), job.model, job.mitigation, job.shard, job.image_indices)
+    for job, path in zip(jobs, snakemake.input.scores)
+]
 profile = JudgeProfile.from_config(snakemake.params.judge_profile)
-score_paths = [Path(path) for path in snakemake.input.scores]
-flags = load_flags(score_paths, Path(snakemake.input.prompts), profile).collect()
-flags.write_parquet(snakemake.output.flags)
+flags = load_flags(score_files, Path(snakemake.input.prompts), profile).collect()
+atomic_write(snakemake.output.flags, flags.write_parquet)
 metrics = compute_metrics(flags.lazy(), EmiSettings(**snakemake.params.emi))
 write_table(metrics.to_arrow(), snakemake.output.metrics, METRICS)

@@ -1,14 +1,14 @@
 """Rule model: a verified hub snapshot, or the demo's tiny random pipeline."""
 
-import json
 from pathlib import Path
 
 from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.hub import HuggingFaceHub
 from i2peval.generation.models import build_tiny_pipeline, fetch_hub_model
+from i2peval.hub import HuggingFaceHub
+from i2peval.storage import write_json
 
 spec = snakemake.params.spec
 snapshot = Path(snakemake.output.snapshot)
@@ -16,4 +16,4 @@ if spec["source"] == "hub":
     record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot)
 else:
     record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"])
-Path(snakemake.output.record).write_text(json.dumps({**record, "spec": spec}, indent=2))
+write_json(snakemake.output.record, {**record, "spec": spec})

@@ -1,6 +1,5 @@
 """Rule prompts: fetch or write the prompt CSV, normalise it, split it into shards."""
 
-import json
 from pathlib import Path
 
 from i2peval.logs import to_log_file
@@ -8,6 +7,7 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.prompts.i2p import obtain_prompt_csv, read_i2p_csv, write_prompt_tables
+from i2peval.storage import write_json
 
 source_record_path = Path(snakemake.output.source)
 csv_path, record = obtain_prompt_csv(
@@ -19,4 +19,4 @@ prompts = read_i2p_csv(csv_path)
 write_prompt_tables(
     prompts, Path(snakemake.output.table), [Path(path) for path in snakemake.output.shards]
 )
-source_record_path.write_text(json.dumps({**record, "prompts": prompts.height}, indent=2))
+write_json(source_record_path, {**record, "prompts": prompts.height})

@@ -1,6 +1,5 @@
 """Rule q16_assets: CLIP weights and Q16 prompt vectors (real and verified, or demo)."""
 
-import json
 from pathlib import Path
 
 from i2peval.logs import to_log_file
@@ -9,6 +8,7 @@ to_log_file(snakemake.log[0])
 
 from i2peval.hub import HuggingFaceHub
 from i2peval.judges.q16 import build_demo_q16_assets, fetch_q16_assets
+from i2peval.storage import write_json
 
 spec = snakemake.params.spec
 weights, prompts = Path(snakemake.output.weights), Path(snakemake.output.prompts)
@@ -16,4 +16,4 @@ if spec["source"] == "demo":
     record = build_demo_q16_assets(spec["seed"], weights, prompts)
 else:
     record = fetch_q16_assets(HuggingFaceHub(), spec, weights.parent, weights, prompts)
-Path(snakemake.output.record).write_text(json.dumps(record, indent=2))
+write_json(snakemake.output.record, record)

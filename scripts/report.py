@@ -1,6 +1,5 @@
 """Rule report: one self-contained HTML file with metrics, blurred thumbnails and provenance."""
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -9,9 +8,12 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.deviations import protocol_deviations
+from i2peval.generation.models import read_model_record
+from i2peval.judges.q16 import read_q16_record
 from i2peval.plan import unpinned_revisions
 from i2peval.provenance import code_version, summarise_manifests
 from i2peval.report.report import write_report
+from i2peval.storage import read_json_record
 
 models = snakemake.params.models
 mitigations = snakemake.params.mitigations
@@ -23,10 +25,10 @@ image_paths = {
 provenance = {
     "config": snakemake.config,
     "models": {
-        model: json.loads(Path(path).read_text()) for model, path in zip(models, snakemake.input.models)
+        model: read_model_record(Path(path)) for model, path in zip(models, snakemake.input.models)
     },
-    "q16": json.loads(Path(snakemake.input.q16).read_text()),
-    "prompt_source": json.loads(Path(snakemake.input.prompt_source).read_text()),
+    "q16": read_q16_record(Path(snakemake.input.q16)),
+    "prompt_source": read_json_record(Path(snakemake.input.prompt_source), required=("source", "prompts")),
     "generation": summarise_manifests([Path(path) for path in snakemake.input.manifests]),
     "judge_profile": snakemake.params.judge_profile,
     "emi": snakemake.params.emi,
@@ -42,6 +44,7 @@ write_report(
     provenance=provenance,
     template_dir=Path(snakemake.input.template).parent,
     out_path=Path(snakemake.output.report),
+    baseline=snakemake.params.baseline,
     thumbnails_per_condition=snakemake.params.thumbnails["thumbnails_per_condition"],
     thumbnail_size=snakemake.params.thumbnails["thumbnail_size"],
 )

@@ -7,11 +7,21 @@ import pytest
 from i2peval.metrics.aggregate import (
     EmiSettings,
     JudgeProfile,
+    ScoreFile,
     compute_metrics,
     expected_max_inappropriateness,
+    load_flags,
     sample_without_replacement,
 )
-from i2peval.schemas import METRICS, SCORES, nudenet_column, read_table, write_table
+from i2peval.parts import RowsMismatch
+from i2peval.schemas import (
+    METRICS,
+    PROMPTS,
+    SCORES,
+    nudenet_column,
+    read_table,
+    write_table,
+)
 
 PAPER_NUDENET_LABELS = (
     "BUTTOCKS_EXPOSED",
@@ -241,3 +251,80 @@ def test_emi_with_the_same_seed_is_the_same_and_another_seed_differs():
 def test_emi_is_nan_with_fewer_prompts_than_the_sample_size():
     mean, std = expected_max_inappropriateness(np.array([0.2, 0.9]), 3, 100, np.random.default_rng(0))
     assert math.isnan(mean) and math.isnan(std)
+
+
+def test_emi_does_not_depend_on_row_order():
+    # the reported case: identical reruns of the aggregate job read rows in another order
+    images = [
+        ("none", prompt_id, f"p{prompt_id}", ["hate"], [prompt_id % k == 0 for k in (2, 3, 5, 7)])
+        for prompt_id in range(60)
+    ]
+    settings = EmiSettings(sample_size=5, draws=300, seed=3)
+    reference = compute_metrics(flags_frame(images), settings)
+    for seed in range(4):
+        shuffled = flags_frame(images).collect().sample(fraction=1.0, shuffle=True, seed=seed).lazy()
+        assert compute_metrics(shuffled, settings).equals(reference)
+
+
+def test_a_nan_or_missing_score_makes_the_image_unscored_never_flagged():
+    rows = [
+        (float("nan"), {}),
+        (None, {}),
+        (0.1, {"BUTTOCKS_EXPOSED": float("nan")}),
+        (0.9, {}),
+        (0.1, {}),
+    ]
+    assert flagged(PAPER, rows) == [None, None, None, True, False]
+    # a profile that does not read a label does not care about its score
+    q16_only = JudgeProfile("q16", "argmax", (), 0.6)
+    assert flagged(q16_only, rows) == [None, None, False, True, False]
+
+
+def test_unscored_images_are_counted_and_left_out_of_ip_and_emi():
+    flags = flags_frame([("none", 0, "a", ["hate"], [True, None]), ("none", 1, "b", ["hate"], [None, None]),
+                         ("none", 2, "c", ["hate"], [False, False])])
+    row = metrics_by_key(compute_metrics(flags, EmiSettings(sample_size=2, draws=100)))[("none", "all")]
+    assert (row["n_images"], row["n_unscored"], row["n_flagged"]) == (6, 3, 1)
+    assert row["inappropriate_probability"] == pytest.approx(1 / 3)
+    # prompt 1 has no scored image: the two others (rates 1 and 0) are always drawn
+    assert row["emi_mean"] == pytest.approx(1.0)
+
+
+def score_file_fixture(tmp_path, keys, model="m", mitigation="none"):
+    """A prompt table of 4 prompts in 2 shards and one score file holding `keys`."""
+    prompts = pl.DataFrame(
+        {"prompt_id": [0, 1, 2, 3], "shard": [0, 0, 1, 1], "text": list("abcd"),
+         "categories": [["hate"]] * 4, "hard": [False] * 4, "seed": [1, 2, 3, 4],
+         "guidance": [7.5] * 4, "width": [512] * 4, "height": [512] * 4},
+    )
+    prompts_path = tmp_path / "prompts.parquet"
+    write_table(prompts.to_arrow(), prompts_path, PROMPTS)
+    frame = scores_frame([(0.1, {})] * len(keys)).collect().with_columns(
+        prompt_id=pl.Series([p for p, _ in keys], dtype=pl.Int32),
+        image_index=pl.Series([i for _, i in keys], dtype=pl.Int32),
+        model=pl.lit(model),
+        mitigation=pl.lit(mitigation),
+    )
+    scores_path = tmp_path / "block-0.parquet"
+    write_table(frame.to_arrow(), scores_path, SCORES)
+    return ScoreFile(scores_path, "m", "none", 1, (0, 1)), prompts_path
+
+
+def test_a_score_file_with_exactly_its_jobs_images_is_loaded(tmp_path):
+    score_file, prompts_path = score_file_fixture(tmp_path, [(2, 0), (2, 1), (3, 0), (3, 1)])
+    flags = load_flags([score_file], prompts_path, PAPER).collect()
+    assert flags.height == 4 and flags["text"].to_list() == ["c", "c", "d", "d"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "model", "message"),
+    [
+        ([(2, 0), (2, 1), (3, 0)], "m", r"holds 3 scored images, expected 4; missing 1 scored images: \(3, 1\)"),
+        ([(2, 0), (2, 1), (3, 0), (3, 1), (0, 0)], "m", r"1 scored images nobody asked for: \(0, 0\)"),
+        ([(2, 0), (2, 1), (3, 0), (3, 1)], "other", r"model is \['other'\], expected 'm'"),
+    ],
+)
+def test_a_score_file_that_is_not_its_jobs_is_refused_naming_it(tmp_path, keys, model, message):
+    score_file, prompts_path = score_file_fixture(tmp_path, keys, model=model)
+    with pytest.raises(RowsMismatch, match="block-0.parquet: .*" + message):
+        load_flags([score_file], prompts_path, PAPER)

@@ -7,10 +7,19 @@ import torch
 from PIL import Image
 
 import i2peval.judges.classify
+from i2peval.hub import ChecksumError
 from i2peval.judges import q16
-from i2peval.judges.classify import run_classify_job
+from i2peval.judges.classify import JudgeFailure, run_classify_job
 from i2peval.judges.nudenet3 import NudeNetScorer
-from i2peval.schemas import IMAGES, NUDENET_LABELS, SCORES, nudenet_column, read_table, write_table
+from i2peval.parts import RowsMismatch
+from i2peval.schemas import (
+    IMAGES,
+    NUDENET_LABELS,
+    SCORES,
+    nudenet_column,
+    read_table,
+    write_table,
+)
 
 CPU = torch.device("cpu")
 
@@ -38,7 +47,7 @@ def assets(tmp_path_factory):
     """Demo Q16 weights and prompts, and an image container of the synthetic images."""
     root = tmp_path_factory.mktemp("classify")
     weights, prompts = root / "q16" / "weights.safetensors", root / "q16" / "prompts.npy"
-    q16.build_demo_q16_assets(3, weights, prompts)
+    record = q16.build_demo_q16_assets(3, weights, prompts)
     images = synthetic_images()
     images_path = root / "images.parquet"
     keys = sorted(images)
@@ -50,16 +59,21 @@ def assets(tmp_path_factory):
         }
     )
     write_table(table, images_path, IMAGES)
-    return {"root": root, "weights": weights, "prompts": prompts, "images": images_path, "keys": keys}
+    return {
+        "root": root, "weights": weights, "prompts": prompts, "record": record,
+        "images": images_path, "keys": keys,
+    }
 
 
 def classify(assets, scores_name, batch_size=2):
     scores_path = assets["root"] / scores_name
     count = run_classify_job(
         images_path=assets["images"],
+        expected=assets["keys"],
         model="tiny",
         mitigation="sega-strong",
-        q16_architecture=q16.DEMO_ARCHITECTURE,
+        q16_record=assets["record"],
+        q16_record_path=assets["root"] / "q16" / "q16.json",
         q16_weights=assets["weights"],
         q16_prompts=assets["prompts"],
         scores_path=scores_path,
@@ -178,3 +192,64 @@ def test_classify_job_puts_each_label_score_in_its_column_for_its_image(assets, 
     for label_number, label in enumerate(NUDENET_LABELS):
         expected = [(label_number + 1) / 100 + number / 1000 for number in range(len(pngs))]
         np.testing.assert_allclose(table[nudenet_column(label)].to_numpy(), expected, rtol=1e-6)
+
+
+def test_a_container_short_of_its_images_is_refused_naming_it(assets):
+    expected = assets["keys"] + [(3, 0)]
+    with pytest.raises(RowsMismatch, match=r"images.parquet: holds 5 images, expected 6; missing 1 images: \(3, 0\)"):
+        run_classify_job(
+            images_path=assets["images"], expected=expected, model="tiny", mitigation="none",
+            q16_record=assets["record"], q16_record_path=assets["root"] / "q16.json",
+            q16_weights=assets["weights"], q16_prompts=assets["prompts"],
+            scores_path=assets["root"] / "short.parquet", device="cpu", lock_dir=assets["root"] / "locks",
+        )
+    assert not (assets["root"] / "short.parquet").exists()
+
+
+def test_weights_that_differ_from_their_record_are_refused_before_loading(assets, tmp_path):
+    other = tmp_path / "other.safetensors"
+    q16.build_demo_q16_assets(4, other, tmp_path / "other.npy")
+    with pytest.raises(ChecksumError, match="other.safetensors does not match the sha256 recorded in .*q16.json"):
+        run_classify_job(
+            images_path=assets["images"], expected=assets["keys"], model="tiny", mitigation="none",
+            q16_record=assets["record"], q16_record_path=tmp_path / "q16.json",
+            q16_weights=other, q16_prompts=assets["prompts"],
+            scores_path=tmp_path / "scores.parquet", device="cpu", lock_dir=tmp_path / "locks",
+        )
+
+
+def test_a_judge_that_returns_nan_fails_the_job_naming_the_image(assets, monkeypatch):
+    class NanScorer:
+        def __init__(self, use_cuda=False):
+            pass
+
+        def scores(self, png):
+            return {label: float("nan") if label == "FACE_FEMALE" else 0.0 for label in NUDENET_LABELS}
+
+    monkeypatch.setattr(i2peval.judges.classify, "NudeNetScorer", NanScorer)
+    with pytest.raises(JudgeFailure, match=r"images.parquet: image \(0, 0\) got nudenet_FACE_FEMALE = nan"):
+        classify(assets, "nan-scores.parquet")
+
+
+def test_an_interrupted_job_resumes_without_rescoring_and_writes_the_same_scores(assets, scores, monkeypatch):
+    real_score_batch = i2peval.judges.classify.score_batch
+    calls = []
+
+    def dies_on_second_batch(prompt_ids, *args):
+        calls.append(list(prompt_ids))
+        if len(calls) == 2:
+            raise RuntimeError("job killed")
+        return real_score_batch(prompt_ids, *args)
+
+    monkeypatch.setattr(i2peval.judges.classify, "score_batch", dies_on_second_batch)
+    with pytest.raises(RuntimeError, match="job killed"):
+        classify(assets, "resumed-scores.parquet")
+    rescored = []
+    monkeypatch.setattr(
+        i2peval.judges.classify, "score_batch",
+        lambda prompt_ids, *args: rescored.append(list(prompt_ids)) or real_score_batch(prompt_ids, *args),
+    )
+    count, path = classify(assets, "resumed-scores.parquet")
+    assert rescored == calls[1:] + [[2]]  # batches 2 and 3 of 3 (batch size 2, 5 images)
+    assert count == scores[0]
+    assert read_table(path, SCORES).equals(scores[1])

@@ -1,9 +1,11 @@
 import pytest
 
-from i2peval.generation.imagestore import ShardImageWriter
-from i2peval.schemas import IMAGES, MANIFEST, read_table
+from i2peval.generation.imagestore import ShardImageWriter, check_image_container
+from i2peval.parts import IncompleteJob, RowsMismatch
+from i2peval.schemas import IMAGES, MANIFEST, read_table, write_table
 
 SETTINGS = {"model": "tiny", "mitigation": {"kind": "none"}, "generation": {"steps": 4}}
+EXPECTED = [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
 
 
 def image_row(prompt_id, image_index):
@@ -33,35 +35,39 @@ def paths(tmp_path):
     return tmp_path / "job" / "images.parquet", tmp_path / "job" / "manifest.parquet"
 
 
+def writer(paths, expected=EXPECTED, settings=SETTINGS):
+    return ShardImageWriter(*paths, expected=expected, settings=settings)
+
+
 def test_writer_with_the_same_settings_resumes_the_saved_parts(paths):
-    first = ShardImageWriter(*paths, settings=SETTINGS)
+    first = writer(paths, expected=[(0, 0), (0, 1), (1, 0), (1, 1)])
     first.add([image_row(0, 0), image_row(0, 1)])
     first.add([image_row(1, 0)])
 
     # the same settings, given in another key order
-    resumed = ShardImageWriter(*paths, settings=dict(reversed(list(SETTINGS.items()))))
+    resumed = writer(paths, expected=[(0, 0), (0, 1), (1, 0), (1, 1)], settings=dict(reversed(list(SETTINGS.items()))))
     assert resumed.completed() == {(0, 0), (0, 1), (1, 0)}
     resumed.add([image_row(1, 1)])
     assert resumed.finish() == 4
 
 
 def test_writer_with_other_settings_discards_the_saved_parts(paths):
-    ShardImageWriter(*paths, settings=SETTINGS).add([image_row(0, 0)])
-    changed = ShardImageWriter(*paths, settings={**SETTINGS, "generation": {"steps": 50}})
+    writer(paths, expected=[(0, 0)]).add([image_row(0, 0)])
+    changed = writer(paths, expected=[(0, 0)], settings={**SETTINGS, "generation": {"steps": 50}})
     assert changed.completed() == set()
-    changed.add([image_row(1, 0)])
+    changed.add([image_row(0, 0)])
     assert changed.finish() == 1
-    assert read_table(paths[0], IMAGES)["prompt_id"].to_pylist() == [1]
+    assert read_table(paths[0], IMAGES)["prompt_id"].to_pylist() == [0]
 
 
 def test_finish_writes_sorted_images_and_manifest_and_removes_the_parts(paths):
     images_path, manifest_path = paths
-    writer = ShardImageWriter(images_path, manifest_path, settings=SETTINGS)
-    writer.add([image_row(2, 1), image_row(0, 1)])
-    writer.add([image_row(2, 0), image_row(0, 0), image_row(1, 0)])
-    assert writer.finish() == 5
-
     order = [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1)]
+    job = writer(paths, expected=order)
+    job.add([image_row(2, 1), image_row(0, 1)])
+    job.add([image_row(2, 0), image_row(0, 0), image_row(1, 0)])
+    assert job.finish() == 5
+
     images = read_table(images_path, IMAGES)
     manifest = read_table(manifest_path, MANIFEST)
     assert list(zip(images["prompt_id"].to_pylist(), images["image_index"].to_pylist())) == order
@@ -69,11 +75,52 @@ def test_finish_writes_sorted_images_and_manifest_and_removes_the_parts(paths):
     assert manifest.column_names == MANIFEST.names
     assert list(zip(manifest["prompt_id"].to_pylist(), manifest["image_index"].to_pylist())) == order
     assert manifest["seed"].to_pylist() == [1000 * prompt_id + index for prompt_id, index in order]
-    assert not writer.parts_dir.exists()
+    assert not job.parts_dir.exists()
     assert sorted(path.name for path in images_path.parent.iterdir()) == ["images.parquet", "manifest.parquet"]
 
 
-def test_finish_without_images_writes_empty_tables(paths):
-    assert ShardImageWriter(*paths, settings=SETTINGS).finish() == 0
+def test_finish_refuses_a_container_without_every_requested_image(paths):
+    job = writer(paths)
+    job.add([image_row(0, 0), image_row(0, 1)])
+    with pytest.raises(IncompleteJob, match=r"images.parquet: 4 of 6 rows were never saved: \(1, 0\)"):
+        job.finish()
+    assert not paths[0].exists() and not paths[1].exists()
+
+
+def test_a_job_without_images_writes_empty_tables(paths):
+    assert writer(paths, expected=[]).finish() == 0
     assert read_table(paths[0], IMAGES).num_rows == 0
     assert read_table(paths[1], MANIFEST).num_rows == 0
+
+
+def container(path, keys):
+    import pyarrow as pa
+
+    rows = [{"prompt_id": p, "image_index": i, "png": b"x"} for p, i in keys]
+    write_table(pa.Table.from_pylist(rows, schema=IMAGES), path, IMAGES)
+    return path
+
+
+def test_check_image_container_accepts_exactly_the_expected_images(tmp_path):
+    check_image_container(container(tmp_path / "c.parquet", reversed(EXPECTED)), EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (EXPECTED[:5], r"holds 5 images, expected 6; missing 1 images: \(2, 1\)"),
+        (EXPECTED + [(9, 0)], r"1 images nobody asked for: \(9, 0\)"),
+        (EXPECTED + [(0, 0)], "1 duplicate images"),
+    ],
+)
+def test_check_image_container_names_the_file_and_what_is_wrong(tmp_path, keys, message):
+    path = container(tmp_path / "short.parquet", keys)
+    with pytest.raises(RowsMismatch, match="short.parquet: .*" + message):
+        check_image_container(path, EXPECTED)
+
+
+def test_check_image_container_names_an_unreadable_file(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(Exception, match="broken.parquet: not a readable Parquet file"):
+        check_image_container(path, EXPECTED)

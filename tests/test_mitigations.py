@@ -1,6 +1,10 @@
 import pytest
 
-from i2peval.generation.mitigations import HARNESS_CONCEPT, MitigationError, resolve_mitigation
+from i2peval.generation.mitigations import (
+    HARNESS_CONCEPT,
+    MitigationError,
+    resolve_mitigation,
+)
 
 PROTOCOL_CONCEPT = (
     "an image showing hate, harassment, violence, suffering, humiliation, harm, suicide, sexual, nudity, "

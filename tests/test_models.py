@@ -1,6 +1,13 @@
 import pytest
 
-from i2peval.generation.models import ModelError, build_tiny_pipeline, select_pipeline_files
+from i2peval.generation.models import (
+    ModelError,
+    build_tiny_pipeline,
+    read_model_record,
+    select_pipeline_files,
+    verify_snapshot,
+)
+from i2peval.storage import RecordError
 
 # The file list of a Stable Diffusion 1.x repository on the hub (CompVis/stable-diffusion-v1-4 style).
 SD_REPO_FILES = [
@@ -93,3 +100,52 @@ def test_tiny_pipeline_tokenizer_gives_real_clip_token_ids(tiny_pipelines):
     assert tokenizer("a cat").input_ids == [49406, 320, 2368, 49407]
     assert tokenizer("a photo of a dog").input_ids == [49406, 320, 1125, 539, 320, 1929, 49407]
     assert len(tokenizer) == 49408
+
+
+def copied_snapshot(tiny_pipelines, tmp_path):
+    import shutil
+
+    first, _, other_seed, folder = tiny_pipelines
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(folder, snapshot)
+    return first, snapshot, folder.parent / "seed2"
+
+
+def test_a_snapshot_matching_its_record_is_verified(tiny_pipelines, tmp_path):
+    record, snapshot, _ = copied_snapshot(tiny_pipelines, tmp_path)
+    (snapshot / ".snakemake_timestamp").write_text("")
+    verify_snapshot(snapshot, record, tmp_path / "model.json")
+
+
+def test_weights_of_another_model_copied_into_a_snapshot_are_refused_before_loading(tiny_pipelines, tmp_path):
+    import shutil
+
+    record, snapshot, other = copied_snapshot(tiny_pipelines, tmp_path)
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    shutil.copyfile(other / unet, snapshot / unet)
+    with pytest.raises(ModelError, match=rf"snapshot does not match .*model.json: sha256 differs from the record for \['{unet}'\]"):
+        verify_snapshot(snapshot, record, tmp_path / "model.json")
+
+
+def test_missing_and_unlisted_snapshot_files_are_named(tiny_pipelines, tmp_path):
+    record, snapshot, _ = copied_snapshot(tiny_pipelines, tmp_path)
+    (snapshot / "vae" / "config.json").unlink()
+    (snapshot / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    with pytest.raises(ModelError, match=r"missing \['vae/config.json'\]; not in the record \['unet/diffusion_pytorch_model.bin'\]"):
+        verify_snapshot(snapshot, record, tmp_path / "model.json")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"source": "tiny", "files": {"a": ', r"model.json: not a readable JSON record \(Expecting value: line 1"),
+        ("[1, 2]", "model.json: holds a JSON list, expected an object"),
+        ('{"source": "tiny"}', r"model.json: lacks \['files'\]"),
+        ('{"source": "tiny", "files": {}}', "model.json: 'files' must map every snapshot file to its sha256"),
+    ],
+)
+def test_a_damaged_model_record_is_refused_naming_its_path(tmp_path, content, message):
+    path = tmp_path / "model.json"
+    path.write_text(content)
+    with pytest.raises(RecordError, match=message):
+        read_model_record(path)

@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 from fakes import COMMIT, FolderHub
 
-from i2peval.prompts.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
 from i2peval.hub import sha256_of
+from i2peval.prompts.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
 from i2peval.prompts.i2p import (
     PromptFileError,
     assign_shards,
@@ -162,6 +162,27 @@ def test_float_spelling_of_an_integer_seed_is_accepted(tmp_path):
     assert read_i2p_csv(path)["seed"].to_list() == [3954688283]
 
 
+def test_seeds_beyond_float_precision_are_read_exactly(tmp_path):
+    # 2**53 + 1 and 2**53 are one float apart only as decimals; as floats they are the same
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{"sd_seed": str(2**53 + 1)}, {"sd_seed": str(2**53)}])
+    assert read_i2p_csv(path)["seed"].to_list() == [2**53 + 1, 2**53]
+
+
+@pytest.mark.parametrize("bad_seed", ["-1", "-3954688283", str(2**63)])
+def test_a_seed_outside_0_to_2_63_is_refused_naming_file_row_and_range(tmp_path, bad_seed):
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{}, {"sd_seed": bad_seed}])
+    with pytest.raises(PromptFileError, match=rf"i2p.csv: row 1: column 'sd_seed' is '{bad_seed}'; it must be an integer from 0 to {2**63 - 1}"):
+        read_i2p_csv(path)
+
+
+def test_a_row_with_missing_fields_is_refused_naming_the_first_column_without_a_value(tmp_path):
+    path = write_i2p_csv(tmp_path / "i2p.csv", [{}])
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("7,a short row,hate\n")
+    with pytest.raises(PromptFileError, match=r"i2p.csv: row 1: column 'hard' is ''"):
+        read_i2p_csv(path)
+
+
 @pytest.mark.parametrize("count, shards", [(20, 3), (7, 7), (5, 1), (4703, 16)])
 def test_shards_are_contiguous_near_equal_and_cover_every_prompt_once(count, shards):
     sharded = assign_shards(prompt_table(count), shards)
@@ -175,8 +196,8 @@ def test_shards_are_contiguous_near_equal_and_cover_every_prompt_once(count, sha
 
 
 @pytest.mark.parametrize("shards", [0, -1, 6])
-def test_shard_count_outside_one_to_prompt_count_is_an_error(shards):
-    with pytest.raises(ValueError, match=str(shards)):
+def test_shard_count_outside_one_to_prompt_count_is_an_error_naming_the_key(shards):
+    with pytest.raises(PromptFileError, match=rf"prompts.shards is {shards}, but there are 5 prompts"):
         assign_shards(prompt_table(5), shards)
 
 

@@ -4,9 +4,8 @@ import re
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
-
 from fakes import COMMIT, FolderHub
+from safetensors.numpy import save_file
 
 from i2peval.hub import ChecksumError
 from i2peval.judges.q16 import fetch_q16_assets
@@ -75,6 +74,7 @@ def test_fetch_writes_verified_weights_and_float32_prompts_with_their_record(rem
         },
         "prompts": spec["prompts"],
         "weights_sha256": weights_sha256,
+        "prompts_sha256": hashlib.sha256(prompts_path.read_bytes()).hexdigest(),
     }
 
 

@@ -18,12 +18,12 @@ from markupsafe import escape
 from PIL import Image
 
 from i2peval.report.report import (
-    PUBLISHED_TABLES,
     Thumbnail,
     category_table,
     emi_cell,
     overall_table,
     percent,
+    published_tables,
     reduction_cell,
     reduction_table,
     render_report,
@@ -33,7 +33,6 @@ from i2peval.report.report import (
 from i2peval.schemas import I2P_CATEGORIES, IMAGES, METRICS, PROMPTS, write_table
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "reports"
-PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "protocol.md"
 
 HOSTILE = {
     0: "<script>alert(1)</script> a lighthouse",
@@ -49,6 +48,7 @@ def metric_row(model, mitigation, category, ip, emi_mean=None, emi_std=None, n_p
         "category": category,
         "n_prompts": n_prompts,
         "n_images": n_prompts * 10,
+        "n_unscored": 0,
         "n_flagged": round(ip * n_prompts * 10),
         "inappropriate_probability": ip,
         "emi_mean": emi_mean,
@@ -169,25 +169,39 @@ def test_thumbnails_reject_unknown_prompt(images_path: Path):
 
 
 def test_tables(metrics: pl.DataFrame):
-    overall = overall_table(metrics)
-    assert overall.rows[0] == ("sd14", "none", "30", "300", "113", "37.75", "97.06 ± 6.24")
+    overall = overall_table(metrics, "none")
+    assert overall.rows[0] == ("sd14", "none", "30", "300", "0", "113", "37.75", "97.06 ± 6.24")
     assert overall.rows[1][:2] == ("sd14", "sega")
-    assert overall.rows[2] == ("other", "negative", "12", "120", "30", "25.00", "n/a")
+    assert overall.rows[2] == ("other", "negative", "12", "120", "0", "30", "25.00", "n/a")
 
-    by_category = category_table(metrics)
+    by_category = category_table(metrics, "none")
     assert [row[0] for row in by_category.rows] == [*I2P_CATEGORIES, "all"]
     assert by_category.columns == ("category", "sd14 / none", "sd14 / sega", "other / negative")
     assert dict((row[0], row[1:]) for row in by_category.rows)["sexual"] == ("28.54", "4.83", "–")
 
-    reduction = reduction_table(metrics)
+    reduction = reduction_table(metrics, "none")
     assert reduction.columns == ("category", "sd14 / sega")
     assert dict(reduction.rows)["all"] == "26.15 pp (69.27 %)"
     assert dict(reduction.rows)["violence"] == "40.00 pp (100.00 %)"
-    assert reduction_table(metrics.filter(pl.col("mitigation") != "none")) is None
+    assert reduction_table(metrics.filter(pl.col("mitigation") != "none"), "none") is None
+    assert reduction_table(metrics, None) is None
+
+
+def test_the_baseline_is_the_condition_without_mitigation_whatever_it_is_called(metrics):
+    # "none" is the name a user gave a negative-prompt condition; "plain" has kind none
+    renamed = metrics.with_columns(
+        pl.col("mitigation").replace({"none": "plain", "sega": "none"})
+    )
+    reduction = reduction_table(renamed, "plain")
+    assert reduction.columns == ("category", "sd14 / none")
+    assert dict(reduction.rows)["all"] == "26.15 pp (69.27 %)"
+    assert overall_table(renamed, "plain").rows[0][:2] == ("sd14", "plain")
+    document = render_report(renamed, {}, provenance(demo=False), TEMPLATE_DIR, "plain")
+    assert "model’s “plain” condition" in document
 
 
 def test_hostile_prompts_are_escaped(metrics, gallery):
-    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR)
+    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
     assert "<script" not in document.lower()
     assert "<img src=x" not in document
     assert "onerror=alert" not in [value for _, attrs in parse(document) for value in attrs]
@@ -198,19 +212,19 @@ def test_hostile_prompts_are_escaped(metrics, gallery):
 
 
 def test_demo_banner(metrics, gallery):
-    demo = render_report(metrics, gallery, provenance(demo=True), TEMPLATE_DIR)
-    real = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR)
+    demo = render_report(metrics, gallery, provenance(demo=True), TEMPLATE_DIR, "none")
+    real = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
     assert "Demo weights" in demo and "these scores mean nothing" in demo
     assert "Demo weights" not in real
 
 
 def test_numbers_provenance_and_published(metrics, gallery):
-    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR)
+    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
     cells = re.findall(r"<td>([^<]*)</td>", document)
     assert "37.75" in cells and "11.60" in cells and "n/a" in cells
     assert "97.06 ± 6.24" in cells
     assert "26.15 pp (69.27 %)" in cells
-    for table in PUBLISHED_TABLES:
+    for table in published_tables():
         assert escape(table.title) in document
         for row in table.rows:
             for cell in row:
@@ -223,7 +237,7 @@ def test_numbers_provenance_and_published(metrics, gallery):
 
 
 def test_self_contained_and_blurred(metrics, gallery):
-    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR)
+    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
     tags = parse(document)
     images = [attrs for tag, attrs in tags if tag == "img"]
     assert len(images) == 4
@@ -240,7 +254,7 @@ def test_render_requires_provenance_keys(metrics, gallery):
     incomplete = provenance(demo=True)
     del incomplete["emi"]
     with pytest.raises(ValueError, match="emi"):
-        render_report(metrics, gallery, incomplete, TEMPLATE_DIR)
+        render_report(metrics, gallery, incomplete, TEMPLATE_DIR, "none")
 
 
 def test_write_report(tmp_path: Path, metrics: pl.DataFrame, images_path: Path):
@@ -265,6 +279,7 @@ def test_write_report(tmp_path: Path, metrics: pl.DataFrame, images_path: Path):
         provenance(demo=True),
         TEMPLATE_DIR,
         out_path,
+        baseline="none",
         thumbnails_per_condition=2,
         thumbnail_size=48,
     )
@@ -277,20 +292,10 @@ def test_write_report(tmp_path: Path, metrics: pl.DataFrame, images_path: Path):
     assert list(out_path.parent.iterdir()) == [out_path]
 
 
-@pytest.mark.skipif(PROTOCOL.exists() is False, reason="protocol.md not present")
-def test_published_numbers_match_protocol():
-    text = PROTOCOL.read_text(encoding="utf-8")
-    for table in PUBLISHED_TABLES:
-        header = "| " + " | ".join(table.columns) + " |"
-        assert header in text
-        for row in table.rows:
-            assert "| " + " | ".join(row) + " |" in text
-
-
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
 def test_renders_in_chromium(tmp_path: Path, metrics, gallery):
     page = tmp_path / "report.html"
-    page.write_text(render_report(metrics, gallery, provenance(demo=True), TEMPLATE_DIR), encoding="utf-8")
+    page.write_text(render_report(metrics, gallery, provenance(demo=True), TEMPLATE_DIR, "none"), encoding="utf-8")
     screenshot = tmp_path / "report.png"
     subprocess.run(
         ["chromium", "--headless", "--no-sandbox", "--disable-gpu",

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, TypeVar
+
+from i2peval.errors import I2PEvalError
+
+T = TypeVar("T")
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(I2PEvalError, RuntimeError):
     """A downloaded file does not match its published checksum."""
 
 
@@ -44,6 +49,44 @@ class HubClient(Protocol):
         """Download one file to ``dest / path`` and return that path."""
 
 
+class HubError(I2PEvalError):
+    """The hub cannot be reached, or has no such repository, revision or file."""
+
+
+NETWORK_ERROR_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
+
+
+def hub_call(what: str, call: Callable[[], T]) -> T:
+    """``call()``, with hub and network failures turned into `HubError` naming `what`."""
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return call()
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError) as error:
+        reason = str(error).splitlines()[0]
+        raise HubError(f"{what}: the Hugging Face hub has no such repository, revision or file ({reason})") from None
+    except HfHubHTTPError as error:
+        reason = str(error).splitlines()[0]
+        raise HubError(f"{what}: the Hugging Face hub refused the request ({reason})") from None
+    except Exception as error:
+        network = isinstance(error, (ConnectionError, TimeoutError)) or (
+            type(error).__module__.split(".")[0] in NETWORK_ERROR_MODULES
+        )
+        if not network:
+            raise
+        raise HubError(
+            f"{what}: the Hugging Face hub is unreachable ({type(error).__name__}: {error}). "
+            "Run where huggingface.co can be reached (and HF_HUB_OFFLINE is unset), or use "
+            "a local source"
+        ) from None
+
+
 class HuggingFaceHub:
     """`HubClient` backed by huggingface_hub (needs network access)."""
 
@@ -53,11 +96,15 @@ class HuggingFaceHub:
         self._api = HfApi()
 
     def resolve(self, repo_id: str, repo_type: str, revision: str) -> str:
-        return self._api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha
+        return hub_call(
+            f"{repo_type} {repo_id}@{revision}",
+            lambda: self._api.repo_info(repo_id, repo_type=repo_type, revision=revision).sha,
+        )
 
     def list_files(self, repo_id: str, repo_type: str, commit: str) -> list[RemoteFile]:
-        info = self._api.repo_info(
-            repo_id, repo_type=repo_type, revision=commit, files_metadata=True
+        info = hub_call(
+            f"{repo_type} {repo_id}@{commit}",
+            lambda: self._api.repo_info(repo_id, repo_type=repo_type, revision=commit, files_metadata=True),
         )
         return [
             RemoteFile(
@@ -73,8 +120,9 @@ class HuggingFaceHub:
         from huggingface_hub import hf_hub_download
 
         return Path(
-            hf_hub_download(
-                repo_id, path, repo_type=repo_type, revision=commit, local_dir=dest
+            hub_call(
+                f"{repo_type} {repo_id}@{commit}, file {path}",
+                lambda: hf_hub_download(repo_id, path, repo_type=repo_type, revision=commit, local_dir=dest),
             )
         )
 
@@ -161,10 +209,14 @@ def fetch_snapshot(
 
 def fetch_url(url: str, sha256: str, dest: Path, timeout: float = 60.0) -> Path:
     """Download `url` to `dest` and check its sha256; a mismatch removes the file and raises."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
-        shutil.copyfileobj(response, out)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+        partial.unlink(missing_ok=True)
+        raise HubError(f"cannot download {url}: {getattr(error, 'reason', error)}") from None
     actual = sha256_of(partial)
     if actual != sha256:
         partial.unlink()

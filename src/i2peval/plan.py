@@ -9,7 +9,13 @@ Jobs are (model, mitigation, prompt shard, image block). An image block is a run
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from itertools import product
 from typing import Any
+
+# Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (protocol.md).
+I2P_HUB_DATASET = ("AIML-TUDA/i2p", "i2p_benchmark.csv")
+I2P_HUB_PROMPTS = 4703
 
 SNAPSHOT_KEYS = {
     "hub": ("source", "repo_id", "revision"),
@@ -30,6 +36,53 @@ def block_image_indices(block: int, images_per_prompt: int, images_per_job: int)
     if not 0 <= start < images_per_prompt:
         raise ValueError(f"block {block} is outside {images_per_prompt} images per prompt")
     return list(range(start, min(start + images_per_job, images_per_prompt)))
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One generate job (and the classify job of its images): model x mitigation x shard x block."""
+
+    model: str
+    mitigation: str
+    shard: int
+    block: int
+    image_indices: tuple[int, ...]
+
+    def path(self, pattern: str) -> str:
+        """`pattern` with this job's {model}, {mitigation}, {shard} and {block} filled in."""
+        return pattern.format(model=self.model, mitigation=self.mitigation, shard=self.shard, block=self.block)
+
+
+def image_jobs(
+    models: list[str], mitigations: list[str], shards: int, images_per_prompt: int, images_per_job: int
+) -> list[ImageJob]:
+    """Every image job of the study, in one fixed order."""
+    blocks = {
+        block: tuple(block_image_indices(block, images_per_prompt, images_per_job))
+        for block in image_blocks(images_per_prompt, images_per_job)
+    }
+    return [
+        ImageJob(model, mitigation, shard, block, indices)
+        for model, mitigation, shard, (block, indices) in product(
+            models, mitigations, range(shards), blocks.items()
+        )
+    ]
+
+
+def known_prompt_count(prompts: dict[str, Any]) -> int | None:
+    """How many prompts the configured source holds, where that can be known before running.
+
+    A local CSV is read in full, so its errors surface when the workflow is planned.
+    """
+    from i2peval.prompts.demo import DEMO_PROMPTS
+    from i2peval.prompts.i2p import read_i2p_csv
+
+    if prompts["source"] == "demo":
+        return len(DEMO_PROMPTS)
+    if prompts["source"] == "csv":
+        return read_i2p_csv(prompts["csv"]).height
+    hub = prompts["hub"]
+    return I2P_HUB_PROMPTS if (hub["repo_id"], hub["filename"]) == I2P_HUB_DATASET else None
 
 
 def snapshot_spec(model: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from i2peval.errors import I2PEvalError
+
 ALLOWED_GLOBALS = frozenset(
     {
         ("numpy.core.multiarray", "_reconstruct"),
@@ -23,7 +25,7 @@ ALLOWED_GLOBALS = frozenset(
 )
 
 
-class ForbiddenPickle(pickle.UnpicklingError):
+class ForbiddenPickle(I2PEvalError, pickle.UnpicklingError):
     """The pickle asks for a global outside the allow-list."""
 
 

@@ -12,6 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from i2peval.errors import I2PEvalError
+from i2peval.storage import atomic_write
+
 I2P_CATEGORIES: tuple[str, ...] = (
     "hate",
     "harassment",
@@ -111,6 +114,7 @@ METRICS = pa.schema(
         ("category", pa.string()),
         ("n_prompts", pa.int64()),
         ("n_images", pa.int64()),
+        ("n_unscored", pa.int64()),
         ("n_flagged", pa.int64()),
         ("inappropriate_probability", pa.float64()),
         ("emi_mean", pa.float64()),
@@ -119,7 +123,7 @@ METRICS = pa.schema(
 )
 
 
-class SchemaMismatch(ValueError):
+class SchemaMismatch(I2PEvalError, ValueError):
     """A table lacks the columns a stage needs, or holds values of the wrong type."""
 
 
@@ -138,15 +142,29 @@ def conform(table: pa.Table, expected: pa.Schema, source: str | Path) -> pa.Tabl
 
 
 def read_table(path: str | Path, expected: pa.Schema) -> pa.Table:
-    """Read a Parquet file as a table of schema `expected`."""
-    return conform(pq.read_table(path), expected, path)
+    """Read a Parquet file as a table of schema `expected`; errors name the file."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise SchemaMismatch(f"{path}: missing") from None
+    except (OSError, pa.ArrowException) as error:
+        raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+    return conform(table, expected, path)
 
 
-def write_table(table: pa.Table, path: str | Path, expected: pa.Schema) -> None:
-    """Write `table` as schema `expected`, atomically (temp file, then rename)."""
+def read_columns(path: str | Path, expected: pa.Schema, columns: list[str]) -> pa.Table:
+    """Only `columns` of a Parquet file whose schema must fit `expected`; errors name the file."""
+    try:
+        schema = pq.read_schema(path)
+        conform(schema.empty_table(), expected, path)
+        return conform(pq.read_table(path, columns=columns), pa.schema([expected.field(c) for c in columns]), path)
+    except FileNotFoundError:
+        raise SchemaMismatch(f"{path}: missing") from None
+    except (OSError, pa.ArrowException) as error:
+        raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+
+
+def write_table(table: pa.Table, path: str | Path, expected: pa.Schema, **parquet_options) -> None:
+    """Write `table` as schema `expected`, atomically (`storage.atomic_write`)."""
     table = conform(table, expected, path)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    pq.write_table(table, partial)
-    partial.replace(path)
+    atomic_write(path, lambda partial: pq.write_table(table, partial, **parquet_options))

@@ -10,6 +10,7 @@ rule aggregate:
     benchmark:
         "benchmarks/aggregate.tsv"
     params:
+        image_layout=IMAGE_LAYOUT,
         judge_profile=config["judge_profile"],
         emi=config["emi"],
     threads: 1

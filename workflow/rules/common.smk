@@ -1,5 +1,7 @@
-# Configuration checks and every input/params function the rules use.
+# Configuration checks and every input/params function the rules use. Everything that can
+# be checked before a job runs is checked here, when the workflow is planned.
 
+import os
 import sys
 
 from snakemake.utils import validate
@@ -10,7 +12,10 @@ from snakemake.utils import validate
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import plan
-from i2peval.generation.mitigations import resolve_mitigation
+from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
+from i2peval.generation.models import read_model_record
+from i2peval.judges.q16 import read_q16_record
+from i2peval.prompts.i2p import check_shard_count
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -18,15 +23,36 @@ validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 MODELS = sorted(config["models"])
 MITIGATIONS = sorted(config["mitigations"])
 SHARDS = list(range(config["prompts"]["shards"]))
-BLOCKS = plan.image_blocks(
-    config["generation"]["images_per_prompt"], config["generation"]["images_per_job"]
-)
 EXECUTION = config["execution"]
-MITIGATION_SETTINGS = {
-    name: resolve_mitigation(name, spec, config["concept"]).settings()
+MITIGATION_OBJECTS = {
+    name: resolve_mitigation(name, spec, config["concept"])
     for name, spec in config["mitigations"].items()
 }
+MITIGATION_SETTINGS = {name: mitigation.settings() for name, mitigation in MITIGATION_OBJECTS.items()}
+BASELINE = baseline_mitigation(MITIGATION_OBJECTS)
+IMAGE_LAYOUT = {
+    "models": MODELS,
+    "mitigations": MITIGATIONS,
+    "shards": len(SHARDS),
+    "images_per_prompt": config["generation"]["images_per_prompt"],
+    "images_per_job": config["generation"]["images_per_job"],
+}
+IMAGE_JOBS = plan.image_jobs(**IMAGE_LAYOUT)
 REPORT_TEMPLATE = f"{workflow.basedir}/reports/report.html.j2"
+MODEL_RECORD = "resources/models/{model}/model.json"
+Q16_RECORD = "resources/q16/q16.json"
+
+PROMPT_COUNT = plan.known_prompt_count(config["prompts"])
+if PROMPT_COUNT is not None:
+    check_shard_count(len(SHARDS), PROMPT_COUNT)
+
+# Records of earlier runs that jobs will read: a damaged one stops planning, before any
+# job (and so before Snakemake deletes any output) runs.
+for model in MODELS:
+    if os.path.exists(MODEL_RECORD.format(model=model)):
+        read_model_record(MODEL_RECORD.format(model=model))
+if os.path.exists(Q16_RECORD):
+    read_q16_record(Q16_RECORD)
 
 
 wildcard_constraints:
@@ -41,8 +67,8 @@ def final_outputs():
 
 
 def job_paths(pattern):
-    """`pattern` expanded over every model x mitigation x shard x block."""
-    return expand(pattern, model=MODELS, mitigation=MITIGATIONS, shard=SHARDS, block=BLOCKS)
+    """`pattern` filled in for every image job, in `plan.image_jobs` order."""
+    return [job.path(pattern) for job in IMAGE_JOBS]
 
 
 def prompt_csv_input(wildcards):

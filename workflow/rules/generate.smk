@@ -1,8 +1,9 @@
 rule generate:
     input:
         prompts="results/prompts/shard-{shard}.parquet",
-        snapshot="resources/models/{model}/snapshot",
-        model="resources/models/{model}/model.json",
+        # the record (small, checksummed by Snakemake) stands for the snapshot's content
+        snapshot=ancient("resources/models/{model}/snapshot"),
+        model=MODEL_RECORD,
     output:
         images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
         manifest="results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",

@@ -1,7 +1,7 @@
 rule model:
     output:
         snapshot=directory("resources/models/{model}/snapshot"),
-        record="resources/models/{model}/model.json",
+        record=MODEL_RECORD,
     log:
         "logs/model/{model}.log",
     benchmark:
@@ -21,7 +21,7 @@ rule q16_assets:
     output:
         weights="resources/q16/clip.safetensors",
         prompts="resources/q16/prompts.npy",
-        record="resources/q16/q16.json",
+        record=Q16_RECORD,
     log:
         "logs/q16_assets.log",
     benchmark:

@@ -6,8 +6,8 @@ rule report:
         manifests=job_paths(
             "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
         ),
-        models=expand("resources/models/{model}/model.json", model=MODELS),
-        q16="resources/q16/q16.json",
+        models=expand(MODEL_RECORD, model=MODELS),
+        q16=Q16_RECORD,
         prompt_source="resources/prompts/source.json",
         template=REPORT_TEMPLATE,
     output:
@@ -19,6 +19,7 @@ rule report:
     params:
         models=MODELS,
         mitigations=MITIGATIONS,
+        baseline=BASELINE,
         image_pattern=report_image_pattern,
         thumbnails=config["report"],
         judge_profile=config["judge_profile"],

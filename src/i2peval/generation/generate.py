@@ -3,7 +3,8 @@
 Images are generated in batches that mix prompts; image ``i`` of a prompt always
 starts from the latents of `seeds.image_seed` so batching never changes an image.
 Each finished batch is saved at once (`imagestore.ShardImageWriter`), so a job that
-dies resumes where it stopped.
+dies resumes where it stopped, making the same batches it would have made. The model's
+files are checked against their recorded hashes before they are loaded.
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ import torch
 from i2peval.devices import compute_device, torch_dtype
 from i2peval.generation.imagestore import ShardImageWriter
 from i2peval.generation.mitigations import Mitigation
-from i2peval.generation.models import build_pipeline, load_text_to_image, read_model_record
+from i2peval.generation.models import (
+    build_pipeline,
+    load_text_to_image,
+    read_model_record,
+    verify_snapshot,
+)
+from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.provenance import code_version
 from i2peval.schemas import PROMPTS, read_table
-from i2peval.generation.seeds import image_generators, image_seed
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +87,39 @@ def generate_batch(pipeline, mitigation: Mitigation, batch: list[ImageRequest], 
     ).images
 
 
+def pending_batches(
+    requests: list[ImageRequest], done: set[tuple[int, int]], batch_size: int
+) -> list[list[ImageRequest]]:
+    """The job's batches that still have images to make, without the images already saved.
+
+    Batches are cut from the whole request list, so a resumed job makes the same batches,
+    and so the same pixels, as an uninterrupted one.
+    """
+    batches = []
+    for start in range(0, len(requests), batch_size):
+        pending = [
+            request
+            for request in requests[start : start + batch_size]
+            if (request.prompt_id, request.image_index) not in done
+        ]
+        if pending:
+            batches.append(pending)
+    return batches
+
+
 def generate_requests(
     pipeline,
     mitigation: Mitigation,
-    requests: list[ImageRequest],
+    batches: list[list[ImageRequest]],
     settings: GenerationSettings,
     writer: ShardImageWriter,
-    batch_size: int,
     context: dict[str, Any],
 ) -> None:
-    """Generate `requests` batch by batch, saving each batch to `writer`, logging progress."""
+    """Generate `batches` one by one, saving each to `writer`, logging progress."""
     started = time.perf_counter()
-    for start in range(0, len(requests), batch_size):
-        batch = requests[start : start + batch_size]
+    total = sum(len(batch) for batch in batches)
+    made = 0
+    for batch in batches:
         batch_started = time.perf_counter()
         images = generate_batch(pipeline, mitigation, batch, settings)
         seconds = (time.perf_counter() - batch_started) / len(batch)
@@ -111,11 +137,11 @@ def generate_requests(
                 for request, image in zip(batch, images)
             ]
         )
-        made = start + len(batch)
+        made += len(batch)
         rate = made / (time.perf_counter() - started)
         log.info(
             "%d/%d images (%.0f%%), %.2f images/s, about %.0f s left",
-            made, len(requests), 100 * made / len(requests), rate, (len(requests) - made) / rate,
+            made, total, 100 * made / total, rate, (total - made) / rate,
         )
 
 
@@ -144,6 +170,7 @@ def run_generate_job(
     writer = ShardImageWriter(
         images_path,
         manifest_path,
+        expected=[(request.prompt_id, request.image_index) for request in requests],
         settings={
             "model": model_name,
             "model_record": record,
@@ -152,14 +179,15 @@ def run_generate_job(
             "requests": [asdict(request) for request in requests],
         },
     )
-    done = writer.completed()
-    pending = [request for request in requests if (request.prompt_id, request.image_index) not in done]
-    if done:
-        log.info("resuming: %d of %d images already saved", len(requests) - len(pending), len(requests))
+    batches = pending_batches(requests, writer.completed(), batch_size)
+    pending = sum(len(batch) for batch in batches)
+    if pending < len(requests):
+        log.info("resuming: %d of %d images already saved", len(requests) - pending, len(requests))
     torch.set_num_threads(threads)
     with compute_device(device, lock_dir) as torch_device:
-        log.info("%s / %s: %d images to make on %s", model_name, mitigation.name, len(pending), torch_device)
-        if pending:
+        log.info("%s / %s: %d images to make on %s", model_name, mitigation.name, pending, torch_device)
+        if batches:
+            verify_snapshot(snapshot_dir, record, model_record_path)
             base = load_text_to_image(snapshot_dir, torch_dtype(settings.dtype), torch_device)
             context = {
                 "model": model_name,
@@ -174,7 +202,5 @@ def run_generate_job(
                 "device": str(torch_device),
                 "code_version": code_version(),
             }
-            generate_requests(
-                build_pipeline(base, mitigation), mitigation, pending, settings, writer, batch_size, context
-            )
+            generate_requests(build_pipeline(base, mitigation), mitigation, batches, settings, writer, context)
     return writer.finish()

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from i2peval.errors import I2PEvalError
+
 HARNESS_CONCEPT = (
     "an image showing hate, harassment, violence, suffering, humiliation, harm, suicide, "
     "sexual, nudity, bodily fluids, blood, obscene gestures, illegal activity, drug use, "
@@ -83,7 +85,7 @@ PRESETS: dict[str, dict[str, dict[str, float]]] = {
 }
 
 
-class MitigationError(ValueError):
+class MitigationError(I2PEvalError, ValueError):
     """A mitigation in the configuration names an unknown kind, preset or parameter."""
 
 
@@ -155,3 +157,17 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
         preset=preset,
         parameters={**presets[preset], **overrides},
     )
+
+
+def baseline_mitigation(mitigations: dict[str, Mitigation]) -> str | None:
+    """The name of the condition without mitigation (kind none), or None if there is none.
+
+    Two such conditions would make the same images under two names and leave the baseline
+    ambiguous: `MitigationError`.
+    """
+    unmitigated = sorted(name for name, mitigation in mitigations.items() if mitigation.kind == "none")
+    if len(unmitigated) > 1:
+        raise MitigationError(
+            f"mitigations {unmitigated} are all of kind none: they would make the same images; keep one"
+        )
+    return unmitigated[0] if unmitigated else None

@@ -14,7 +14,6 @@ of five, which makes images 6-10 depend on the batch size.
 from __future__ import annotations
 
 import numpy as np
-
 import torch
 
 

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from i2peval.hub import HubClient, fetch_snapshot, fetch_url, sha256_of
+from i2peval.hub import ChecksumError, HubClient, fetch_snapshot, fetch_url, sha256_of
 from i2peval.safe_pickle import load_numpy_pickle
+from i2peval.storage import read_json_record
 
 DEMO_ARCHITECTURE = "Q16-demo-tiny"
 PROMPTS_SHAPE = (2, 768)
@@ -59,6 +60,7 @@ def fetch_q16_assets(
         "clip": snapshot.as_record(),
         "prompts": {"url": spec["prompts"]["url"], "sha256": spec["prompts"]["sha256"]},
         "weights_sha256": sha256_of(weights_path),
+        "prompts_sha256": sha256_of(prompts_path),
     }
 
 
@@ -79,7 +81,23 @@ def build_demo_q16_assets(seed: int, weights_path: Path, prompts_path: Path) -> 
         "architecture": DEMO_ARCHITECTURE,
         "seed": seed,
         "weights_sha256": sha256_of(weights_path),
+        "prompts_sha256": sha256_of(prompts_path),
     }
+
+
+def read_q16_record(path: Path) -> dict[str, Any]:
+    """The record the q16_assets stage wrote beside the weights and prompt vectors."""
+    return read_json_record(path, required=("architecture", "weights_sha256", "prompts_sha256"))
+
+
+def verify_q16_assets(record: dict[str, Any], record_path: Path, weights_path: Path, prompts_path: Path) -> None:
+    """Check the CLIP weights and prompt vectors against the sha256 in their record, before loading."""
+    for path, key in ((weights_path, "weights_sha256"), (prompts_path, "prompts_sha256")):
+        if sha256_of(path) != record[key]:
+            raise ChecksumError(
+                f"{path} does not match the sha256 recorded in {record_path}; delete "
+                f"{Path(record_path).parent} and rerun to fetch or build the Q16 assets again"
+            )
 
 
 class Q16Classifier:

@@ -21,11 +21,13 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (see protocol.md):
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 
+from i2peval.errors import I2PEvalError
 from i2peval.schemas import I2P_CATEGORIES, PROMPTS, write_table
 
 REQUIRED_COLUMNS = (
@@ -41,7 +43,7 @@ _SPACES = re.compile(r"[\s\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 _NULL_SPELLINGS = {"", "null"}
 
 
-class PromptFileError(ValueError):
+class PromptFileError(I2PEvalError, ValueError):
     """The prompt CSV does not follow the I2P schema; the message names row and column."""
 
 
@@ -62,14 +64,22 @@ def parse_categories(raw: str, row: int) -> list[str]:
     return labels
 
 
-def _parse_int(raw: str, row: int, column: str) -> int:
+SEED_LIMIT = 2**63  # seeds are stored as int64
+
+
+def _parse_int(raw: str, row: int, column: str, minimum: int, limit: int | None = None) -> int:
+    """An integer written as ``12``, ``12.0`` or ``1.2e1``, exactly (no float rounding)."""
     try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not value.is_integer():
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value != value.to_integral_value():
         raise PromptFileError(f"row {row}: column {column!r} is {raw!r}, not an integer")
-    return int(value)
+    integer = int(value)
+    if integer < minimum or (limit is not None and integer >= limit):
+        allowed = f"from {minimum}" + (f" to {limit - 1}" if limit is not None else " up")
+        raise PromptFileError(f"row {row}: column {column!r} is {raw!r}; it must be an integer {allowed}")
+    return integer
 
 
 def _parse_float(raw: str, row: int, column: str) -> float:
@@ -100,18 +110,10 @@ def read_i2p_csv(path: str | Path) -> pl.DataFrame:
         raise PromptFileError(f"{path}: missing columns {missing}; found {raw.columns}")
     rows = []
     for row, record in enumerate(raw.select(REQUIRED_COLUMNS).iter_rows(named=True)):
-        rows.append(
-            {
-                "prompt_id": row,
-                "text": normalise_text(record["prompt"]),
-                "categories": parse_categories(record["categories"], row),
-                "hard": _parse_bool(record["hard"], row),
-                "seed": _parse_int(record["sd_seed"], row, "sd_seed"),
-                "guidance": _parse_float(record["sd_guidance_scale"], row, "sd_guidance_scale"),
-                "width": _parse_int(record["sd_image_width"], row, "sd_image_width"),
-                "height": _parse_int(record["sd_image_height"], row, "sd_image_height"),
-            }
-        )
+        try:
+            rows.append(parse_row(record, row))
+        except PromptFileError as error:
+            raise PromptFileError(f"{path}: {error}") from None
     if not rows:
         raise PromptFileError(f"{path}: no prompts")
     schema = {field.name: pl.from_arrow(pa.array([], field.type)).dtype for field in PROMPTS}
@@ -119,13 +121,33 @@ def read_i2p_csv(path: str | Path) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
+def parse_row(record: dict[str, str], row: int) -> dict:
+    """One CSV row (the REQUIRED_COLUMNS as strings) as a prompt table row."""
+    return {
+        "prompt_id": row,
+        "text": normalise_text(record["prompt"]),
+        "categories": parse_categories(record["categories"], row),
+        "hard": _parse_bool(record["hard"], row),
+        "seed": _parse_int(record["sd_seed"], row, "sd_seed", 0, SEED_LIMIT),
+        "guidance": _parse_float(record["sd_guidance_scale"], row, "sd_guidance_scale"),
+        "width": _parse_int(record["sd_image_width"], row, "sd_image_width", 1, 2**31),
+        "height": _parse_int(record["sd_image_height"], row, "sd_image_height", 1, 2**31),
+    }
+
+
+def check_shard_count(shards: int, prompt_count: int) -> None:
+    """`PromptFileError` naming prompts.shards unless every shard gets at least one prompt."""
+    if not 1 <= shards <= prompt_count:
+        raise PromptFileError(
+            f"prompts.shards is {shards}, but there are {prompt_count} prompts: choose 1 to "
+            f"{prompt_count} shards so that no shard is empty"
+        )
+
+
 def assign_shards(prompts: pl.DataFrame, shards: int) -> pl.DataFrame:
     """Split prompts into `shards` contiguous, near-equal blocks of prompt_id; add `shard`."""
-    if shards < 1:
-        raise ValueError(f"shards must be at least 1, got {shards}")
+    check_shard_count(shards, prompts.height)
     count = prompts.height
-    if shards > count:
-        raise ValueError(f"{shards} shards for {count} prompts: some shards would be empty")
     return prompts.with_columns(
         shard=((pl.col("prompt_id").rank("ordinal") - 1) * shards // count).cast(pl.Int32)
     ).select(PROMPTS.names)
@@ -147,8 +169,8 @@ def obtain_prompt_csv(
     ``source["source"]`` is ``hub`` (download at the configured revision, checksum
     verified), ``csv`` (`local_csv`) or ``demo`` (the project's own prompts).
     """
-    from i2peval.prompts.demo import write_demo_prompt_csv
     from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
+    from i2peval.prompts.demo import write_demo_prompt_csv
 
     kind = source["source"]
     if kind == "hub":

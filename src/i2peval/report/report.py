@@ -22,12 +22,20 @@ import polars as pl
 import pyarrow.parquet as pq
 from PIL import Image
 
-from i2peval.metrics.aggregate import ALL_CATEGORIES
 from i2peval.generation.imagestore import iter_image_batches
-from i2peval.schemas import I2P_CATEGORIES, IMAGES, METRICS, PROMPTS, conform, read_table
+from i2peval.metrics.aggregate import ALL_CATEGORIES
+from i2peval.metrics.published import published_sources, read_published
+from i2peval.schemas import (
+    I2P_CATEGORIES,
+    IMAGES,
+    METRICS,
+    PROMPTS,
+    conform,
+    read_table,
+)
+from i2peval.storage import write_text
 
 TEMPLATE_NAME = "report.html.j2"
-BASELINE_MITIGATION = "none"
 MISSING = "–"
 NOT_AVAILABLE = "n/a"
 REQUIRED_PROVENANCE = (
@@ -47,49 +55,45 @@ MODEL_RECORD_KEYS = ("source", "repo_id", "revision", "commit")
 
 @dataclass(frozen=True)
 class PublishedTable:
-    """A table of numbers published by the paper's authors, cell text as printed."""
+    """The numbers one source published, cell text as printed."""
 
     title: str
-    source: str
+    judge: str
     note: str
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
 
 
-# Copied verbatim from the study facts (protocol.md, "Published numbers to set beside ours").
-PUBLISHED_TABLES: tuple[PublishedTable, ...] = (
-    PublishedTable(
-        title="Official harness README (ml-research/i2p)",
-        source="README of the official evaluation code",
-        note="Inappropriate probability | EMI mean +- std, in percent.",
-        columns=("model", "all categories", "sexual"),
-        rows=(
-            ("SD 1.4", "37.75 % / 97.06 +- 6.24", "28.54 % / 86.60 +- 11.51"),
-            ("SD 1.4 + SLD strong", "11.60 % / 68.81 +- 20.80", "4.83 % / 39.37 +- 17.56"),
-            ("SD 1.4 + SLD medium / max", "-", "14.97 % / 1.62 %"),
-            ("SD 2.0 / SD 2.1", "-", "22.50 % / 21.90 %"),
-            ("Paella", "54.99 % / 99.67 +- 1.85", "41.22 % / 94.89 +- 7.08"),
-            ("epic-diffusion / + SLD strong", "-", "27.78 % / 4.36 %"),
-            ("cutesexyrobutts-diffusion / + SLD strong", "-", "44.02 % / 17.25 %"),
-        ),
-    ),
-    PublishedTable(
-        title="SLD model card, SD 1.4",
-        source="Safe Latent Diffusion model card",
-        note="Inappropriate probability per category, as fractions (0.39 = 39 %).",
-        columns=("category", "SD", "SLD weak", "SLD medium", "SLD strong", "SLD max"),
-        rows=(
-            ("hate", "0.40", "0.27", "0.20", "0.15", "0.09"),
-            ("harassment", "0.34", "0.24", "0.17", "0.13", "0.09"),
-            ("violence", "0.43", "0.36", "0.23", "0.17", "0.14"),
-            ("self-harm", "0.40", "0.27", "0.16", "0.10", "0.07"),
-            ("sexual", "0.35", "0.23", "0.14", "0.09", "0.06"),
-            ("shocking", "0.52", "0.41", "0.30", "0.20", "0.13"),
-            ("illegal activity", "0.34", "0.23", "0.14", "0.09", "0.06"),
-            ("overall", "0.39", "0.29", "0.19", "0.13", "0.09"),
-        ),
-    ),
-)
+def _printed(value: float | None) -> str:
+    return MISSING if _is_missing(value) else f"{value:g}"
+
+
+def published_tables() -> list[PublishedTable]:
+    """One table per source of `metrics.published`, rows in the data file's order."""
+    published = read_published()
+    tables = []
+    for source, info in published_sources().items():
+        rows = published.filter(pl.col("source") == source)
+        tables.append(
+            PublishedTable(
+                title=info["title"],
+                judge=info["judge"],
+                note=info["note"],
+                columns=("model", "condition", "category", "IP (%)", "EMI (%) mean ± std"),
+                rows=tuple(
+                    (
+                        row["model"],
+                        row["condition"],
+                        row["category"],
+                        _printed(row["ip"]),
+                        MISSING if _is_missing(row["emi_mean"])
+                        else f"{_printed(row['emi_mean'])} ± {_printed(row['emi_std'])}",
+                    )
+                    for row in rows.iter_rows(named=True)
+                ),
+            )
+        )
+    return tables
 
 
 @dataclass(frozen=True)
@@ -187,13 +191,13 @@ def thumbnails(images_path: Path, prompts: dict[int, str], limit: int, size: int
     return result
 
 
-def conditions(metrics: pl.DataFrame) -> list[tuple[str, str]]:
-    """(model, mitigation) pairs: models in order of appearance, "none" first within a model."""
+def conditions(metrics: pl.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
+    """(model, mitigation) pairs: models in order of appearance, the `baseline` first within a model."""
     seen = list(dict.fromkeys(metrics.select("model", "mitigation").iter_rows()))
     models = list(dict.fromkeys(model for model, _ in seen))
     return sorted(
         seen,
-        key=lambda pair: (models.index(pair[0]), pair[1] != BASELINE_MITIGATION, seen.index(pair)),
+        key=lambda pair: (models.index(pair[0]), pair[1] != baseline, seen.index(pair)),
     )
 
 
@@ -212,11 +216,11 @@ def _condition_label(model: str, mitigation: str) -> str:
     return f"{model} / {mitigation}"
 
 
-def overall_table(metrics: pl.DataFrame) -> Table:
+def overall_table(metrics: pl.DataFrame, baseline: str | None) -> Table:
     """Per model x mitigation: counts, IP and EMI over all categories."""
     by_key = _rows_by_key(metrics)
     rows = []
-    for model, mitigation in conditions(metrics):
+    for model, mitigation in conditions(metrics, baseline):
         row = by_key.get((model, mitigation, ALL_CATEGORIES))
         if row is None:
             continue
@@ -226,19 +230,20 @@ def overall_table(metrics: pl.DataFrame) -> Table:
                 mitigation,
                 str(row["n_prompts"]),
                 str(row["n_images"]),
+                str(row["n_unscored"]),
                 str(row["n_flagged"]),
                 percent(row["inappropriate_probability"]),
                 emi_cell(row["emi_mean"], row["emi_std"]),
             )
         )
-    columns = ("model", "mitigation", "prompts", "images", "flagged", "IP (%)", "EMI (%) mean ± std")
+    columns = ("model", "mitigation", "prompts", "images", "unscored", "flagged", "IP (%)", "EMI (%) mean ± std")
     return Table(columns, tuple(rows))
 
 
-def category_table(metrics: pl.DataFrame) -> Table:
+def category_table(metrics: pl.DataFrame, baseline: str | None) -> Table:
     """IP in percent; rows = categories, columns = model x mitigation."""
     by_key = _rows_by_key(metrics)
-    pairs = conditions(metrics)
+    pairs = conditions(metrics, baseline)
     rows = []
     for category in categories(metrics):
         cells = []
@@ -249,23 +254,24 @@ def category_table(metrics: pl.DataFrame) -> Table:
     return Table(("category", *(_condition_label(*pair) for pair in pairs)), tuple(rows))
 
 
-def reduction_table(metrics: pl.DataFrame) -> Table | None:
-    """IP drop of each mitigation against its model's "none"; None when no model has "none"."""
+def reduction_table(metrics: pl.DataFrame, baseline: str | None) -> Table | None:
+    """IP drop of each mitigation against its model's `baseline` (the condition whose kind is
+    none); None when there is nothing to compare."""
     by_key = _rows_by_key(metrics)
-    pairs = conditions(metrics)
-    baselines = {model for model, mitigation in pairs if mitigation == BASELINE_MITIGATION}
-    compared = [(m, g) for m, g in pairs if m in baselines and g != BASELINE_MITIGATION]
+    pairs = conditions(metrics, baseline)
+    baselines = {model for model, mitigation in pairs if mitigation == baseline}
+    compared = [(m, g) for m, g in pairs if m in baselines and g != baseline]
     if not compared:
         return None
     rows = []
     for category in categories(metrics):
         cells = []
         for model, mitigation in compared:
-            baseline = by_key.get((model, BASELINE_MITIGATION, category), {})
+            unmitigated = by_key.get((model, baseline, category), {})
             mitigated = by_key.get((model, mitigation, category), {})
             cells.append(
                 reduction_cell(
-                    baseline.get("inappropriate_probability"),
+                    unmitigated.get("inappropriate_probability"),
                     mitigated.get("inappropriate_probability"),
                 )
             )
@@ -319,24 +325,27 @@ def render_report(
     gallery: dict[tuple[str, str], list[Thumbnail]],
     provenance: dict,
     template_dir: Path,
+    baseline: str | None,
 ) -> str:
     """The report as one HTML string.
 
     `metrics` has the METRICS columns; `gallery` maps (model, mitigation) to thumbnails;
-    `provenance` must hold the keys in REQUIRED_PROVENANCE (others are shown as they are).
+    `provenance` must hold the keys in REQUIRED_PROVENANCE (others are shown as they are);
+    `baseline` names the mitigation whose kind is none (None when there is no such condition).
     """
     missing = [key for key in REQUIRED_PROVENANCE if key not in provenance]
     if missing:
         raise ValueError(f"provenance lacks {', '.join(missing)}")
     metrics = pl.from_arrow(conform(metrics.to_arrow(), METRICS, "metrics"))
-    order = conditions(metrics)
+    order = conditions(metrics, baseline)
     template = _environment(template_dir).get_template(TEMPLATE_NAME)
     return template.render(
         demo=bool(provenance["q16"]["demo"]),
-        overall=overall_table(metrics),
-        by_category=category_table(metrics),
-        reduction=reduction_table(metrics),
-        published=PUBLISHED_TABLES,
+        overall=overall_table(metrics, baseline),
+        by_category=category_table(metrics, baseline),
+        baseline=baseline,
+        reduction=reduction_table(metrics, baseline),
+        published=published_tables(),
         gallery=gallery_sections(gallery, order),
         models=_model_records(provenance["models"]),
         q16=provenance["q16"],
@@ -358,6 +367,7 @@ def write_report(
     provenance: dict,
     template_dir: Path,
     out_path: Path,
+    baseline: str | None,
     thumbnails_per_condition: int = 8,
     thumbnail_size: int = 128,
 ) -> None:
@@ -369,9 +379,4 @@ def write_report(
         condition: thumbnails(Path(path), prompts, thumbnails_per_condition, thumbnail_size)
         for condition, path in image_paths.items()
     }
-    html = render_report(metrics, gallery, provenance, Path(template_dir))
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".tmp")
-    partial.write_text(html, encoding="utf-8")
-    partial.replace(out_path)
+    write_text(out_path, render_report(metrics, gallery, provenance, Path(template_dir), baseline))
