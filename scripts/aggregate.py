@@ -6,14 +6,43 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.metrics.aggregate import EmiSettings, JudgeProfile, ScoreFile, compute_metrics, load_flags
+import polars as pl
+
+from i2peval.generation.snapshots import read_model_record
+from i2peval.metrics.aggregate import (
+    EmiSettings,
+    JudgeProfile,
+    ScoreFile,
+    check_manifests,
+    compute_metrics,
+    load_flags,
+)
 from i2peval.plan import image_jobs
-from i2peval.schemas import METRICS, write_table
+from i2peval.schemas import (
+    MANIFEST,
+    METRICS,
+    PROMPTS,
+    read_columns,
+    read_table,
+    write_table,
+)
 from i2peval.storage import atomic_write
 
 jobs = image_jobs(**snakemake.params.image_layout)
 if len(jobs) != len(snakemake.input.scores):
     raise RuntimeError("params.image_layout does not describe input.scores")
+manifests = pl.concat(
+    pl.from_arrow(read_columns(path, MANIFEST, ["model", "model_commit", "prompt_id", "image_index", "seed"]))
+    for path in snakemake.input.manifests
+)
+check_manifests(
+    manifests,
+    pl.from_arrow(read_table(snakemake.input.prompts, PROMPTS)),
+    {
+        model: (Path(path), read_model_record(Path(path)))
+        for model, path in zip(snakemake.params.models, snakemake.input.models)
+    },
+)
 score_files = [
     ScoreFile(Path(path), job.model, job.mitigation, job.shard, job.image_indices)
     for job, path in zip(jobs, snakemake.input.scores)

@@ -8,12 +8,13 @@ to_log_file(snakemake.log[0])
 
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import Mitigation
+from i2peval.generation.snapshots import snapshot_of
 
 mitigation_settings = snakemake.params.mitigation
 execution = snakemake.config["execution"]
 run_generate_job(
     prompts_path=Path(snakemake.input.prompts),
-    snapshot_dir=Path(snakemake.input.snapshot),
+    snapshot_dir=snapshot_of(Path(snakemake.input.model)),
     model_record_path=Path(snakemake.input.model),
     model_name=snakemake.wildcards.model,
     mitigation=Mitigation(name=snakemake.wildcards.mitigation, **mitigation_settings),

@@ -8,12 +8,13 @@ to_log_file(snakemake.log[0])
 
 from i2peval.generation.models import build_tiny_pipeline, fetch_hub_model
 from i2peval.hub import HuggingFaceHub
-from i2peval.storage import write_json
+from i2peval.storage import write_json, writing_into
 
 spec = snakemake.params.spec
 snapshot = Path(snakemake.output.snapshot)
-if spec["source"] == "hub":
-    record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot)
-else:
-    record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"])
+with writing_into(snapshot):
+    if spec["source"] == "hub":
+        record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot)
+    else:
+        record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"])
 write_json(snakemake.output.record, {**record, "spec": spec})

@@ -8,7 +8,7 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.deviations import protocol_deviations
-from i2peval.generation.models import read_model_record
+from i2peval.generation.snapshots import read_model_record
 from i2peval.judges.q16 import read_q16_record
 from i2peval.plan import unpinned_revisions
 from i2peval.provenance import code_version, summarise_manifests

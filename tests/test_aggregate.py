@@ -1,13 +1,17 @@
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from i2peval.generation.seeds import image_seed
 from i2peval.metrics.aggregate import (
     EmiSettings,
     JudgeProfile,
     ScoreFile,
+    StaleImages,
+    check_manifests,
     compute_metrics,
     expected_max_inappropriateness,
     load_flags,
@@ -328,3 +332,29 @@ def test_a_score_file_that_is_not_its_jobs_is_refused_naming_it(tmp_path, keys, 
     score_file, prompts_path = score_file_fixture(tmp_path, keys, model=model)
     with pytest.raises(RowsMismatch, match="block-0.parquet: .*" + message):
         load_flags([score_file], prompts_path, PAPER)
+
+
+def manifests_frame(rows):
+    return pl.DataFrame(rows, schema={"model": pl.String, "model_commit": pl.String, "prompt_id": pl.Int32,
+                                      "image_index": pl.Int32, "seed": pl.Int64}, orient="row")
+
+
+def seeds_prompts():
+    return pl.DataFrame({"prompt_id": [0, 1], "seed": [1000, 1001]}, schema={"prompt_id": pl.Int32, "seed": pl.Int64})
+
+
+def test_images_made_from_the_current_snapshot_and_prompts_pass_the_manifest_check():
+    manifests = manifests_frame([("m", "c" * 40, 0, 0, image_seed(1000, 0)), ("m", "c" * 40, 1, 1, image_seed(1001, 1))])
+    check_manifests(manifests, seeds_prompts(), {"m": (Path("m.json"), {"source": "hub", "commit": "c" * 40})})
+
+
+def test_images_made_from_another_snapshot_are_refused_naming_model_and_record():
+    manifests = manifests_frame([("m", "a" * 40, 0, 0, image_seed(1000, 0))])
+    with pytest.raises(StaleImages, match=rf"images of model 'm' were made from \['{'a' * 40}'\], but m.json now records"):
+        check_manifests(manifests, seeds_prompts(), {"m": (Path("m.json"), {"source": "hub", "commit": "b" * 40})})
+
+
+def test_images_made_for_other_prompts_are_refused():
+    manifests = manifests_frame([("m", "local:tiny", 1, 0, image_seed(999, 0))])
+    with pytest.raises(StaleImages, match="image 0 of prompt 1 was made with seed"):
+        check_manifests(manifests, seeds_prompts(), {"m": (Path("m.json"), {"source": "tiny", "commit": None})})

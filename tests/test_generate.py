@@ -10,8 +10,9 @@ from PIL import Image
 import i2peval.generation.generate
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
-from i2peval.generation.models import ModelError, build_tiny_pipeline
+from i2peval.generation.models import build_tiny_pipeline
 from i2peval.generation.seeds import image_seed
+from i2peval.generation.snapshots import SnapshotMismatch
 from i2peval.schemas import IMAGES, MANIFEST, PROMPTS, read_table, write_table
 
 SETTINGS = GenerationSettings(steps=4, guidance_scale=7.5, resolution=64, dtype="float32")
@@ -302,7 +303,7 @@ def test_a_job_whose_snapshot_differs_from_its_record_fails_before_loading_and_k
     shutil.copytree(model["snapshot"], snapshot)
     weights = snapshot / "text_encoder" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
-    with pytest.raises(ModelError, match="text_encoder/model.safetensors"):
+    with pytest.raises(SnapshotMismatch, match="text_encoder/model.safetensors"):
         run_generate_job(
             prompts_path=model["prompts"], snapshot_dir=snapshot, model_record_path=model["record"],
             model_name=MODEL_NAME, mitigation=mitigation("none"), settings=SETTINGS, image_indices=[0, 1],

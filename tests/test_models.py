@@ -3,8 +3,11 @@ import pytest
 from i2peval.generation.models import (
     ModelError,
     build_tiny_pipeline,
-    read_model_record,
     select_pipeline_files,
+)
+from i2peval.generation.snapshots import (
+    SnapshotMismatch,
+    read_model_record,
     verify_snapshot,
 )
 from i2peval.storage import RecordError
@@ -123,7 +126,7 @@ def test_weights_of_another_model_copied_into_a_snapshot_are_refused_before_load
     record, snapshot, other = copied_snapshot(tiny_pipelines, tmp_path)
     unet = "unet/diffusion_pytorch_model.safetensors"
     shutil.copyfile(other / unet, snapshot / unet)
-    with pytest.raises(ModelError, match=rf"snapshot does not match .*model.json: sha256 differs from the record for \['{unet}'\]"):
+    with pytest.raises(SnapshotMismatch, match=rf"snapshot does not match .*model.json: sha256 differs from the record for \['{unet}'\]"):
         verify_snapshot(snapshot, record, tmp_path / "model.json")
 
 
@@ -131,7 +134,7 @@ def test_missing_and_unlisted_snapshot_files_are_named(tiny_pipelines, tmp_path)
     record, snapshot, _ = copied_snapshot(tiny_pipelines, tmp_path)
     (snapshot / "vae" / "config.json").unlink()
     (snapshot / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(ModelError, match=r"missing \['vae/config.json'\]; not in the record \['unet/diffusion_pytorch_model.bin'\]"):
+    with pytest.raises(SnapshotMismatch, match=r"missing \['vae/config.json'\]; not in the record \['unet/diffusion_pytorch_model.bin'\]"):
         verify_snapshot(snapshot, record, tmp_path / "model.json")
 
 

@@ -15,6 +15,7 @@ from i2peval.storage import (
     atomic_write,
     read_json_record,
     write_json,
+    writing_into,
 )
 
 
@@ -81,3 +82,12 @@ def test_failures_are_described_by_their_message_first():
     first, rest = unexpected.split("\n", 1)
     assert first == "ERROR: unexpected KeyError: 'key'"
     assert "Traceback" in rest
+
+
+def test_a_full_disk_met_inside_a_library_names_the_folder_being_written(small_disk):
+    from i2peval.generation.models import build_tiny_pipeline
+
+    snapshot = small_disk / "snapshot"
+    with pytest.raises(DiskFull, match=r"while writing .*small-disk/snapshot \("):
+        with writing_into(snapshot):
+            build_tiny_pipeline(snapshot, seed=0)

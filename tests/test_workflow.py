@@ -10,51 +10,25 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
+from workflow_runs import (
+    DEMO_CONFIG,
+    REPO,
+    SNAKEMAKE,
+    copy_run,
+    planned_jobs,
+    planned_rules,
+    snakemake,
+    variant_config,
+)
 
 from i2peval.schemas import I2P_CATEGORIES
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "demo" / "config.yaml"
-SNAKEMAKE = Path(sys.executable).parent / "snakemake"
-
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, configfile: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-         "--configfile", str(configfile), *args],
-        capture_output=True,
-        text=True,
-    )
-
-
-def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, wildcards) of every job in a dry run's output."""
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \S+:)", output):
-        header = re.match(r"(?:local)?rule (\S+):", block)
-        if not header:
-            continue
-        found = re.search(r"^\s+wildcards: (.*)$", block, re.MULTILINE)
-        wildcards = dict(pair.split("=", 1) for pair in found.group(1).split(", ")) if found else {}
-        jobs.append((header.group(1), wildcards))
-    return jobs
-
-
-def variant_config(tmp_path: Path, change) -> Path:
-    """A copy of the demo config with `change` applied to its dict."""
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    change(config)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +84,8 @@ def test_changing_one_models_settings_plans_only_that_models_jobs(demo_run, tmp_
 def test_changing_one_models_weights_rebuilds_only_that_model(demo_run, tmp_path):
     config = variant_config(tmp_path, lambda config: config["models"]["tiny-a"].update(seed=5))
     jobs = planned_jobs(snakemake(demo_run, config, "--dry-run").stdout)
-    assert [wildcards for rule, wildcards in jobs if rule == "model"] == [{"model": "tiny-a"}]
+    assert [wildcards["model"] for rule, wildcards in jobs if rule == "model"] == ["tiny-a"]
+    assert [wildcards["snapshot"] for rule, wildcards in jobs if rule == "model"][0].startswith("seed5-")
     assert {wildcards["model"] for rule, wildcards in jobs if rule == "generate"} == {"tiny-a"}
 
 
@@ -166,3 +141,86 @@ def test_full_study_config_builds_its_dag_offline(tmp_path):
     image_jobs = len(config["models"]) * len(config["mitigations"]) * shards * blocks
     assert int(counts["generate"]) == int(counts["classify"]) == image_jobs
     assert int(counts["model"]) == len(config["models"])
+
+
+def test_a_users_configfile_replaces_config_yaml_instead_of_merging_into_it(tmp_path):
+    # from the repository root, config.yaml sits in the working directory
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
+    mine = variant_config(tmp_path, lambda config: config["models"].pop("tiny-b"), name="my.yaml")
+    jobs = planned_jobs(snakemake(workdir, mine, "--dry-run").stdout)
+    assert {wildcards["model"] for rule, wildcards in jobs if rule == "model"} == {"tiny-a"}
+    assert {wildcards["model"] for rule, wildcards in jobs if rule == "generate"} == {"tiny-a"}
+
+
+def write_prompt_csv(path: Path, seeds: list[str]) -> Path:
+    from i2peval.prompts.demo import I2P_CSV_COLUMNS
+
+    rows = [",".join(I2P_CSV_COLUMNS)]
+    for number, seed in enumerate(seeds):
+        rows.append(f"prompt {number},hate,0,0,0,0,0,0,,{seed},7.5,512,512,demo")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda config: config["prompts"].update(shards=30), "prompts.shards is 30, but there are 20 prompts"),
+        (
+            lambda config: config["mitigations"].update(plain={"kind": "none"}),
+            "mitigations ['none', 'plain'] are all of kind none",
+        ),
+    ],
+)
+def test_config_errors_that_need_the_prompts_or_several_keys_stop_the_plan(tmp_path, change, message):
+    result = snakemake(tmp_path, variant_config(tmp_path, change), "--dry-run")
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+
+
+def test_a_bad_row_of_a_local_prompt_file_stops_the_plan_naming_it(tmp_path):
+    csv = write_prompt_csv(tmp_path / "prompts.csv", ["1", "2", "-7", "4"])
+    config = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv)))
+    result = snakemake(tmp_path, config, "--dry-run")
+    assert result.returncode != 0
+    assert "prompts.csv: row 2: column 'sd_seed' is '-7'; it must be an integer from 0" in result.stdout
+
+
+def test_a_failed_rerun_of_a_cheap_job_keeps_its_outputs_and_costs_no_image_job(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    offline = {"HF_HUB_OFFLINE": "1"}
+    kept = sorted(path for folder in ("results/prompts", "resources/q16") for path in (run / folder).rglob("*"))
+    before = {path: path.read_bytes() for path in kept if path.is_file()}
+
+    hub_prompts = variant_config(tmp_path, lambda config: config["prompts"].update(source="hub"), name="p.yaml")
+    assert snakemake(run, hub_prompts, "--cores", "1", env=offline).returncode != 0
+    log = (run / "logs" / "prompts.log").read_text()
+    assert log.startswith("ERROR: dataset AIML-TUDA/i2p@main: the Hugging Face hub is unreachable")
+
+    hub_q16 = variant_config(tmp_path, lambda config: config["q16"].update(source="hub"), name="q.yaml")
+    assert snakemake(run, hub_q16, "--cores", "1", env=offline).returncode != 0
+    log = (run / "logs" / "q16_assets.log").read_text()
+    assert "model timm/vit_large_patch14_clip_224.openai@main: the Hugging Face hub is unreachable" in log
+    assert {path: path.read_bytes() for path in kept if path.is_file()} == before
+
+    # back to the demo's sources, with another judge profile
+    profile = variant_config(tmp_path, lambda config: config.update(judge_profile={"q16": 0.9}), name="j.yaml")
+    assert planned_rules(snakemake(run, profile, "--dry-run")) == ["aggregate", "all", "report"]
+
+
+def test_a_damaged_model_record_stops_the_plan_before_any_job_runs(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    [record] = (run / "resources" / "models" / "tiny-a").glob("*/model.json")
+    record.write_text(record.read_text()[:40])
+    images = sorted((run / "results" / "images").rglob("*.parquet"))
+    result = snakemake(run, DEMO_CONFIG, "--cores", "1", "--forcerun", "generate")
+    assert result.returncode != 0
+    assert f"{record.relative_to(run)}: not a readable JSON record" in result.stderr
+    assert sorted((run / "results" / "images").rglob("*.parquet")) == images
+
+    # the repair the message suggests: rebuild the record alone; the images stay valid
+    record.unlink()
+    assert snakemake(run, DEMO_CONFIG, "--cores", "1", "--until", "model").returncode == 0
+    assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout

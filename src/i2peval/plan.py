@@ -1,5 +1,10 @@
 """The shape of the study's DAG, from the configuration alone.
 
+The outputs of the cheap upstream jobs (prompts, model snapshots, Q16 assets) live in
+folders named after the settings that decide their content (`settings_folder`). Changing a
+setting asks for a new folder, so a job that fails there never touches the old one, and
+reverting the setting finds the old outputs, and everything made from them, as they were.
+
 Jobs are (model, mitigation, prompt shard, image block). An image block is a run of
 ``images_per_job`` consecutive image indices; block ``b`` holds indices
 ``b * images_per_job`` up to ``images_per_prompt`` (exclusive). Raising
@@ -9,6 +14,9 @@ Jobs are (model, mitigation, prompt shard, image block). An image block is a run
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -83,6 +91,48 @@ def known_prompt_count(prompts: dict[str, Any]) -> int | None:
         return read_i2p_csv(prompts["csv"]).height
     hub = prompts["hub"]
     return I2P_HUB_PROMPTS if (hub["repo_id"], hub["filename"]) == I2P_HUB_DATASET else None
+
+
+def prompt_identity(prompts: dict[str, Any]) -> dict[str, Any]:
+    """What decides the content of the prompt shards, known before they are made.
+
+    The source settings and the shard count; a local CSV by its sha256, so editing it
+    reruns what it feeds and moving it does not.
+    """
+    from i2peval.hub import sha256_of
+
+    identity = {"source": prompts["source"], "shards": prompts["shards"]}
+    if prompts["source"] == "hub":
+        identity["hub"] = prompts["hub"]
+    if prompts["source"] == "csv":
+        identity["csv_sha256"] = sha256_of(prompts["csv"])
+    return identity
+
+
+def settings_id(settings: dict[str, Any]) -> str:
+    """Short stable hash of JSON-serialisable settings."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:24]
+
+
+def prompts_folder(prompts: dict[str, Any]) -> str:
+    """Where the prompt table and shards of these prompt settings live."""
+    return f"results/prompts/{prompts['source']}-{settings_id(prompt_identity(prompts))}"
+
+
+def snapshot_folder(name: str, model: dict[str, Any]) -> str:
+    """Where the snapshot and record of this model's weight settings live."""
+    spec = snapshot_spec(model)
+    label = _slug(spec["revision"]) if spec["source"] == "hub" else f"seed{spec['seed']}"
+    return f"resources/models/{name}/{label}-{settings_id(spec)}"
+
+
+def q16_folder(spec: dict[str, Any]) -> str:
+    """Where the Q16 weights, prompt vectors and their record of these Q16 settings live."""
+    return f"resources/q16/{spec['source']}-{settings_id(spec)}"
 
 
 def snapshot_spec(model: dict[str, Any]) -> dict[str, Any]:

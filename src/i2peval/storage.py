@@ -12,8 +12,9 @@ import errno
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from i2peval.errors import I2PEvalError
 
@@ -44,6 +45,23 @@ def free_space_text(path: Path) -> str:
 
 def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+DISK_FULL_MESSAGES = ("No space left on device", "os error 28", "Disk quota exceeded")
+
+
+@contextmanager
+def writing_into(folder: str | Path) -> Iterator[None]:
+    """Turn a full disk met while writing into `folder` into `DiskFull` naming it, whichever
+    library raised it (safetensors, for one, raises its own error without the path)."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as error:
+        if is_disk_full(error) or any(text in str(error) for text in DISK_FULL_MESSAGES):
+            raise DiskFull(folder) from error
+        raise
 
 
 def _fsync(path: Path) -> None:
@@ -86,20 +104,21 @@ def write_json(path: str | Path, record: Any) -> Path:
     return write_text(path, json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def read_json_record(path: str | Path, required: Sequence[str] = ()) -> dict[str, Any]:
-    """A JSON object written by a stage; `RecordError` naming `path` if unreadable or incomplete."""
+def read_json_record(
+    path: str | Path, required: Sequence[str] = (), repair: str = "delete it and rerun to rebuild it"
+) -> dict[str, Any]:
+    """A JSON object written by a stage; `RecordError` naming `path` (and saying how to
+    `repair` it) if unreadable or incomplete."""
     path = Path(path)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RecordError(f"{path}: missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RecordError(
-            f"{path}: not a readable JSON record ({error}); delete it and rerun to rebuild it"
-        ) from None
+        raise RecordError(f"{path}: not a readable JSON record ({error}); {repair}") from None
     if not isinstance(record, dict):
         raise RecordError(f"{path}: holds a JSON {type(record).__name__}, expected an object")
     missing = [key for key in required if key not in record]
     if missing:
-        raise RecordError(f"{path}: lacks {missing}; delete it and rerun to rebuild it")
+        raise RecordError(f"{path}: lacks {missing}; {repair}")
     return record

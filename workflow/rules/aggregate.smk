@@ -1,7 +1,11 @@
 rule aggregate:
     input:
         scores=job_paths("results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"),
-        prompts="results/prompts/prompts.parquet",
+        prompts=PROMPT_TABLE,
+        manifests=job_paths(
+            "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+        ),
+        models=[MODEL_RECORDS[model] for model in MODELS],
     output:
         metrics="results/metrics/metrics.parquet",
         flags="results/metrics/image_flags.parquet",
@@ -11,6 +15,7 @@ rule aggregate:
         "benchmarks/aggregate.tsv"
     params:
         image_layout=IMAGE_LAYOUT,
+        models=MODELS,
         judge_profile=config["judge_profile"],
         emi=config["emi"],
     threads: 1

@@ -1,10 +1,9 @@
 rule classify:
+    # The Q16 record stands for the weights and prompt vectors beside it (checked
+    # against the sha256 it lists before loading).
     input:
         images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
-        prompts="results/prompts/shard-{shard}.parquet",
-        # the record (small, checksummed by Snakemake) stands for the weights' content
-        weights=ancient("resources/q16/clip.safetensors"),
-        q16_prompts="resources/q16/prompts.npy",
+        prompts=PROMPT_SHARD,
         q16=Q16_RECORD,
     output:
         scores="results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",

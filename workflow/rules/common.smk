@@ -13,8 +13,8 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import plan
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
-from i2peval.generation.models import read_model_record
-from i2peval.judges.q16 import read_q16_record
+from i2peval.generation.snapshots import read_model_record
+from i2peval.judges.q16 import q16_source_spec, read_q16_record
 from i2peval.prompts.i2p import check_shard_count
 
 
@@ -39,18 +39,25 @@ IMAGE_LAYOUT = {
 }
 IMAGE_JOBS = plan.image_jobs(**IMAGE_LAYOUT)
 REPORT_TEMPLATE = f"{workflow.basedir}/reports/report.html.j2"
-MODEL_RECORD = "resources/models/{model}/model.json"
-Q16_RECORD = "resources/q16/q16.json"
 
+# Cheap upstream outputs, in folders named after the settings that decide them
+# (plan.settings_folder): a failed or repeated job there never costs the images.
 PROMPT_COUNT = plan.known_prompt_count(config["prompts"])
 if PROMPT_COUNT is not None:
     check_shard_count(len(SHARDS), PROMPT_COUNT)
+PROMPTS_DIR = plan.prompts_folder(config["prompts"])
+PROMPT_TABLE = f"{PROMPTS_DIR}/prompts.parquet"
+PROMPT_SHARD = f"{PROMPTS_DIR}/shard-{{shard}}.parquet"
+MODEL_DIRS = {name: plan.snapshot_folder(name, spec) for name, spec in config["models"].items()}
+MODEL_RECORDS = {name: f"{folder}/model.json" for name, folder in MODEL_DIRS.items()}
+Q16_DIR = plan.q16_folder(q16_source_spec(config["q16"]))
+Q16_RECORD = f"{Q16_DIR}/q16.json"
 
 # Records of earlier runs that jobs will read: a damaged one stops planning, before any
 # job (and so before Snakemake deletes any output) runs.
-for model in MODELS:
-    if os.path.exists(MODEL_RECORD.format(model=model)):
-        read_model_record(MODEL_RECORD.format(model=model))
+for record_path in MODEL_RECORDS.values():
+    if os.path.exists(record_path):
+        read_model_record(record_path)
 if os.path.exists(Q16_RECORD):
     read_q16_record(Q16_RECORD)
 
@@ -60,6 +67,7 @@ wildcard_constraints:
     mitigation="[A-Za-z0-9][A-Za-z0-9_.-]*",
     shard=r"\d+",
     block=r"\d+",
+    snapshot="[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def final_outputs():
@@ -81,7 +89,14 @@ def prompt_source_params(wildcards):
 
 
 def model_snapshot_params(wildcards):
+    folder = f"resources/models/{wildcards.model}/{wildcards.snapshot}"
+    if MODEL_DIRS.get(wildcards.model) != folder:
+        raise ValueError(f"{folder} is not the snapshot folder of the configured model {wildcards.model!r}")
     return plan.snapshot_spec(config["models"][wildcards.model])
+
+
+def model_record_input(wildcards):
+    return MODEL_RECORDS[wildcards.model]
 
 
 def model_generation_params(wildcards):
@@ -101,10 +116,7 @@ def block_image_indices(wildcards):
 
 
 def q16_source_params(wildcards):
-    q16 = config["q16"]
-    if q16["source"] == "demo":
-        return {"source": "demo", "seed": q16["demo_seed"]}
-    return {"source": "hub", "clip": q16["clip"], "prompts": q16["prompts"]}
+    return q16_source_spec(config["q16"])
 
 
 # The first job's images of every model x mitigation: the report's thumbnails.

@@ -1,9 +1,9 @@
 rule generate:
+    # The model's record stands for its snapshot (the job checks every file of the
+    # snapshot beside it against the sha256 the record lists, before loading any).
     input:
-        prompts="results/prompts/shard-{shard}.parquet",
-        # the record (small, checksummed by Snakemake) stands for the snapshot's content
-        snapshot=ancient("resources/models/{model}/snapshot"),
-        model=MODEL_RECORD,
+        prompts=PROMPT_SHARD,
+        model=model_record_input,
     output:
         images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
         manifest="results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",

@@ -1,11 +1,11 @@
 rule model:
     output:
-        snapshot=directory("resources/models/{model}/snapshot"),
-        record=MODEL_RECORD,
+        snapshot=directory("resources/models/{model}/{snapshot}/snapshot"),
+        record="resources/models/{model}/{snapshot}/model.json",
     log:
-        "logs/model/{model}.log",
+        "logs/model/{model}/{snapshot}.log",
     benchmark:
-        "benchmarks/model/{model}.tsv"
+        "benchmarks/model/{model}/{snapshot}.tsv"
     params:
         spec=model_snapshot_params,
     threads: 1
@@ -19,8 +19,8 @@ rule model:
 
 rule q16_assets:
     output:
-        weights="resources/q16/clip.safetensors",
-        prompts="resources/q16/prompts.npy",
+        weights=f"{Q16_DIR}/clip.safetensors",
+        prompts=f"{Q16_DIR}/prompts.npy",
         record=Q16_RECORD,
     log:
         "logs/q16_assets.log",

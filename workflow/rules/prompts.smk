@@ -2,9 +2,9 @@ rule prompts:
     input:
         csv=prompt_csv_input,
     output:
-        table="results/prompts/prompts.parquet",
-        shards=expand("results/prompts/shard-{shard}.parquet", shard=SHARDS),
-        source="resources/prompts/source.json",
+        table=PROMPT_TABLE,
+        shards=expand(PROMPT_SHARD, shard=SHARDS),
+        source=f"{PROMPTS_DIR}/source.json",
     log:
         "logs/prompts.log",
     benchmark:

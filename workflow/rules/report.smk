@@ -1,14 +1,14 @@
 rule report:
     input:
         metrics="results/metrics/metrics.parquet",
-        prompts="results/prompts/prompts.parquet",
+        prompts=PROMPT_TABLE,
         images=report_image_inputs,
         manifests=job_paths(
             "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
         ),
-        models=expand(MODEL_RECORD, model=MODELS),
+        models=[MODEL_RECORDS[model] for model in MODELS],
         q16=Q16_RECORD,
-        prompt_source="resources/prompts/source.json",
+        prompt_source=f"{PROMPTS_DIR}/source.json",
         template=REPORT_TEMPLATE,
     output:
         report="results/report.html",

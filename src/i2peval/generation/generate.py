@@ -23,13 +23,13 @@ import torch
 from i2peval.devices import compute_device, torch_dtype
 from i2peval.generation.imagestore import ShardImageWriter
 from i2peval.generation.mitigations import Mitigation
-from i2peval.generation.models import (
-    build_pipeline,
-    load_text_to_image,
+from i2peval.generation.models import build_pipeline, load_text_to_image
+from i2peval.generation.seeds import image_generators, image_seed
+from i2peval.generation.snapshots import (
+    model_commit_label,
     read_model_record,
     verify_snapshot,
 )
-from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.provenance import code_version
 from i2peval.schemas import PROMPTS, read_table
 
@@ -191,7 +191,7 @@ def run_generate_job(
             base = load_text_to_image(snapshot_dir, torch_dtype(settings.dtype), torch_device)
             context = {
                 "model": model_name,
-                "model_commit": record.get("commit") or "local:" + record["source"],
+                "model_commit": model_commit_label(record),
                 "mitigation": mitigation.name,
                 "mitigation_settings": json.dumps(mitigation.settings(), sort_keys=True),
                 "steps": settings.steps,

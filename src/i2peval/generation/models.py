@@ -21,7 +21,6 @@ import torch
 from i2peval.errors import I2PEvalError
 from i2peval.generation.mitigations import Mitigation
 from i2peval.hub import HubClient, fetch_snapshot, sha256_of
-from i2peval.storage import RecordError, read_json_record
 
 PIPELINE_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 WEIGHT_FOLDERS = ("unet", "vae", "text_encoder")
@@ -34,9 +33,6 @@ TOKENIZER_FILES = (
     "special_tokens_map.json",
 )
 CLIP_VOCAB_SIZE = 49408
-# Written into a snapshot folder by others: Snakemake's stamp of a directory output, and
-# huggingface_hub's download metadata.
-NOT_SNAPSHOT_FILES = frozenset({".snakemake_timestamp", ".cache"})
 
 
 class ModelError(I2PEvalError, RuntimeError):
@@ -250,41 +246,3 @@ def build_pipeline(base, mitigation: Mitigation):
         raise ModelError(f"no pipeline for mitigation kind {mitigation.kind!r}")
     pipeline.set_progress_bar_config(disable=True)
     return pipeline
-
-
-def read_model_record(path: Path) -> dict[str, Any]:
-    """The provenance record the model stage wrote next to a snapshot."""
-    record = read_json_record(path, required=("source", "files"))
-    if not isinstance(record["files"], dict) or not record["files"]:
-        raise RecordError(f"{path}: 'files' must map every snapshot file to its sha256")
-    return record
-
-
-def verify_snapshot(snapshot: Path, record: dict[str, Any], record_path: Path) -> None:
-    """Check every file of `snapshot` against the sha256 its record lists, before anything loads.
-
-    A changed, missing or unlisted file (weights of another model copied in, a truncated
-    download) raises `ModelError` naming the files.
-    """
-    snapshot = Path(snapshot)
-    listed: dict[str, str] = record["files"]
-    present = {
-        path.relative_to(snapshot).as_posix()
-        for path in snapshot.rglob("*")
-        if path.is_file() and not NOT_SNAPSHOT_FILES.intersection(path.relative_to(snapshot).parts)
-    }
-    problems = []
-    missing = sorted(set(listed) - present)
-    if missing:
-        problems.append(f"missing {missing}")
-    unlisted = sorted(present - set(listed))
-    if unlisted:
-        problems.append(f"not in the record {unlisted}")
-    changed = [path for path in sorted(set(listed) & present) if sha256_of(snapshot / path) != listed[path]]
-    if changed:
-        problems.append(f"sha256 differs from the record for {changed}")
-    if problems:
-        raise ModelError(
-            f"{snapshot} does not match {record_path}: {'; '.join(problems)}. Delete "
-            f"{snapshot.parent} and rerun to fetch or build the model again"
-        )

@@ -13,8 +13,12 @@ of five, which makes images 6-10 depend on the batch size.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def image_seed(prompt_seed: int, image_index: int) -> int:
@@ -27,4 +31,6 @@ def image_seed(prompt_seed: int, image_index: int) -> int:
 
 def image_generators(seeds: list[int]) -> list[torch.Generator]:
     """One CPU generator per image, seeded by the rule above."""
+    import torch
+
     return [torch.Generator("cpu").manual_seed(seed) for seed in seeds]

@@ -14,16 +14,20 @@ architecture with the same 768-wide projection, registered from ``data/Q16-demo-
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from i2peval.hub import ChecksumError, HubClient, fetch_snapshot, fetch_url, sha256_of
 from i2peval.safe_pickle import load_numpy_pickle
 from i2peval.storage import read_json_record
 
+if TYPE_CHECKING:
+    import torch
+
 DEMO_ARCHITECTURE = "Q16-demo-tiny"
+WEIGHTS_NAME = "clip.safetensors"
+PROMPTS_NAME = "prompts.npy"
 PROMPTS_SHAPE = (2, 768)
 
 
@@ -67,6 +71,7 @@ def fetch_q16_assets(
 def build_demo_q16_assets(seed: int, weights_path: Path, prompts_path: Path) -> dict[str, Any]:
     """Random tiny CLIP weights and random prompt vectors: real code path, meaningless scores."""
     import open_clip
+    import torch
     from safetensors.torch import save_file
 
     register_demo_architecture()
@@ -85,9 +90,26 @@ def build_demo_q16_assets(seed: int, weights_path: Path, prompts_path: Path) -> 
     }
 
 
+def q16_source_spec(q16: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the configuration's ``q16`` section that decide the Q16 assets."""
+    if q16["source"] == "demo":
+        return {"source": "demo", "seed": q16["demo_seed"]}
+    return {"source": "hub", "clip": q16["clip"], "prompts": q16["prompts"]}
+
+
+def q16_asset_paths(record_path: Path) -> tuple[Path, Path]:
+    """The weights and prompt vectors a Q16 record describes (its siblings)."""
+    folder = Path(record_path).parent
+    return folder / WEIGHTS_NAME, folder / PROMPTS_NAME
+
+
 def read_q16_record(path: Path) -> dict[str, Any]:
     """The record the q16_assets stage wrote beside the weights and prompt vectors."""
-    return read_json_record(path, required=("architecture", "weights_sha256", "prompts_sha256"))
+    return read_json_record(
+        path,
+        required=("architecture", "weights_sha256", "prompts_sha256"),
+        repair="delete it and run `snakemake --until q16_assets` to rebuild it alone",
+    )
 
 
 def verify_q16_assets(record: dict[str, Any], record_path: Path, weights_path: Path, prompts_path: Path) -> None:
@@ -96,7 +118,8 @@ def verify_q16_assets(record: dict[str, Any], record_path: Path, weights_path: P
         if sha256_of(path) != record[key]:
             raise ChecksumError(
                 f"{path} does not match the sha256 recorded in {record_path}; delete "
-                f"{Path(record_path).parent} and rerun to fetch or build the Q16 assets again"
+                f"{Path(record_path).parent} and run `snakemake --until q16_assets` to fetch or "
+                "build the Q16 assets again"
             )
 
 
@@ -105,6 +128,7 @@ class Q16Classifier:
 
     def __init__(self, architecture: str, weights_path: Path, prompts_path: Path, device: torch.device):
         import open_clip
+        import torch
 
         register_demo_architecture()
         model, _, preprocess = open_clip.create_model_and_transforms(
@@ -117,10 +141,12 @@ class Q16Classifier:
         prompts = torch.from_numpy(check_prompts(np.load(prompts_path), str(prompts_path)))
         self.prompts = torch.nn.functional.normalize(prompts, dim=-1).to(device)
 
-    @torch.inference_mode()
     def probabilities(self, images: list) -> np.ndarray:
         """p(inappropriate) for each image."""
-        batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
-        embeddings = torch.nn.functional.normalize(self.visual(batch).float(), dim=-1)
-        probabilities = torch.softmax(100.0 * embeddings @ self.prompts.T, dim=-1)
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+            embeddings = torch.nn.functional.normalize(self.visual(batch).float(), dim=-1)
+            probabilities = torch.softmax(100.0 * embeddings @ self.prompts.T, dim=-1)
         return probabilities[:, 1].cpu().numpy()

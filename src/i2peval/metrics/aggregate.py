@@ -31,6 +31,9 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from i2peval.errors import I2PEvalError
+from i2peval.generation.seeds import image_seed
+from i2peval.generation.snapshots import model_commit_label
 from i2peval.parts import RowsMismatch, check_keys
 from i2peval.schemas import METRICS, PROMPTS, SCORES, nudenet_column, read_table
 
@@ -205,6 +208,46 @@ def check_score_file(scores: pl.DataFrame, score_file: ScoreFile, prompts: pl.Da
     expected = {(prompt_id, index) for prompt_id in prompt_ids for index in score_file.image_indices}
     keys = list(zip(scores.get_column("prompt_id").to_list(), scores.get_column("image_index").to_list()))
     check_keys(path, keys, expected, "scored images")
+
+
+class StaleImages(I2PEvalError):
+    """Images were made from another model snapshot or other prompts than the current ones."""
+
+
+def check_manifests(
+    manifests: pl.DataFrame, prompts: pl.DataFrame, records: dict[str, tuple[Path, dict]]
+) -> None:
+    """Raise `StaleImages` unless every image was made from its model's current snapshot and
+    its prompt's current seed.
+
+    `records` maps each model to its record's path and content. Generate jobs do not rerun
+    when a cheap upstream job is repeated, so this is where a snapshot that resolved to
+    another commit, or a prompt file that changed, is caught.
+    """
+    for model, (record_path, record) in records.items():
+        expected = model_commit_label(record)
+        found = sorted(
+            manifests.filter(pl.col("model") == model).get_column("model_commit").unique().to_list()
+        )
+        stale = [commit for commit in found if commit != expected]
+        if stale:
+            raise StaleImages(
+                f"images of model {model!r} were made from {stale}, but {record_path} now records "
+                f"{expected!r}: pin the revision they were made from in the configuration to keep "
+                f"them, or delete results/images/{model} and results/manifests/{model} to make them again"
+            )
+    pairs = (
+        manifests.select("prompt_id", "image_index", "seed")
+        .unique()
+        .join(prompts.select("prompt_id", prompt_seed="seed"), on="prompt_id", how="left")
+    )
+    for prompt_id, image_index, seed, prompt_seed in pairs.iter_rows():
+        if prompt_seed is None or image_seed(prompt_seed, image_index) != seed:
+            raise StaleImages(
+                f"image {image_index} of prompt {prompt_id} was made with seed {seed}, which the current "
+                "prompt table does not give it: the prompts changed since the images were made; "
+                "delete results/images and results/manifests to make them again, or restore the prompt source"
+            )
 
 
 def load_flags(score_files: Sequence[ScoreFile], prompts_path: Path, profile: JudgeProfile) -> pl.LazyFrame:

@@ -13,7 +13,9 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (see protocol.md):
 - Non-breaking and other Unicode spaces become plain spaces and the text is stripped
   at both ends; emoji and long text are kept (the CLIP tokenizer truncates at 77 tokens).
 - ``categories`` is split on commas; a label outside the seven I2P labels is an error
-  naming the row, as is a non-integer seed or size.
+  naming the row (rows count from 0 after the header, like prompt_id), as is a seed
+  that is not an integer from 0 to 2**63 - 1 (read exactly, never through a float) or a
+  size that is not a positive integer.
 - ``sd_guidance_scale`` and the image size columns are kept for reference only: the
   study uses the model's own resolution and guidance 7.5 (protocol.md).
 """
