@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from i2peval.devices import claim_gpu, torch_dtype
+from i2peval.devices import DeviceError, claim_gpu, torch_dtype
 
 
 def test_scheduler_chosen_gpu_is_used_without_locking(tmp_path):
@@ -25,7 +25,7 @@ def test_released_gpu_can_be_claimed_again(tmp_path):
 
 
 def test_claim_without_any_gpu_is_an_error(tmp_path):
-    with pytest.raises(RuntimeError, match="no CUDA device"):
+    with pytest.raises(DeviceError, match="execution.device is .cuda., but torch sees no CUDA device"):
         with claim_gpu(0, tmp_path, environ={}):
             pass
 

@@ -16,6 +16,12 @@ from typing import Iterator
 
 import torch
 
+from i2peval.errors import I2PEvalError
+
+class DeviceError(I2PEvalError, RuntimeError):
+    """The configured device cannot be used on this machine."""
+
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -66,12 +72,12 @@ def claim_gpu(
 def compute_device(requested: str, lock_dir: Path) -> Iterator[torch.device]:
     """The device for a job: ``cpu``, ``cuda`` (a claimed GPU) or ``auto`` (cuda if present)."""
     if requested not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device {requested!r} is not one of auto, cpu, cuda")
+        raise DeviceError(f"execution.device is {requested!r}, not one of auto, cpu, cuda")
     use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
     if not use_cuda:
         yield torch.device("cpu")
         return
     if not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA device")
+        raise DeviceError("execution.device is 'cuda', but torch sees no CUDA device on this machine")
     with claim_gpu(torch.cuda.device_count(), lock_dir) as index:
         yield torch.device("cuda", index)
