@@ -18,6 +18,7 @@ import torch
 
 from i2peval.errors import I2PEvalError
 
+
 class DeviceError(I2PEvalError, RuntimeError):
     """The configured device cannot be used on this machine."""
 
@@ -49,7 +50,7 @@ def claim_gpu(
         yield 0
         return
     if device_count < 1:
-        raise RuntimeError("no CUDA device to claim")
+        raise DeviceError("no CUDA device to claim")
     lock_dir.mkdir(parents=True, exist_ok=True)
     while True:
         for index in range(device_count):
