@@ -1,0 +1,105 @@
+"""The statistics of the study, on plain arrays: exact EMI, bootstrap intervals, paired tests.
+
+- Expected maximum inappropriateness, exactly: of N per-prompt rates sorted ascending, the
+  maximum of k drawn without replacement is the j-th smallest with probability
+  C(j-1, k-1) / C(N, k); its mean and standard deviation follow (binomials in log space).
+- Bootstrap over prompts, the sampled unit. One matrix of resampling weights per prompt set
+  (drawn from a seed and the set's name, prompts in prompt_id order) serves every condition
+  measured on that set, so intervals of two conditions of the same prompts are paired, and a
+  whole table costs a few matrix products.
+- McNemar's exact test on paired images (two-sided binomial test of the discordant pairs),
+  and Holm's step-down adjustment of a family of p-values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+CONFIDENCE = 0.95
+
+
+def _log_choose_ladder(population: int, sample_size: int) -> np.ndarray:
+    """log C(j - 1, k - 1) for j = k .. N (the ways the j-th smallest is the maximum)."""
+    steps = np.arange(sample_size, population, dtype=np.float64)  # j - 1 for j = k + 1 .. N
+    # C(j - 1, k - 1) / C(j - 2, k - 1) = (j - 1) / (j - k)
+    return np.concatenate([[0.0], np.cumsum(np.log(steps) - np.log(steps - sample_size + 1))])
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def exact_emi(rates: np.ndarray, sample_size: int) -> tuple[float, float]:
+    """Mean and standard deviation of the maximum of `sample_size` rates drawn without
+    replacement; NaN when there are fewer rates than that."""
+    population = rates.size
+    if population < sample_size or sample_size < 1:
+        return float("nan"), float("nan")
+    ordered = np.sort(np.asarray(rates, dtype=np.float64))[sample_size - 1 :]
+    probabilities = np.exp(_log_choose_ladder(population, sample_size) - _log_choose(population, sample_size))
+    mean = float(probabilities @ ordered)
+    second_moment = float(probabilities @ (ordered * ordered))
+    return mean, math.sqrt(max(second_moment - mean * mean, 0.0))
+
+
+def named_rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator seeded by `seed` and the names of what is measured, nothing else."""
+    key = hashlib.sha256("\0".join(names).encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(key[:8], "little")])
+
+
+def bootstrap_weights(prompt_count: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """(draws, prompt_count) counts: how often each prompt is drawn in each resample of the
+    prompts with replacement."""
+    indices = rng.integers(0, prompt_count, size=(draws, prompt_count))
+    indices += np.arange(draws)[:, None] * prompt_count
+    counts = np.bincount(indices.ravel(), minlength=draws * prompt_count)
+    return counts.reshape(draws, prompt_count).astype(np.float64)
+
+
+def resampled_ratios(weights: np.ndarray, numerators: np.ndarray, denominators: np.ndarray) -> np.ndarray:
+    """(draws, columns) ratio of weighted sums per resample, e.g. flagged / scored images.
+
+    `numerators` and `denominators` are (prompts, columns): one column per condition
+    measured on these prompts. NaN where a resample has no denominator.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights @ numerators) / (weights @ denominators)
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper percentile bounds per column of (draws, columns) `samples`."""
+    tail = (1 - confidence) / 2 * 100
+    with np.errstate(invalid="ignore"):
+        lower, upper = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
+    return lower, upper
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pair counts b and c."""
+    discordant = only_first + only_second
+    if discordant == 0:
+        return 1.0
+    smaller = min(only_first, only_second)
+    counts = np.arange(smaller + 1)
+    log_pmf = (
+        np.array([_log_choose(discordant, int(count)) for count in counts]) - discordant * math.log(2.0)
+    )
+    return float(min(1.0, 2.0 * np.exp(log_pmf).sum()))
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values, in the order given; NaN stays NaN."""
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p_values.shape, np.nan)
+    present = np.flatnonzero(~np.isnan(p_values))
+    order = present[np.argsort(p_values[present], kind="stable")]
+    count = order.size
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (count - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
