@@ -48,11 +48,7 @@ score_files = [
     for job, path in zip(jobs, snakemake.input.scores)
 ]
 profile = JudgeProfile.from_config(snakemake.params.judge_profile)
-flags = (
-    load_flags(score_files, Path(snakemake.input.prompts), profile)
-    .sort("model", "mitigation", "prompt_id", "image_index")
-    .collect()
-)
+flags = load_flags(score_files, Path(snakemake.input.prompts), profile).collect()
 atomic_write(snakemake.output.flags, flags.write_parquet)
 metrics = compute_metrics(flags.lazy(), EmiSettings(**snakemake.params.emi))
 write_table(metrics.to_arrow(), snakemake.output.metrics, METRICS)

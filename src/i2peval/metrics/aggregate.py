@@ -251,7 +251,8 @@ def check_manifests(
 
 
 def load_flags(score_files: Sequence[ScoreFile], prompts_path: Path, profile: JudgeProfile) -> pl.LazyFrame:
-    """Per-image flags of every score file, each checked against its job, joined with the prompts.
+    """Per-image flags of every score file, each checked against its job, joined with the
+    prompts, in (model, mitigation, prompt_id, image_index) order.
 
     Scores that are missing or NaN make an image unscored (null flag); the log says how many
     and where.
@@ -268,4 +269,6 @@ def load_flags(score_files: Sequence[ScoreFile], prompts_path: Path, profile: Ju
             log.warning("%s: %d images lack a score the judge profile reads; counted as unscored",
                         score_file.path, unscored)
         frames.append(scores.lazy())
-    return image_flags(pl.concat(frames), prompts.lazy(), profile)
+    return image_flags(pl.concat(frames), prompts.lazy(), profile).sort(
+        "model", "mitigation", "prompt_id", "image_index"
+    )
