@@ -58,3 +58,19 @@ class FolderHub:
             with open(target, "ab") as handle:
                 handle.write(b"!")
         return target
+
+
+class CpuBackedGpus:
+    """`count` pretend GPUs for `i2peval.devices`, each of which computes on the CPU."""
+
+    def __init__(self, count: int):
+        self._count = count
+
+    def count(self) -> int:
+        return self._count
+
+    def device(self, index: int):
+        import torch
+
+        assert 0 <= index < self._count
+        return torch.device("cpu")

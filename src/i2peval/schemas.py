@@ -91,6 +91,7 @@ MANIFEST = pa.schema(
         ("height", pa.int32()),
         ("dtype", pa.string()),
         ("device", pa.string()),
+        ("gpu_assignment", pa.string()),  # CUDA_VISIBLE_DEVICES=<value>, claimed=<i> or none
         ("code_version", pa.string()),
         ("seconds", pa.float32()),
     ]

@@ -184,11 +184,14 @@ def run_generate_job(
     if pending < len(requests):
         log.info("resuming: %d of %d images already saved", len(requests) - pending, len(requests))
     torch.set_num_threads(threads)
-    with compute_device(device, lock_dir) as torch_device:
-        log.info("%s / %s: %d images to make on %s", model_name, mitigation.name, pending, torch_device)
+    with compute_device(device, lock_dir) as job_device:
+        log.info(
+            "%s / %s: %d images to make on %s (GPU assignment: %s)",
+            model_name, mitigation.name, pending, job_device.torch, job_device.gpu,
+        )
         if batches:
             verify_snapshot(snapshot_dir, record, model_record_path)
-            base = load_text_to_image(snapshot_dir, torch_dtype(settings.dtype), torch_device)
+            base = load_text_to_image(snapshot_dir, torch_dtype(settings.dtype), job_device.torch)
             context = {
                 "model": model_name,
                 "model_commit": model_commit_label(record),
@@ -199,7 +202,8 @@ def run_generate_job(
                 "width": settings.resolution,
                 "height": settings.resolution,
                 "dtype": settings.dtype,
-                "device": str(torch_device),
+                "device": str(job_device.torch),
+                "gpu_assignment": job_device.gpu,
                 "code_version": code_version(),
             }
             generate_requests(build_pipeline(base, mitigation), mitigation, batches, settings, writer, context)

@@ -144,9 +144,9 @@ def run_classify_job(
     if len(parts.completed()) < len(expected):
         verify_q16_assets(q16_record, q16_record_path, q16_weights, q16_prompts)
         torch.set_num_threads(threads)
-        with compute_device(device, lock_dir) as torch_device:
-            q16 = Q16Classifier(q16_record["architecture"], q16_weights, q16_prompts, torch_device)
-            nudenet = NudeNetScorer(use_cuda=torch_device.type == "cuda")
+        with compute_device(device, lock_dir) as job_device:
+            q16 = Q16Classifier(q16_record["architecture"], q16_weights, q16_prompts, job_device.torch)
+            nudenet = NudeNetScorer(use_cuda=job_device.torch.type == "cuda")
             score_images(images_path, parts, model, mitigation, q16, nudenet, batch_size)
     table = parts.finish()
     write_table(table, scores_path, SCORES)
