@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR := demo-run
 
-.PHONY: demo test lint dry-run bench clean-demo
+.PHONY: demo test lint dry-run bench clean-demo slurm
 
 $(INSTALLED): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,22 @@ demo: $(INSTALLED)
 	$(BIN)/snakemake --cores 2 --configfile demo/config.yaml --directory $(DEMO_DIR)
 	@echo "Report: $(CURDIR)/$(DEMO_DIR)/results/report.html"
 
-test: $(INSTALLED)
+test: $(INSTALLED) slurm
 	$(BIN)/python -m pytest
+
+# The SLURM test (tests/test_slurm.py) starts a one-node cluster from Debian's packages:
+# installed here when missing and this is a root Debian machine; elsewhere the test skips
+# and says why.
+SLURM_PROGRAMS := /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged /usr/bin/sbatch
+slurm:
+	@if ls $(SLURM_PROGRAMS) >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing SLURM and munge for the SLURM test (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; \
+	else \
+		echo "SLURM is not installed and cannot be installed here (needs root and apt-get): the SLURM test will skip"; \
+	fi
 
 lint: $(INSTALLED)
 	$(BIN)/snakemake --lint

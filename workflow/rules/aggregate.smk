@@ -18,6 +18,7 @@ rule aggregate:
         models=MODELS,
         judge_profile=config["judge_profile"],
         emi=config["emi"],
+    localrule: True
     threads: 1
     resources:
         mem_mb=8000,

@@ -8,6 +8,7 @@ rule model:
         "benchmarks/model/{model}/{snapshot}.tsv"
     params:
         spec=model_snapshot_params,
+    localrule: True
     threads: 1
     resources:
         mem_mb=4000,
@@ -28,6 +29,7 @@ rule q16_assets:
         "benchmarks/q16_assets.tsv"
     params:
         spec=q16_source_params,
+    localrule: True
     threads: 1
     resources:
         mem_mb=4000,

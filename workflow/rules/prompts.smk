@@ -11,6 +11,7 @@ rule prompts:
         "benchmarks/prompts.tsv"
     params:
         source=prompt_source_params,
+    localrule: True
     threads: 1
     resources:
         mem_mb=2000,

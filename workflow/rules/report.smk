@@ -24,6 +24,7 @@ rule report:
         thumbnails=config["report"],
         judge_profile=config["judge_profile"],
         emi=config["emi"],
+    localrule: True
     threads: 1
     resources:
         mem_mb=4000,
