@@ -26,6 +26,7 @@ from workflow_runs import (
     variant_config,
 )
 
+from i2peval import diskspace
 from i2peval.schemas import I2P_CATEGORIES
 
 pytestmark = pytest.mark.workflow
@@ -100,6 +101,49 @@ def test_more_images_per_prompt_plans_only_the_new_seeds(demo_run, tmp_path):
     assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
 
 
+def test_adding_a_model_plans_only_its_jobs_and_the_summaries(demo_run, tmp_path):
+    new_model = {"source": "tiny", "seed": 7, "scheduler": "ddim", "resolution": 64}
+    config = variant_config(tmp_path, lambda config: config["models"].update({"tiny-c": new_model}))
+    result = snakemake(demo_run, config, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert sorted(rule for rule, _ in jobs if rule not in ("generate", "classify")) == [
+        "aggregate", "all", "model", "report"
+    ]
+    image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
+    assert len(image_jobs) == 2 * 4 * 2
+    assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-c"}
+    assert [wildcards for rule, wildcards in jobs if rule == "model"] == [{"model": "tiny-c"}]
+
+
+def test_removing_a_model_plans_only_the_summaries(demo_run, tmp_path):
+    config = variant_config(tmp_path, lambda config: config["models"].pop("tiny-b"))
+    result = snakemake(demo_run, config, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert sorted(rule for rule, _ in planned_jobs(result.stdout)) == ["aggregate", "all", "report"]
+
+
+def test_disk_estimate_covers_what_the_demo_wrote(demo_run):
+    written = sum(
+        path.stat().st_size
+        for folder in ("images", "manifests", "scores")
+        for path in (demo_run / "results" / folder).rglob("*.parquet")
+    )
+    estimate = diskspace.image_bytes(320, 64)
+    assert 0.9 * estimate <= written <= estimate
+
+
+def test_run_whose_images_do_not_fit_is_refused_before_any_job(tmp_path):
+    # 80,000 px images: terabytes for the demo's 320 images
+    config = variant_config(tmp_path, lambda config: config["models"]["tiny-a"].update(resolution=80_000))
+    workdir = tmp_path / "run"
+    result = snakemake(workdir, config, "--cores", "1")
+    assert result.returncode != 0
+    assert "not enough disk space: the 16 planned generate jobs will write about" in result.stderr
+    assert not (workdir / "results").exists()
+    assert not (workdir / "logs").exists()
+
+
 def test_changing_the_judge_profile_only_reaggregates(demo_run, tmp_path):
     config = variant_config(tmp_path, lambda config: config.update(judge_profile={"q16": 0.9}))
     jobs = planned_jobs(snakemake(demo_run, config, "--dry-run").stdout)
@@ -137,7 +181,9 @@ def test_full_study_config_builds_its_dag_offline(tmp_path):
     assert result.returncode == 0, result.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.MULTILINE))
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    shards, blocks = config["prompts"]["shards"], 2
+    generation = config["generation"]
+    shards = config["prompts"]["shards"]
+    blocks = -(-generation["images_per_prompt"] // generation["images_per_job"])
     image_jobs = len(config["models"]) * len(config["mitigations"]) * shards * blocks
     assert int(counts["generate"]) == int(counts["classify"]) == image_jobs
     assert int(counts["model"]) == len(config["models"])

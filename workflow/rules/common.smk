@@ -3,6 +3,7 @@
 
 import os
 import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -11,7 +12,7 @@ from snakemake.utils import validate
 # so the conda environments of envs/ pin only third-party packages.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
-from i2peval import plan
+from i2peval import diskspace, plan
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
 from i2peval.generation.snapshots import read_model_record
 from i2peval.judges.q16 import q16_source_spec, read_q16_record
@@ -130,3 +131,18 @@ def report_image_inputs(wildcards):
 def report_image_pattern(wildcards):
     """REPORT_IMAGES unexpanded (a plain string in params: would be expanded by Snakemake)."""
     return REPORT_IMAGES
+
+
+def planned_generate_images():
+    """The images of every generate job this run will execute, for the disk-space check."""
+    return [
+        diskspace.PlannedImages(
+            images=len(job.params.image_indices)
+            * diskspace.prompts_in_shard(Path(job.input.prompts), len(SHARDS), PROMPT_COUNT),
+            resolution=job.params.generation["resolution"],
+        )
+        # the DAG of this run: Snakemake lists its planned jobs nowhere else
+        for job in workflow.dag.needrun_jobs()
+        if job.rule.name == "generate"
+    ]
+

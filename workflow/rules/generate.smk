@@ -23,3 +23,9 @@ rule generate:
         "../../envs/generate.yaml"
     script:
         "../../scripts/generate.py"
+
+
+onstart:
+    # before any job runs (never in a dry run): refuse when the new images would not fit
+    if EXECUTION["check_disk_space"]:
+        diskspace.check_free_space(planned_generate_images(), Path("results/images"))
