@@ -113,7 +113,7 @@ def test_adding_a_model_plans_only_its_jobs_and_the_summaries(demo_run, tmp_path
     image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
     assert len(image_jobs) == 2 * 4 * 2
     assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-c"}
-    assert [wildcards for rule, wildcards in jobs if rule == "model"] == [{"model": "tiny-c"}]
+    assert [wildcards["model"] for rule, wildcards in jobs if rule == "model"] == ["tiny-c"]
 
 
 def test_removing_a_model_plans_only_the_summaries(demo_run, tmp_path):
