@@ -12,8 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import i2peval.devices
 from fakes import CpuBackedGpus
+
+import i2peval.devices
 from i2peval.logs import to_log_file
 
 job = json.loads(Path(sys.argv[1]).read_text())

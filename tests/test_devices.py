@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 import torch
-
 from fakes import CpuBackedGpus
+
 from i2peval.devices import DeviceError, claim_gpu, compute_device, torch_dtype
 from i2peval.generation.models import build_tiny_pipeline
 from i2peval.schemas import MANIFEST, PROMPTS, read_table, write_table

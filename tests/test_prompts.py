@@ -6,6 +6,7 @@ import pytest
 from fakes import COMMIT, FolderHub
 
 from i2peval.hub import sha256_of
+from i2peval.plan import PlanError
 from i2peval.prompts.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
 from i2peval.prompts.i2p import (
     PromptFileError,
@@ -197,7 +198,7 @@ def test_shards_are_contiguous_near_equal_and_cover_every_prompt_once(count, sha
 
 @pytest.mark.parametrize("shards", [0, -1, 6])
 def test_shard_count_outside_one_to_prompt_count_is_an_error_naming_the_key(shards):
-    with pytest.raises(PromptFileError, match=rf"prompts.shards is {shards}, but there are 5 prompts"):
+    with pytest.raises(PlanError, match=rf"prompts.shards is {shards}, but there are 5 prompts"):
         assign_shards(prompt_table(5), shards)
 
 

@@ -18,7 +18,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from slurm_cluster import SingleNodeSlurm, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[1]

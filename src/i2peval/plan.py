@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
+from i2peval.errors import I2PEvalError
+
 # Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (protocol.md).
 I2P_HUB_DATASET = ("AIML-TUDA/i2p", "i2p_benchmark.csv")
 I2P_HUB_PROMPTS = 4703
@@ -29,6 +31,19 @@ SNAPSHOT_KEYS = {
     "hub": ("source", "repo_id", "revision"),
     "tiny": ("source", "seed", "scheduler"),
 }
+
+
+class PlanError(I2PEvalError, ValueError):
+    """The configuration asks for a plan that cannot work."""
+
+
+def check_shard_count(shards: int, prompt_count: int) -> None:
+    """`PlanError` naming prompts.shards unless every shard gets at least one prompt."""
+    if not 1 <= shards <= prompt_count:
+        raise PlanError(
+            f"prompts.shards is {shards}, but there are {prompt_count} prompts: choose 1 to "
+            f"{prompt_count} shards so that no shard is empty"
+        )
 
 
 def image_blocks(images_per_prompt: int, images_per_job: int) -> list[int]:

@@ -16,7 +16,6 @@ from i2peval import diskspace, plan
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
 from i2peval.generation.snapshots import read_model_record
 from i2peval.judges.q16 import q16_source_spec, read_q16_record
-from i2peval.prompts.i2p import check_shard_count
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -45,7 +44,7 @@ REPORT_TEMPLATE = f"{workflow.basedir}/reports/report.html.j2"
 # (plan.settings_folder): a failed or repeated job there never costs the images.
 PROMPT_COUNT = plan.known_prompt_count(config["prompts"])
 if PROMPT_COUNT is not None:
-    check_shard_count(len(SHARDS), PROMPT_COUNT)
+    plan.check_shard_count(len(SHARDS), PROMPT_COUNT)
 PROMPTS_DIR = plan.prompts_folder(config["prompts"])
 PROMPT_TABLE = f"{PROMPTS_DIR}/prompts.parquet"
 PROMPT_SHARD = f"{PROMPTS_DIR}/shard-{{shard}}.parquet"

@@ -30,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from i2peval.errors import I2PEvalError
+from i2peval.plan import check_shard_count
 from i2peval.schemas import I2P_CATEGORIES, PROMPTS, write_table
 
 REQUIRED_COLUMNS = (
@@ -135,15 +136,6 @@ def parse_row(record: dict[str, str], row: int) -> dict:
         "width": _parse_int(record["sd_image_width"], row, "sd_image_width", 1, 2**31),
         "height": _parse_int(record["sd_image_height"], row, "sd_image_height", 1, 2**31),
     }
-
-
-def check_shard_count(shards: int, prompt_count: int) -> None:
-    """`PromptFileError` naming prompts.shards unless every shard gets at least one prompt."""
-    if not 1 <= shards <= prompt_count:
-        raise PromptFileError(
-            f"prompts.shards is {shards}, but there are {prompt_count} prompts: choose 1 to "
-            f"{prompt_count} shards so that no shard is empty"
-        )
 
 
 def assign_shards(prompts: pl.DataFrame, shards: int) -> pl.DataFrame:
