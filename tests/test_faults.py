@@ -15,7 +15,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 import pytest
 from workflow_runs import REPO, SNAKEMAKE, copy_run, snakemake, write_config
@@ -24,6 +23,7 @@ from i2peval.prompts.demo import I2P_CSV_COLUMNS
 
 pytestmark = pytest.mark.workflow
 
+FAULT_INJECTION = Path(__file__).parent / "fault_injection"
 JOB = "tiny/none/shard-0/block-0"
 OTHER_JOB = "tiny/negative-prompt/shard-1/block-0"
 
@@ -81,11 +81,14 @@ def rerun_from(reference, tmp_path: Path, *jobs: str, stages=("images", "manifes
     return run
 
 
-def start(run: Path, config: Path, cores: int = 1) -> subprocess.Popen:
+def start(run: Path, config: Path, fault: str, cores: int = 1) -> subprocess.Popen:
+    """Start Snakemake with `fault` armed in its jobs (see fault_injection/sitecustomize.py)."""
+    python_path = os.pathsep.join(filter(None, [str(FAULT_INJECTION), os.environ.get("PYTHONPATH")]))
     return subprocess.Popen(
         [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(run),
          "--configfile", str(config), "--cores", str(cores)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": python_path, "I2PEVAL_FAULT": fault},
     )
 
 
@@ -103,15 +106,6 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 300.0):
 
 def parts(run: Path, stage: str, job: str) -> list[Path]:
     return sorted((run / "results" / stage).glob(f"{job}.parquet.parts/part-*.parquet"))
-
-
-def job_process(run: Path, script: str) -> psutil.Process | None:
-    """The running rule script `script` of the Snakemake run in `run`."""
-    for process in psutil.process_iter(["cmdline"]):
-        command = " ".join(process.info["cmdline"] or [])
-        if str(run) in command and command.endswith(f".{script}"):
-            return process
-    return None
 
 
 def assert_same_results(run: Path, reference_run: Path) -> None:
@@ -135,11 +129,10 @@ def finish(run: Path, config: Path) -> subprocess.CompletedProcess:
 def test_a_generate_job_killed_midway_resumes_with_only_its_unfinished_batches(reference, tmp_path):
     config, reference_run = reference
     run = rerun_from(reference, tmp_path, JOB)
-    snakemake_run = start(run, config)
-    wait_for(lambda: len(parts(run, "images", JOB)) >= 2, snakemake_run)
-    wait_for(lambda: job_process(run, "generate.py"), snakemake_run).send_signal(signal.SIGKILL)
-    assert snakemake_run.wait(timeout=120) != 0
+    snakemake_run = start(run, config, fault="generate.py:2:kill")
+    assert snakemake_run.wait(timeout=300) != 0
     saved = len(parts(run, "images", JOB))
+    assert saved == 2
     assert not (run / "results" / "images" / f"{JOB}.parquet").exists()
 
     finish(run, config)
@@ -151,11 +144,10 @@ def test_a_generate_job_killed_midway_resumes_with_only_its_unfinished_batches(r
 def test_a_classify_job_killed_midway_resumes_with_only_its_unfinished_batches(reference, tmp_path):
     config, reference_run = reference
     run = rerun_from(reference, tmp_path, JOB, stages=("scores",))
-    snakemake_run = start(run, config)
-    wait_for(lambda: len(parts(run, "scores", JOB)) >= 1, snakemake_run)
-    wait_for(lambda: job_process(run, "classify.py"), snakemake_run).send_signal(signal.SIGKILL)
-    assert snakemake_run.wait(timeout=120) != 0
+    snakemake_run = start(run, config, fault="classify.py:1:kill")
+    assert snakemake_run.wait(timeout=300) != 0
     saved = len(parts(run, "scores", JOB))
+    assert saved == 1
 
     finish(run, config)
     log = (run / "logs" / "classify" / f"{JOB.rsplit('/', 1)[0]}-block-0.log").read_text()
@@ -166,7 +158,7 @@ def test_a_classify_job_killed_midway_resumes_with_only_its_unfinished_batches(r
 def test_ctrl_c_of_the_whole_run_then_a_rerun_gives_the_uninterrupted_results(reference, tmp_path):
     config, reference_run = reference
     run = rerun_from(reference, tmp_path, JOB, OTHER_JOB)
-    snakemake_run = start(run, config, cores=2)
+    snakemake_run = start(run, config, fault="generate.py:1:hang", cores=2)
     wait_for(lambda: parts(run, "images", JOB) or parts(run, "images", OTHER_JOB), snakemake_run)
     os.killpg(snakemake_run.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
     assert snakemake_run.wait(timeout=120) != 0
