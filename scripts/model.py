@@ -1,4 +1,4 @@
-"""Rule model: a verified hub snapshot, or the demo's tiny random pipeline."""
+"""Rule model: a verified hub snapshot of a supported architecture, or a tiny random pipeline."""
 
 from pathlib import Path
 
@@ -16,5 +16,5 @@ with writing_into(snapshot):
     if spec["source"] == "hub":
         record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot)
     else:
-        record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"])
+        record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"], spec["architecture"])
 write_json(snakemake.output.record, {**record, "spec": spec})

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 import i2peval.generation.generate
+from i2peval.generation.engine import Engine
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.models import build_tiny_pipeline
@@ -160,12 +161,14 @@ def test_job_writes_sorted_images_and_manifest_and_removes_the_parts(reference_j
         assert row["seed"] == image_seed(SEEDS[row["prompt_id"]], row["image_index"])
         assert row["text"] == TEXTS[row["prompt_id"]]
         assert row["model"] == MODEL_NAME
+        assert row["architecture"] == "sd"
         assert row["model_commit"] == "local:tiny"
         assert row["mitigation"] == "none"
         assert json.loads(row["mitigation_settings"]) == mitigation("none").settings()
         assert (row["steps"], row["width"], row["height"]) == (4, 64, 64)
         assert row["guidance_scale"] == pytest.approx(7.5)
-        assert (row["dtype"], row["device"]) == ("float32", "cpu")
+        assert (row["dtype"], row["device"], row["prompt_cleaning"]) == ("float32", "cpu", "ftfy")
+        assert row["degenerate"] is None
         assert row["code_version"]
         assert row["seconds"] > 0
     assert not parts_dir_of(images_path).exists()
@@ -198,11 +201,11 @@ def interrupt_after_first_batch(model, job, monkeypatch):
     real_generate_batch = i2peval.generation.generate.generate_batch
     calls = []
 
-    def dies_on_second_batch(pipeline, mitigation, batch, settings):
+    def dies_on_second_batch(engine, batch, settings):
         calls.append(len(batch))
         if len(calls) == 2:
             raise RuntimeError("job killed")
-        return real_generate_batch(pipeline, mitigation, batch, settings)
+        return real_generate_batch(engine, batch, settings)
 
     monkeypatch.setattr(i2peval.generation.generate, "generate_batch", dies_on_second_batch)
     with pytest.raises(RuntimeError, match="job killed"):
@@ -219,9 +222,9 @@ def count_generated_requests(monkeypatch):
     real_generate_batch = i2peval.generation.generate.generate_batch
     generated = []
 
-    def counting(pipeline, mitigation, batch, settings):
+    def counting(engine, batch, settings):
         generated.extend((request.prompt_id, request.image_index) for request in batch)
-        return real_generate_batch(pipeline, mitigation, batch, settings)
+        return real_generate_batch(engine, batch, settings)
 
     monkeypatch.setattr(i2peval.generation.generate, "generate_batch", counting)
     return generated
@@ -313,3 +316,40 @@ def test_a_job_whose_snapshot_differs_from_its_record_fails_before_loading_and_k
         )
     parts = sorted(parts_dir_of(model["root"] / "tampered" / "images.parquet").glob("part-*.parquet"))
     assert len(parts) == 1 and len(saved) == 4
+
+
+def test_unset_steps_and_guidance_take_the_architectures_defaults(model, monkeypatch):
+    used = []
+    real_generate = Engine.generate
+
+    def recording(engine, prompts, seeds, height, width, steps):
+        used.append((steps, engine.guidance.classifier_free.scale))
+        return real_generate(engine, prompts, seeds, height, width, 1)  # 50 steps would be slow
+
+    monkeypatch.setattr(Engine, "generate", recording)
+    defaults = GenerationSettings(steps=None, guidance_scale=None, resolution=64, dtype="float32")
+    images_path, manifest_path = model["root"] / "defaults" / "images.parquet", model["root"] / "defaults" / "m.parquet"
+    run_generate_job(
+        prompts_path=model["prompts"], snapshot_dir=model["snapshot"], model_record_path=model["record"],
+        model_name=MODEL_NAME, mitigation=mitigation("none"), settings=defaults, image_indices=[0],
+        images_path=images_path, manifest_path=manifest_path, device="cpu", batch_size=8,
+        lock_dir=model["root"] / "locks",
+    )
+    assert used == [(50, 7.5)]  # Stable Diffusion: the harness's 50 steps and guidance 7.5
+    manifest = read_table(manifest_path, MANIFEST).to_pylist()
+    assert {(row["steps"], row["guidance_scale"]) for row in manifest} == {(50, 7.5)}
+
+
+def test_degenerate_image_is_recorded_in_the_manifest_with_its_reason(model, monkeypatch):
+    real_denoise = Engine.denoise
+
+    def nan_for_the_empty_prompt(engine, prompts, seeds, height, width, steps):
+        latents = real_denoise(engine, prompts, seeds, height, width, steps).clone()
+        latents[[index for index, prompt in enumerate(prompts) if prompt == ""]] = float("nan")
+        return latents
+
+    monkeypatch.setattr(Engine, "denoise", nan_for_the_empty_prompt)
+    _, images_path, manifest_path = generate(model, "degenerate", image_indices=[0])
+    reasons = {row["prompt_id"]: row["degenerate"] for row in read_table(manifest_path, MANIFEST).to_pylist()}
+    assert reasons == {7: None, 3: None, 5: "non-finite latents", 11: None}
+    assert decoded_images(images_path)[(5, 0)].max() == 0  # NaN decodes to black

@@ -81,29 +81,27 @@ def test_unknown_kind_preset_or_override_is_an_error_naming_it(spec, named):
         resolve_mitigation("my-mitigation", spec, HARNESS_CONCEPT)
 
 
-def test_call_arguments_of_no_mitigation_are_empty():
-    assert resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT).call_arguments(3) == {}
+@pytest.mark.parametrize(
+    "kind, spec, expected",
+    [("none", {}, "truncate"), ("negative_prompt", {}, "truncate"), ("sega", {"preset": "strong"}, "cut"),
+     ("sld", {"preset": "strong"}, "truncate")],
+)
+def test_long_prompts_are_tokenized_as_the_harness_did_for_the_kind(kind, spec, expected):
+    assert resolve_mitigation(kind, {"kind": kind, **spec}, HARNESS_CONCEPT).long_prompts == expected
 
 
-def test_negative_prompt_is_repeated_for_every_prompt_of_the_batch():
-    mitigation = resolve_mitigation("neg", {"kind": "negative_prompt"}, HARNESS_CONCEPT)
-    assert mitigation.call_arguments(3) == {"negative_prompt": [HARNESS_CONCEPT] * 3}
+def test_clean_truncation_under_sega_is_a_named_option():
+    spec = {"kind": "sega", "preset": "strong", "long_prompts": "truncate"}
+    assert resolve_mitigation("sega", spec, HARNESS_CONCEPT).long_prompts == "truncate"
+    with pytest.raises(MitigationError, match="'sega'.*'shorten'"):
+        resolve_mitigation("sega", {**spec, "long_prompts": "shorten"}, HARNESS_CONCEPT)
 
 
-@pytest.mark.parametrize("batch_size", [1, 4])
-def test_sega_steers_away_from_one_concept_with_its_preset(batch_size):
-    mitigation = resolve_mitigation("sega", {"kind": "sega", "preset": "strong"}, HARNESS_CONCEPT)
-    assert mitigation.call_arguments(batch_size) == {
-        "editing_prompt": [HARNESS_CONCEPT],
-        "reverse_editing_direction": [True],
-        **dict(zip(SEGA_KEYS, SEGA_TABLE["strong"])),
-    }
-
-
-def test_sld_call_arguments_are_its_parameters_and_its_concept_is_kept():
+def test_sld_steers_away_from_the_harness_concept_by_default():
     mitigation = resolve_mitigation("sld", {"kind": "sld", "preset": "medium"}, HARNESS_CONCEPT)
-    assert mitigation.call_arguments(2) == dict(zip(SLD_KEYS, SLD_TABLE["medium"]))
+    assert mitigation.parameters == dict(zip(SLD_KEYS, SLD_TABLE["medium"]))
     assert mitigation.concept == HARNESS_CONCEPT
+    assert mitigation.concept.startswith("an image showing ")
 
 
 def test_settings_record_everything_that_determines_the_images():
@@ -115,4 +113,5 @@ def test_settings_record_everything_that_determines_the_images():
         "preset": "max",
         "concept": "blood",
         "parameters": dict(sorted(zip(SEGA_KEYS, SEGA_TABLE["max"]))),
+        "long_prompts": "cut",
     }

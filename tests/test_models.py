@@ -1,8 +1,13 @@
+import json
+
 import pytest
 
+from fakes import COMMIT, FolderHub
+from i2peval.generation.architectures import ARCHITECTURES, ArchitectureError, snapshot_architecture
 from i2peval.generation.models import (
     ModelError,
     build_tiny_pipeline,
+    fetch_hub_model,
     select_pipeline_files,
 )
 from i2peval.generation.snapshots import (
@@ -143,8 +148,8 @@ def test_missing_and_unlisted_snapshot_files_are_named(tiny_pipelines, tmp_path)
     [
         ('{"source": "tiny", "files": {"a": ', r"model.json: not a readable JSON record \(Expecting value: line 1"),
         ("[1, 2]", "model.json: holds a JSON list, expected an object"),
-        ('{"source": "tiny"}', r"model.json: lacks \['files'\]"),
-        ('{"source": "tiny", "files": {}}', "model.json: 'files' must map every snapshot file to its sha256"),
+        ('{"source": "tiny"}', r"model.json: lacks \['architecture', 'files'\]"),
+        ('{"source": "tiny", "architecture": "sd", "files": {}}', "model.json: 'files' must map every snapshot file to its sha256"),
     ],
 )
 def test_a_damaged_model_record_is_refused_naming_its_path(tmp_path, content, message):
@@ -152,3 +157,79 @@ def test_a_damaged_model_record_is_refused_naming_its_path(tmp_path, content, me
     path.write_text(content)
     with pytest.raises(RecordError, match=message):
         read_model_record(path)
+
+
+SDXL_REPO_FILES = [
+    *SD_REPO_FILES,
+    "text_encoder_2/config.json",
+    "text_encoder_2/model.safetensors",
+    "text_encoder_2/model.fp16.safetensors",
+    "tokenizer_2/merges.txt",
+    "tokenizer_2/special_tokens_map.json",
+    "tokenizer_2/tokenizer_config.json",
+    "tokenizer_2/vocab.json",
+    "vae_decoder/model.onnx",
+]
+
+
+def test_sdxl_selection_adds_the_second_text_encoder_and_tokenizer():
+    selected = select_pipeline_files(SDXL_REPO_FILES, "org/sdxl", ARCHITECTURES["sdxl"])
+    assert sorted(set(selected) - set(select_pipeline_files(SDXL_REPO_FILES, "org/sdxl"))) == [
+        "text_encoder_2/config.json",
+        "text_encoder_2/model.safetensors",
+        "tokenizer_2/merges.txt",
+        "tokenizer_2/special_tokens_map.json",
+        "tokenizer_2/tokenizer_config.json",
+        "tokenizer_2/vocab.json",
+    ]
+
+
+def unsupported_repository(folder, pipeline_class):
+    folder.mkdir()
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": pipeline_class}))
+    (folder / "unet").mkdir()
+    (folder / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 1024)
+    return folder
+
+
+@pytest.mark.parametrize("pipeline_class", ["IFPipeline", "StableDiffusion3Pipeline", "AltDiffusionPipeline"])
+def test_unsupported_pipeline_class_is_refused_before_any_weights_are_fetched(tmp_path, pipeline_class):
+    hub = FolderHub(unsupported_repository(tmp_path / "repo", pipeline_class))
+    with pytest.raises(
+        ArchitectureError,
+        match=rf"org/model@main: pipeline class '{pipeline_class}' is not supported; this project runs "
+        r"StableDiffusionPipeline, StableDiffusionXLPipeline",
+    ):
+        fetch_hub_model(hub, "org/model", "main", tmp_path / "snapshot")
+    assert hub.downloaded == ["model_index.json"]
+
+
+def test_local_snapshot_of_an_unsupported_class_is_refused_when_loaded(tmp_path):
+    snapshot = unsupported_repository(tmp_path / "snapshot", "PaellaPipeline")
+    with pytest.raises(ArchitectureError, match="'PaellaPipeline' is not supported"):
+        snapshot_architecture(snapshot)
+
+
+def test_hub_sdxl_snapshot_is_fetched_with_its_architecture_recorded(tiny_sdxl_snapshot, tmp_path):
+    hub = FolderHub(tiny_sdxl_snapshot)
+    record = fetch_hub_model(hub, "org/sdxl", "main", tmp_path / "snapshot")
+    assert record["architecture"] == "sdxl"
+    assert record["pipeline_class"] == "StableDiffusionXLPipeline"
+    assert (record["scheduler"], record["prediction_type"]) == ("EulerDiscreteScheduler", "epsilon")
+    assert (record["revision"], record["commit"]) == ("main", COMMIT)
+    assert "text_encoder_2/model.safetensors" in record["files"]
+    assert "tokenizer_2/tokenizer.json" in record["files"]
+
+
+def test_tiny_sdxl_pipeline_mirrors_sdxl_base(tiny_sdxl_snapshot):
+    from transformers import CLIPTokenizer
+
+    index = json.loads((tiny_sdxl_snapshot / "model_index.json").read_text())
+    assert index["_class_name"] == "StableDiffusionXLPipeline"
+    assert index["force_zeros_for_empty_prompt"] is True
+    first = CLIPTokenizer.from_pretrained(tiny_sdxl_snapshot / "tokenizer")
+    second = CLIPTokenizer.from_pretrained(tiny_sdxl_snapshot / "tokenizer_2")
+    assert first.pad_token == "<|endoftext|>" and second.pad_token == "!"
+    assert second("a cat").input_ids == [49406, 320, 2368, 49407]
+    vae = json.loads((tiny_sdxl_snapshot / "vae" / "config.json").read_text())
+    assert (vae["scaling_factor"], vae["force_upcast"]) == (0.13025, True)

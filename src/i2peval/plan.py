@@ -29,7 +29,7 @@ I2P_HUB_PROMPTS = 4703
 
 SNAPSHOT_KEYS = {
     "hub": ("source", "repo_id", "revision"),
-    "tiny": ("source", "seed", "scheduler"),
+    "tiny": ("source", "architecture", "seed", "scheduler"),
 }
 
 
@@ -156,12 +156,17 @@ def snapshot_spec(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def generation_spec(model: dict[str, Any], generation: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide a model's images besides weights, mitigation and seed."""
+    """The settings that decide a model's images besides weights, mitigation and seed.
+
+    Steps and guidance scale set neither for the model nor study-wide are None: the
+    generate job uses its architecture's defaults (generation/architectures.py).
+    """
     return {
-        "steps": model.get("steps", generation["steps"]),
-        "guidance_scale": model.get("guidance_scale", generation["guidance_scale"]),
+        "steps": model.get("steps", generation.get("steps")),
+        "guidance_scale": model.get("guidance_scale", generation.get("guidance_scale")),
         "resolution": model["resolution"],
         "dtype": generation["dtype"],
+        "prompt_cleaning": generation["prompt_cleaning"],
     }
 
 

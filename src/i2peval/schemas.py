@@ -78,6 +78,7 @@ IMAGES = pa.schema(
 MANIFEST = pa.schema(
     [
         ("model", pa.string()),
+        ("architecture", pa.string()),
         ("model_commit", pa.string()),
         ("mitigation", pa.string()),
         ("mitigation_settings", pa.string()),
@@ -90,10 +91,12 @@ MANIFEST = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("dtype", pa.string()),
+        ("prompt_cleaning", pa.string()),
         ("device", pa.string()),
         ("gpu_assignment", pa.string()),  # CUDA_VISIBLE_DEVICES=<value>, claimed=<i> or none
         ("code_version", pa.string()),
         ("seconds", pa.float32()),
+        ("degenerate", pa.string()),  # why the image means nothing (generation/degenerate.py), or null
     ]
 )
 

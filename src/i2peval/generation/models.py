@@ -1,17 +1,19 @@
-"""Stage 2: models as local, verified snapshots, and pipelines built from them.
+"""Stage 2: models as local, verified snapshots of a supported architecture.
 
-A hub model is downloaded at the commit its configured revision resolves to, only its
-safetensors weights (no pickled ``.bin``, no fp16/EMA variants, no safety checker, no
-remote code), every file checked against the hub's checksum. The demo model is a tiny
-random Stable Diffusion pipeline built here, deterministically from a seed, with the
-real CLIP BPE vocabulary that ships inside open_clip. Both end as the same thing: a
-folder that ``StableDiffusionPipeline.from_pretrained`` reads offline, plus a record of
-where it came from.
+A hub model is downloaded at the commit its configured revision resolves to. Its
+model_index.json comes first: a pipeline class the engine does not support
+(architectures.py) is refused before any weights are fetched. Then only what the
+architecture needs: configs, tokenizers and safetensors weights (no pickled ``.bin``,
+no fp16/EMA variants, no safety checker, no remote code), every file checked against
+the hub's checksum. The demo's models are tiny random Stable Diffusion or SDXL
+pipelines built here, deterministically from a seed, with the real CLIP BPE vocabulary
+that ships inside open_clip. Both end as the same thing: a folder that the pipeline
+class named in its model_index.json reads offline, plus a record of where it came from
+and what architecture it is.
 """
 
 from __future__ import annotations
 
-import copy
 import gzip
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,16 @@ from typing import Any
 import torch
 
 from i2peval.errors import I2PEvalError
-from i2peval.generation.mitigations import Mitigation
+from i2peval.generation.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    architecture_named,
+    architecture_of_class,
+    describe_snapshot,
+    read_model_index,
+)
 from i2peval.hub import HubClient, fetch_snapshot, sha256_of
 
-PIPELINE_FOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-WEIGHT_FOLDERS = ("unet", "vae", "text_encoder")
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 TOKENIZER_FILES = (
     "vocab.json",
@@ -39,17 +46,20 @@ class ModelError(I2PEvalError, RuntimeError):
     """A model cannot be resolved or loaded under this project's rules."""
 
 
-def select_pipeline_files(paths: list[str], source: str) -> list[str]:
-    """Files of a diffusers repository needed for text-to-image generation, safetensors only."""
+def select_pipeline_files(
+    paths: list[str], source: str, architecture: Architecture = ARCHITECTURES["sd"]
+) -> list[str]:
+    """Files of a diffusers repository that `architecture` needs to generate, safetensors only."""
     wanted = ["model_index.json"] if "model_index.json" in paths else []
     if not wanted:
         raise ModelError(f"{source}: no model_index.json, not a diffusers pipeline repository")
-    for folder in PIPELINE_FOLDERS:
+    tokenizer_folders = {tokenizer for tokenizer, _ in architecture.text_folders}
+    for folder in architecture.folders:
         in_folder = [path for path in paths if path.startswith(folder + "/") and path.count("/") == 1]
         wanted += [path for path in in_folder if path.endswith("config.json")]
-        if folder == "tokenizer":
+        if folder in tokenizer_folders:
             wanted += [path for path in in_folder if path.split("/")[1] in TOKENIZER_FILES]
-        if folder in WEIGHT_FOLDERS:
+        if folder in architecture.weight_folders:
             weights = [path for path in in_folder if path.split("/")[1] in WEIGHT_FILES]
             if not weights:
                 raise ModelError(
@@ -61,19 +71,38 @@ def select_pipeline_files(paths: list[str], source: str) -> list[str]:
 
 
 def fetch_hub_model(client: HubClient, repo_id: str, revision: str, dest: Path) -> dict[str, Any]:
-    """Download a pipeline snapshot into `dest`; return its provenance record."""
+    """Download a pipeline snapshot of a supported architecture into `dest`; return its record.
+
+    Raises `ArchitectureError` for an unsupported pipeline class, having fetched only
+    model_index.json.
+    """
+    source = f"{repo_id}@{revision}"
+
+    def model_index_only(paths: list[str]) -> list[str]:
+        if "model_index.json" not in paths:
+            raise ModelError(f"{source}: no model_index.json, not a diffusers pipeline repository")
+        return ["model_index.json"]
+
+    index = fetch_snapshot(client, repo_id, revision, dest, select=model_index_only)
+    architecture = architecture_of_class(
+        read_model_index(dest / "model_index.json", source)["_class_name"], source
+    )
     snapshot = fetch_snapshot(
         client,
         repo_id,
-        revision,
+        index.commit,
         dest,
-        select=lambda paths: select_pipeline_files(paths, f"{repo_id}@{revision}"),
+        select=lambda paths: select_pipeline_files(paths, source, architecture),
     )
-    return {"source": "hub", **snapshot.as_record()}
+    return {"source": "hub", **snapshot.as_record(), "revision": revision, **describe_snapshot(dest)}
 
 
-def write_clip_tokenizer(dest: Path) -> None:
-    """Save a CLIPTokenizer built from the CLIP BPE merges that ship with open_clip."""
+def write_clip_tokenizer(dest: Path, pad_token: str = "<|endoftext|>") -> None:
+    """Save a CLIPTokenizer built from the CLIP BPE merges that ship with open_clip.
+
+    SD 1.x and SDXL's first tokenizer pad with the end token, SD 2.x and SDXL's
+    second with "!".
+    """
     from open_clip.tokenizer import bytes_to_unicode, default_bpe
     from transformers import CLIPTokenizer
 
@@ -88,48 +117,64 @@ def write_clip_tokenizer(dest: Path) -> None:
     vocab = {token: index for index, token in enumerate(tokens)}
     if len(vocab) != CLIP_VOCAB_SIZE:
         raise ModelError(f"CLIP vocabulary has {len(vocab)} tokens, expected {CLIP_VOCAB_SIZE}")
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token=pad_token)
     tokenizer.save_pretrained(dest)
 
 
-def build_tiny_pipeline(dest: Path, seed: int, scheduler: str = "pndm") -> dict[str, Any]:
-    """Write a tiny random Stable Diffusion pipeline (64 px images) to `dest`.
+def tiny_scheduler(name: str):
+    """A scheduler configured as a real checkpoint's: SD 1.x (pndm, ddim) or SDXL base (euler)."""
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler
 
-    Same classes and file layout as a real SD 1.x checkpoint, a few hundred thousand
-    parameters besides the 49,408-token embedding; the weights are a function of `seed`.
-    """
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
+    common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}
     schedulers = {
-        "pndm": lambda: PNDMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            skip_prk_steps=True,
-            steps_offset=1,
-        ),
-        "ddim": lambda: DDIMScheduler(
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            steps_offset=1,
-        ),
+        "pndm": lambda: PNDMScheduler(**common, skip_prk_steps=True),
+        "ddim": lambda: DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False),
+        "euler": lambda: EulerDiscreteScheduler(**common, timestep_spacing="leading", interpolation_type="linear"),
     }
-    if scheduler not in schedulers:
-        raise ModelError(f"tiny model scheduler {scheduler!r} is not one of {sorted(schedulers)}")
-    dest.mkdir(parents=True, exist_ok=True)
-    write_clip_tokenizer(dest / "tokenizer")
+    if name not in schedulers:
+        raise ModelError(f"tiny model scheduler {name!r} is not one of {sorted(schedulers)}")
+    return schedulers[name]()
+
+
+def _tiny_text_encoder(tokenizer, with_projection: bool):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    config = CLIPTextConfig(
+        vocab_size=CLIP_VOCAB_SIZE,
+        hidden_size=32,
+        intermediate_size=64,
+        projection_dim=32,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
+
+
+def _tiny_vae(scaling_factor: float):
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=(16, 32),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _tiny_sd_components(dest: Path) -> dict[str, Any]:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
     tokenizer = CLIPTokenizer.from_pretrained(dest / "tokenizer")
-    torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         block_out_channels=(32, 64),
         layers_per_block=1,
@@ -142,107 +187,80 @@ def build_tiny_pipeline(dest: Path, seed: int, scheduler: str = "pndm") -> dict[
         attention_head_dim=8,
         norm_num_groups=16,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
+    return {
+        "unet": unet,
+        "vae": _tiny_vae(scaling_factor=0.18215),
+        "text_encoder": _tiny_text_encoder(tokenizer, with_projection=False),
+        "tokenizer": tokenizer,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+
+
+def _tiny_sdxl_components(dest: Path) -> dict[str, Any]:
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTokenizer
+
+    write_clip_tokenizer(dest / "tokenizer_2", pad_token="!")
+    tokenizer = CLIPTokenizer.from_pretrained(dest / "tokenizer")
+    tokenizer_2 = CLIPTokenizer.from_pretrained(dest / "tokenizer_2")
+    time_ids, time_embed_dim, pooled_dim = 6, 8, 32
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_embed_dim,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=time_ids * time_embed_dim + pooled_dim,
+        cross_attention_dim=32 + 32,  # both encoders' hidden states side by side
         norm_num_groups=16,
-        sample_size=64,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=CLIP_VOCAB_SIZE,
-            hidden_size=32,
-            intermediate_size=64,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=schedulers[scheduler](),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return {
+        "unet": unet,
+        "vae": _tiny_vae(scaling_factor=0.13025),
+        "text_encoder": _tiny_text_encoder(tokenizer, with_projection=False),
+        "text_encoder_2": _tiny_text_encoder(tokenizer_2, with_projection=True),
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "add_watermarker": False,
+    }
+
+
+def build_tiny_pipeline(
+    dest: Path, seed: int, scheduler: str = "pndm", architecture: str = "sd"
+) -> dict[str, Any]:
+    """Write a tiny random pipeline of `architecture` (64 px images) to `dest`; return its record.
+
+    Same classes and file layout as a real SD 1.x or SDXL checkpoint, a few hundred
+    thousand parameters besides the 49,408-token embeddings; the weights are a function
+    of `seed`.
+    """
+    import diffusers
+
+    spec = architecture_named(architecture)
+    dest.mkdir(parents=True, exist_ok=True)
+    write_clip_tokenizer(dest / "tokenizer")
+    torch.manual_seed(seed)
+    components = {"sd": _tiny_sd_components, "sdxl": _tiny_sdxl_components}[spec.name](dest)
+    pipeline = getattr(diffusers, spec.pipeline_class)(**components, scheduler=tiny_scheduler(scheduler))
     pipeline.save_pretrained(dest, safe_serialization=True)
     files = {
         str(path.relative_to(dest)): sha256_of(path)
         for path in sorted(dest.rglob("*"))
         if path.is_file()
     }
-    return {"source": "tiny", "seed": seed, "scheduler": scheduler, "commit": None, "files": files}
-
-
-def load_text_to_image(snapshot: Path, dtype: torch.dtype, device: torch.device):
-    """Load a snapshot as a StableDiffusionPipeline: offline, safetensors only, no safety checker."""
-    from diffusers import StableDiffusionPipeline
-
-    if not (snapshot / "model_index.json").is_file():
-        raise ModelError(f"{snapshot} is not a model snapshot (no model_index.json)")
-    pipeline = StableDiffusionPipeline.from_pretrained(
-        snapshot,
-        dtype=dtype,
-        use_safetensors=True,
-        local_files_only=True,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(device)
-
-
-def always_truncating(tokenizer):
-    """A copy of `tokenizer` that truncates to its model_max_length unless told otherwise.
-
-    The deprecated SEGA and SLD pipelines tokenize a batch once more without truncation,
-    only to warn about truncated prompts; with several prompts longer than 77 tokens in one
-    batch that call fails to build a tensor. Truncating it changes no embedding.
-    """
-
-    class AlwaysTruncating(type(tokenizer)):
-        def __call__(self, *args, **kwargs):
-            kwargs.setdefault("truncation", True)
-            return super().__call__(*args, **kwargs)
-
-    patched = copy.copy(tokenizer)
-    patched.__class__ = AlwaysTruncating
-    return patched
-
-
-def build_pipeline(base, mitigation: Mitigation):
-    """The diffusers pipeline that implements `mitigation`, sharing `base`'s components."""
-    components = {
-        name: getattr(base, name) for name in ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+    return {
+        "source": "tiny",
+        "seed": seed,
+        "commit": None,
+        "files": files,
+        **describe_snapshot(dest),
     }
-    extras = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
-    if mitigation.kind in ("none", "negative_prompt"):
-        return base
-    if mitigation.kind == "sega":
-        from diffusers import SemanticStableDiffusionPipeline
-
-        pipeline = SemanticStableDiffusionPipeline(
-            **{**components, "tokenizer": always_truncating(base.tokenizer)}, **extras
-        )
-    elif mitigation.kind == "sld":
-        from diffusers import StableDiffusionPipelineSafe
-
-        pipeline = StableDiffusionPipelineSafe(
-            **{**components, "tokenizer": always_truncating(base.tokenizer)}, **extras
-        )
-        pipeline.safety_concept = mitigation.concept
-    else:
-        raise ModelError(f"no pipeline for mitigation kind {mitigation.kind!r}")
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline

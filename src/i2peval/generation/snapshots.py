@@ -32,7 +32,7 @@ class SnapshotMismatch(I2PEvalError):
 
 def read_model_record(path: Path) -> dict[str, Any]:
     """The provenance record the model stage wrote next to a snapshot."""
-    record = read_json_record(path, required=("source", "files"), repair=REPAIR)
+    record = read_json_record(path, required=("source", "architecture", "files"), repair=REPAIR)
     if not isinstance(record["files"], dict) or not record["files"]:
         raise RecordError(f"{path}: 'files' must map every snapshot file to its sha256")
     return record

@@ -1,0 +1,130 @@
+"""The model architectures the engine runs, as one table, and how a snapshot names its own.
+
+A diffusers snapshot says what it is in ``model_index.json`` (``_class_name``). The
+engine supports the pipeline classes of `ARCHITECTURES`; any other class is refused
+at the model stage, before its weights are downloaded, with a message that names it
+and the supported ones. Each row holds what differs between architectures outside the
+denoising loop: the snapshot folders to fetch, and the generation defaults a model
+of that architecture gets unless the configuration sets them (the official harness
+ran Stable Diffusion at the pipeline defaults; SDXL was not in the study, so it runs
+at diffusers' own SDXL defaults).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from i2peval.errors import I2PEvalError
+
+
+class ArchitectureError(I2PEvalError):
+    """A snapshot is not a pipeline the engine supports, or does not say what it is."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One supported family of text-to-image pipelines."""
+
+    name: str
+    pipeline_class: str  # model_index.json "_class_name"
+    description: str
+    text_folders: tuple[tuple[str, str], ...]  # (tokenizer folder, text encoder folder) per encoder
+    steps: int
+    guidance_scale: float
+    upcast_vae: bool  # decode in float32 when the VAE is float16 and its config says force_upcast
+
+    @property
+    def weight_folders(self) -> tuple[str, ...]:
+        return ("unet", "vae", *(encoder for _, encoder in self.text_folders))
+
+    @property
+    def folders(self) -> tuple[str, ...]:
+        """Snapshot folders the engine reads."""
+        tokenizers = tuple(tokenizer for tokenizer, _ in self.text_folders)
+        return (*self.weight_folders, *tokenizers, "scheduler")
+
+    def defaults(self) -> dict[str, Any]:
+        """Generation settings a model of this architecture gets unless configured."""
+        return {"steps": self.steps, "guidance_scale": self.guidance_scale}
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    architecture.name: architecture
+    for architecture in (
+        Architecture(
+            name="sd",
+            pipeline_class="StableDiffusionPipeline",
+            description="Stable Diffusion 1.x/2.x (epsilon or v-prediction)",
+            text_folders=(("tokenizer", "text_encoder"),),
+            steps=50,
+            guidance_scale=7.5,
+            upcast_vae=False,
+        ),
+        Architecture(
+            name="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            description="Stable Diffusion XL (two text encoders, pooled embeddings, size conditioning)",
+            text_folders=(("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")),
+            steps=50,
+            guidance_scale=5.0,
+            upcast_vae=True,
+        ),
+    )
+}
+
+
+def supported_classes() -> list[str]:
+    return [architecture.pipeline_class for architecture in ARCHITECTURES.values()]
+
+
+def architecture_named(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ArchitectureError(f"architecture {name!r} is not one of {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def architecture_of_class(pipeline_class: str, source: str) -> Architecture:
+    """The architecture of a diffusers pipeline class; `ArchitectureError` when unsupported."""
+    for architecture in ARCHITECTURES.values():
+        if architecture.pipeline_class == pipeline_class:
+            return architecture
+    raise ArchitectureError(
+        f"{source}: pipeline class {pipeline_class!r} is not supported; this project runs "
+        f"{', '.join(supported_classes())}"
+    )
+
+
+def read_model_index(path: Path, source: str) -> dict[str, Any]:
+    try:
+        index = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ArchitectureError(f"{source}: cannot read model_index.json: {error}") from error
+    if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):
+        raise ArchitectureError(f"{source}: model_index.json has no _class_name")
+    return index
+
+
+def snapshot_architecture(snapshot: Path) -> Architecture:
+    """The architecture of a local snapshot, read from its model_index.json."""
+    index = read_model_index(Path(snapshot) / "model_index.json", str(snapshot))
+    return architecture_of_class(index["_class_name"], str(snapshot))
+
+
+def describe_snapshot(snapshot: Path) -> dict[str, Any]:
+    """What the model record says about a snapshot's architecture and scheduler."""
+    snapshot = Path(snapshot)
+    architecture = snapshot_architecture(snapshot)
+    scheduler_path = snapshot / "scheduler" / "scheduler_config.json"
+    try:
+        scheduler = json.loads(scheduler_path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ArchitectureError(f"{scheduler_path}: cannot read the scheduler config: {error}") from error
+    return {
+        "architecture": architecture.name,
+        "pipeline_class": architecture.pipeline_class,
+        "scheduler": scheduler.get("_class_name"),
+        "prediction_type": scheduler.get("prediction_type", "epsilon"),
+    }

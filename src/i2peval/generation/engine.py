@@ -1,0 +1,120 @@
+"""The one denoising loop for latent diffusion models, with guidance as a sum of terms.
+
+`Engine.generate` makes one batch of images that may mix prompts. Image i starts from
+latents drawn with its own CPU generator (seeds.py), every conditioning branch of
+every image goes through the denoiser in one call per step, the guidance terms combine
+the branches per image, and each image is decoded on its own, so an image does not
+depend on what else is in its batch. The scheduler is a fresh copy of the snapshot's
+own for every batch; the VAE output becomes pixels through diffusers' image processor.
+Each image comes back with the reason it is degenerate, if it is (degenerate.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2peval.generation.degenerate import degenerate_reason
+from i2peval.generation.guidance import PROMPT, UNCONDITIONAL, Branch, Guidance
+from i2peval.generation.latent_models import Conditioning, LatentModel
+from i2peval.generation.seeds import image_generators
+from i2peval.generation.text import TextOptions
+
+
+@dataclass(frozen=True)
+class GeneratedImage:
+    """One RGB image and why it is degenerate (None when it is not)."""
+
+    image: Image.Image
+    degenerate: str | None
+
+
+def concat(conditionings: Sequence[Conditioning]) -> Conditioning:
+    return {key: torch.cat([conditioning[key] for conditioning in conditionings]) for key in conditionings[0]}
+
+
+def select(conditioning: Conditioning, rows: Sequence[int]) -> Conditioning:
+    index = torch.tensor(rows, device=next(iter(conditioning.values())).device)
+    return {key: value.index_select(0, index) for key, value in conditioning.items()}
+
+
+class Engine:
+    """A loaded model, the guidance of one mitigation and the text options, ready to generate."""
+
+    def __init__(self, model: LatentModel, guidance: Guidance, text_options: TextOptions):
+        self.model = model
+        self.guidance = guidance
+        self.text_options = text_options
+        self._shared: dict[Branch, Conditioning] = {}
+
+    def _branch_conditioning(self, branch: Branch, prompts: Sequence[str]) -> Conditioning:
+        """Conditioning of `branch` for each image of a batch."""
+        if branch == PROMPT:
+            unique = list(dict.fromkeys(prompts))
+            encoded = self.model.encode(unique, self.text_options)
+            return select(encoded, [unique.index(prompt) for prompt in prompts])
+        if branch not in self._shared:
+            self._shared[branch] = self.model.encode(
+                [None if branch == UNCONDITIONAL else branch.text], self.text_options
+            )
+        return select(self._shared[branch], [0] * len(prompts))
+
+    def _step_arguments(self, scheduler, generators) -> dict:
+        accepted = set(inspect.signature(scheduler.step).parameters)
+        arguments = {}
+        if "eta" in accepted:
+            arguments["eta"] = 0.0
+        if "generator" in accepted:
+            arguments["generator"] = generators
+        return arguments
+
+    def generate(
+        self, prompts: Sequence[str], seeds: Sequence[int], height: int, width: int, steps: int
+    ) -> list[GeneratedImage]:
+        """Images of `prompts[i]` from the latents of `seeds[i]`."""
+        return self.decode(self.denoise(prompts, seeds, height, width, steps))
+
+    @torch.inference_mode()
+    def denoise(
+        self, prompts: Sequence[str], seeds: Sequence[int], height: int, width: int, steps: int
+    ) -> torch.Tensor:
+        """Final latents of `prompts[i]` from the starting noise of `seeds[i]`."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        model, branches = self.model, self.guidance.branches
+        conditioning = concat([self._branch_conditioning(branch, prompts) for branch in branches])
+        scheduler = type(model.scheduler).from_config(model.scheduler.config)
+        scheduler.set_timesteps(steps, device=model.device)
+        generators = image_generators(list(seeds))
+        latents = randn_tensor(
+            (len(prompts), *model.latent_shape(height, width)),
+            generator=generators,
+            device=model.device,
+            dtype=model.dtype,
+        )
+        latents = latents * scheduler.init_noise_sigma
+        step_arguments = self._step_arguments(scheduler, generators)
+        states = self.guidance.start()
+        for step, timestep in enumerate(scheduler.timesteps):
+            model_input = scheduler.scale_model_input(torch.cat([latents] * len(branches)), timestep)
+            output = model.predict(model_input, timestep, conditioning)
+            predictions = dict(zip(branches, output.chunk(len(branches))))
+            guided = self.guidance.combine(predictions, step, states)
+            latents = scheduler.step(guided, timestep, latents, **step_arguments, return_dict=False)[0]
+        return latents
+
+    @torch.inference_mode()
+    def decode(self, latents: torch.Tensor) -> list[GeneratedImage]:
+        """The image of each row of `latents`, decoded one by one, and why it is degenerate."""
+        processor, images = self.model.image_processor, []
+        for row in latents.split(1):
+            decoded = self.model.decode(row)
+            floats = processor.postprocess(torch.nan_to_num(decoded, nan=-1.0), output_type="np")
+            image = processor.numpy_to_pil(floats)[0]
+            images.append(GeneratedImage(image, degenerate_reason(row, decoded, np.asarray(image))))
+        return images

@@ -1,0 +1,163 @@
+"""The latent diffusion models the engine drives: what differs between SD and SDXL inside the loop.
+
+A `LatentModel` loads a snapshot with its diffusers pipeline class (offline,
+safetensors only, no safety checker, no watermark) and offers the engine four things:
+text conditioning for a list of texts, one denoiser call, the latent shape of an
+image, and the VAE decode. Everything else (scheduler, seeds, guidance) is the same
+loop for every architecture. Conditioning is a dict of batch-first tensors, so the
+engine can concatenate and repeat it without knowing what is inside.
+
+- Stable Diffusion 1.x/2.x: one CLIP text encoder, its last hidden state; the
+  unconditional branch is the encoded empty text.
+- SDXL: two CLIP text encoders, the penultimate hidden states of both side by side,
+  the second encoder's pooled projection, and size conditioning (time ids: original
+  size, crop origin, target size); the unconditional branch is zeros when the snapshot
+  says ``force_zeros_for_empty_prompt``; the VAE decodes in float32 when it is float16
+  and its config says ``force_upcast`` (diffusers does the same, fp16 SDXL VAEs overflow).
+
+The text encoding mirrors each pipeline's ``encode_prompt`` from token ids computed by
+`text.token_ids`, because the harness's SEGA runs need ids that ``encode_prompt`` cannot
+make (tests compare both with diffusers' own encoding).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from i2peval.generation.architectures import Architecture, snapshot_architecture
+from i2peval.generation.text import TextOptions, token_ids
+
+Conditioning = dict[str, torch.Tensor]
+
+
+class LatentModel(ABC):
+    """Components of one loaded pipeline, and what the loop asks of them."""
+
+    def __init__(self, pipeline, architecture: Architecture):
+        self.architecture = architecture
+        self.unet = pipeline.unet
+        self.vae = pipeline.vae
+        self.scheduler = pipeline.scheduler
+        self.image_processor = pipeline.image_processor
+        self.vae_scale_factor = pipeline.vae_scale_factor
+        self.tokenizers = [getattr(pipeline, tokenizer) for tokenizer, _ in architecture.text_folders]
+        self.text_encoders = [getattr(pipeline, encoder) for _, encoder in architecture.text_folders]
+        self.device = self.unet.device
+        self.dtype = self.unet.dtype
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        return (
+            self.unet.config.in_channels,
+            height // self.vae_scale_factor,
+            width // self.vae_scale_factor,
+        )
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str | None], options: TextOptions) -> Conditioning:
+        """Conditioning of each text, batch first; None is the unconditional branch."""
+
+    def predict(self, latents: torch.Tensor, timestep, conditioning: Conditioning) -> torch.Tensor:
+        """The denoiser's output for scaled model input `latents`."""
+        return self.unet(
+            latents, timestep, encoder_hidden_states=conditioning["encoder_hidden_states"], return_dict=False
+        )[0]
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] (float, NCHW) from final latents."""
+        latents = latents / self.vae.config.scaling_factor
+        return self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
+
+    def _ids(self, tokenizer, texts: Sequence[str], options: TextOptions):
+        rows = [token_ids(tokenizer, text, options) for text in texts]
+        ids = torch.tensor([row[0] for row in rows], device=self.device)
+        mask = torch.tensor([row[1] for row in rows], device=self.device)
+        return ids, mask
+
+
+class StableDiffusion(LatentModel):
+    """Stable Diffusion 1.x/2.x (StableDiffusionPipeline)."""
+
+    def encode(self, texts, options):
+        (tokenizer,), (encoder,) = self.tokenizers, self.text_encoders
+        ids, mask = self._ids(tokenizer, ["" if text is None else text for text in texts], options)
+        uses_mask = getattr(encoder.config, "use_attention_mask", False)
+        hidden = encoder(ids, attention_mask=mask if uses_mask else None)[0]
+        return {"encoder_hidden_states": hidden.to(encoder.dtype)}
+
+
+class StableDiffusionXL(LatentModel):
+    """Stable Diffusion XL (StableDiffusionXLPipeline)."""
+
+    def __init__(self, pipeline, architecture: Architecture):
+        super().__init__(pipeline, architecture)
+        self.zeros_for_unconditional = bool(pipeline.config.force_zeros_for_empty_prompt)
+        if architecture.upcast_vae and self.vae.dtype == torch.float16 and self.vae.config.force_upcast:
+            self.vae.to(torch.float32)
+
+    def encode(self, texts, options):
+        hidden_states, pooled = [], None
+        for tokenizer, encoder in zip(self.tokenizers, self.text_encoders):
+            ids, _ = self._ids(tokenizer, ["" if text is None else text for text in texts], options)
+            output = encoder(ids, output_hidden_states=True)
+            if output[0].ndim == 2:
+                pooled = output[0]
+            hidden_states.append(output.hidden_states[-2])
+        dtype = self.text_encoders[-1].dtype
+        hidden = torch.concat(hidden_states, dim=-1).to(dtype)
+        pooled = pooled.to(dtype)
+        if self.zeros_for_unconditional:
+            unconditional = torch.tensor([text is None for text in texts], device=hidden.device)
+            hidden = torch.where(unconditional[:, None, None], torch.zeros_like(hidden), hidden)
+            pooled = torch.where(unconditional[:, None], torch.zeros_like(pooled), pooled)
+        return {"encoder_hidden_states": hidden, "text_embeds": pooled}
+
+    def predict(self, latents, timestep, conditioning):
+        height, width = (size * self.vae_scale_factor for size in latents.shape[-2:])
+        # original size, crop top-left, target size: what StableDiffusionXLPipeline passes by default
+        time_ids = torch.tensor(
+            [[height, width, 0, 0, height, width]], dtype=conditioning["encoder_hidden_states"].dtype
+        ).to(latents.device)
+        return self.unet(
+            latents,
+            timestep,
+            encoder_hidden_states=conditioning["encoder_hidden_states"],
+            added_cond_kwargs={
+                "text_embeds": conditioning["text_embeds"],
+                "time_ids": time_ids.repeat(latents.shape[0], 1),
+            },
+            return_dict=False,
+        )[0]
+
+    def decode(self, latents):
+        config = self.vae.config
+        if getattr(config, "latents_mean", None) is not None and getattr(config, "latents_std", None) is not None:
+            mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1).to(latents.device, latents.dtype)
+            std = torch.tensor(config.latents_std).view(1, -1, 1, 1).to(latents.device, latents.dtype)
+            latents = latents * std / config.scaling_factor + mean
+        else:
+            latents = latents / config.scaling_factor
+        return self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
+
+
+ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL}
+
+
+def load_latent_model(snapshot: Path, dtype: torch.dtype, device: torch.device) -> LatentModel:
+    """Load a snapshot (its architecture read from model_index.json) onto `device`."""
+    import diffusers
+
+    architecture = snapshot_architecture(snapshot)
+    pipeline_class = getattr(diffusers, architecture.pipeline_class)
+    options = {
+        "sd": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
+        "sdxl": {"add_watermarker": False, "image_encoder": None, "feature_extractor": None},
+    }[architecture.name]
+    pipeline = pipeline_class.from_pretrained(
+        snapshot, dtype=dtype, use_safetensors=True, local_files_only=True, **options
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return ADAPTERS[architecture.name](pipeline.to(device), architecture)
