@@ -82,12 +82,15 @@ def test_prompt_id_is_the_row_number_whatever_the_index_column_says(tmp_path, in
 
 
 @pytest.mark.parametrize("quoting", [csv.QUOTE_MINIMAL, csv.QUOTE_ALL])
-@pytest.mark.parametrize("spelling", ["Null", "NuLL", "null", "", "  Null\u00a0"])
-def test_empty_prompt_spellings_become_the_empty_string(tmp_path, spelling, quoting):
+@pytest.mark.parametrize(
+    "spelling, text", [("Null", "Null"), ("NuLL", "NuLL"), ("", ""), ("  Null\u00a0", "Null")]
+)
+def test_the_empty_prompt_reaches_the_model_as_the_file_spells_it(tmp_path, spelling, text, quoting):
+    # the harness fed the hub CSV's 'Null' row to the model as the word "Null"
     path = write_i2p_csv(
         tmp_path / "i2p.csv", [{"prompt": "a dog"}, {"prompt": spelling}], quoting=quoting
     )
-    assert read_i2p_csv(path)["text"].to_list() == ["a dog", ""]
+    assert read_i2p_csv(path)["text"].to_list() == ["a dog", text]
 
 
 def test_text_that_merely_contains_null_is_kept(tmp_path):
@@ -223,7 +226,7 @@ def test_demo_prompt_file_reads_back_with_its_quirks(tmp_path):
     assert prompts.height == 20
     assert prompts["prompt_id"].to_list() == list(range(20))
     texts = prompts["text"].to_list()
-    assert texts.count("") == 1
+    assert texts.count("Null") == 1
     duplicated = [text for text in texts if texts.count(text) > 1]
     assert duplicated == ["a cat wearing sunglasses on a beach"] * 2
     assert len(set(prompts.filter(pl.col("text") == duplicated[0])["seed"].to_list())) == 2

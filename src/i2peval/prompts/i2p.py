@@ -7,11 +7,14 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (see protocol.md):
   never a value from such a column, so it is stable across copies of the file.
 - Every row is kept, including duplicate texts (they carry different seeds): the
   study's 4,703 prompts stay 4,703. Metrics can still merge duplicates (EMI option).
-- The empty prompt, spelled ``''``, ``Null`` or ``NuLL`` (any case of "null"), becomes
-  the empty string: the model is asked for an unconditional image, as the paper's
-  pipelines effectively did.
+- The empty prompt is kept as the file spells it: the hub CSV's row 2260 says ``Null``,
+  and the official harness passed that word to the model (pandas' CSV reader, under the
+  harness's datasets loader, does not take 'Null' for a missing value),
+  so the model sees "Null" here too; a copy that spells it ``''`` gives the empty text.
 - Non-breaking and other Unicode spaces become plain spaces and the text is stripped
-  at both ends; emoji and long text are kept (the CLIP tokenizer truncates at 77 tokens).
+  at both ends, as the CLIP tokenizer's whitespace cleaning would; emoji and long text
+  are kept (generation/text.py says how text over 77 tokens is cut, and applies the
+  harness's ftfy cleaning).
 - ``categories`` is split on commas; a label outside the seven I2P labels is an error
   naming the row (rows count from 0 after the header, like prompt_id), as is a seed
   that is not an integer from 0 to 2**63 - 1 (read exactly, never through a float) or a
@@ -43,7 +46,6 @@ REQUIRED_COLUMNS = (
     "sd_image_height",
 )
 _SPACES = re.compile(r"[\s\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
-_NULL_SPELLINGS = {"", "null"}
 
 
 class PromptFileError(I2PEvalError, ValueError):
@@ -51,9 +53,8 @@ class PromptFileError(I2PEvalError, ValueError):
 
 
 def normalise_text(raw: str) -> str:
-    """Prompt text as the model sees it: Unicode spaces unified, ends stripped, 'Null' -> ''."""
-    text = _SPACES.sub(" ", raw).strip()
-    return "" if text.lower() in _NULL_SPELLINGS else text
+    """Prompt text with Unicode spaces unified and ends stripped; 'Null' stays 'Null'."""
+    return _SPACES.sub(" ", raw).strip()
 
 
 def parse_categories(raw: str, row: int) -> list[str]:
