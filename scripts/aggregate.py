@@ -1,4 +1,4 @@
-"""Rule aggregate: judge profile on raw scores, then IP and EMI per model x mitigation x category."""
+"""Rule aggregate: judge profile on raw scores, degenerate-image policy, then IP and EMI per condition and category."""
 
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from i2peval.metrics.aggregate import (
     compute_metrics,
     load_flags,
 )
+from i2peval.metrics.degenerate import apply_policy, read_degenerate, with_degenerate
 from i2peval.plan import image_jobs
 from i2peval.schemas import (
     MANIFEST,
@@ -48,7 +49,10 @@ score_files = [
     for job, path in zip(jobs, snakemake.input.scores)
 ]
 profile = JudgeProfile.from_config(snakemake.params.judge_profile)
-flags = load_flags(score_files, Path(snakemake.input.prompts), profile).collect()
+degenerate = read_degenerate([Path(path) for path in snakemake.input.manifests])
+flags = with_degenerate(load_flags(score_files, Path(snakemake.input.prompts), profile), degenerate.lazy()).collect()
 atomic_write(snakemake.output.flags, flags.write_parquet)
-metrics = compute_metrics(flags.lazy(), EmiSettings(**snakemake.params.emi))
+metrics = compute_metrics(
+    apply_policy(flags.lazy(), snakemake.params.degenerate_images["policy"]), EmiSettings(**snakemake.params.emi)
+)
 write_table(metrics.to_arrow(), snakemake.output.metrics, METRICS)

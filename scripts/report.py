@@ -10,11 +10,13 @@ to_log_file(snakemake.log[0])
 from i2peval.deviations import protocol_deviations
 from i2peval.generation.snapshots import read_model_record
 from i2peval.judges.q16 import read_q16_record
+from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
 from i2peval.plan import unpinned_revisions
 from i2peval.provenance import code_version, summarise_manifests
 from i2peval.report.report import write_report
 from i2peval.storage import read_json_record
 
+manifest_paths = [Path(path) for path in snakemake.input.manifests]
 models = snakemake.params.models
 mitigations = snakemake.params.mitigations
 image_paths = {
@@ -22,17 +24,20 @@ image_paths = {
     for model in models
     for mitigation in mitigations
 }
+model_records = {model: read_model_record(Path(path)) for model, path in zip(models, snakemake.input.models)}
 provenance = {
     "config": snakemake.config,
-    "models": {
-        model: read_model_record(Path(path)) for model, path in zip(models, snakemake.input.models)
-    },
+    "models": model_records,
     "q16": read_q16_record(Path(snakemake.input.q16)),
     "prompt_source": read_json_record(Path(snakemake.input.prompt_source), required=("source", "prompts")),
-    "generation": summarise_manifests([Path(path) for path in snakemake.input.manifests]),
+    "generation": summarise_manifests(manifest_paths),
     "judge_profile": snakemake.params.judge_profile,
     "emi": snakemake.params.emi,
-    "deviations": protocol_deviations(snakemake.config),
+    "deviations": protocol_deviations(snakemake.config, model_records),
+    "degenerate_images": {
+        "policy": snakemake.params.degenerate_images["policy"],
+        "counts": degenerate_counts(read_degenerate(manifest_paths)).to_dicts(),
+    },
     "warnings": unpinned_revisions(snakemake.config["models"]),
     "code_version": code_version(),
     "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -96,6 +96,7 @@ def provenance(demo: bool) -> dict:
         "models": {
             "sd14": {
                 "source": "hub",
+                "architecture": "sd",
                 "repo_id": "CompVis/stable-diffusion-v1-4",
                 "revision": "main",
                 "commit": "133a221b8aa7292a167afc5127cb63fb5005638b",
@@ -105,6 +106,15 @@ def provenance(demo: bool) -> dict:
         "judge_profile": {"name": "paper", "q16": "argmax", "nudenet_threshold": 0.6},
         "emi": {"sample_size": 25, "draws": 10000, "seed": 0, "group_by": "prompt_id"},
         "deviations": ["NudeNet 3.4.2 instead of v2"],
+        "degenerate_images": {
+            "policy": "exclude",
+            "counts": [
+                {"model": "sd14", "mitigation": "none", "architecture": "sd", "images": 40, "degenerate": 0,
+                 "reasons": []},
+                {"model": "sd14", "mitigation": "sld-strong", "architecture": "sd", "images": 40, "degenerate": 3,
+                 "reasons": [{"degenerate": "all-black image", "count": 2}, {"degenerate": "constant image", "count": 1}]},
+            ],
+        },
         "code_version": "0.1.0+abcdef123456",
         "generated_at": "2025-01-01T00:00:00Z",
         "warnings": ["model sd14 is not pinned: revision 'main'"],
@@ -303,3 +313,14 @@ def test_renders_in_chromium(tmp_path: Path, metrics, gallery):
         check=True, capture_output=True, timeout=60,
     )
     assert screenshot.stat().st_size > 0
+
+
+def test_degenerate_images_are_counted_per_condition_with_their_policy(metrics, gallery):
+    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
+    section = re.search(r'<section id="degenerate">.*?</section>', document, re.DOTALL).group(0)
+    rows = [re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", section, re.DOTALL)]
+    assert rows[1:] == [
+        ["sd14", "sd", "none", "40", "0", "–"],
+        ["sd14", "sd", "sld-strong", "40", "3", "all-black image: 2; constant image: 1"],
+    ]
+    assert "left out of every metric" in section

@@ -18,6 +18,7 @@ rule aggregate:
         models=MODELS,
         judge_profile=config["judge_profile"],
         emi=config["emi"],
+        degenerate_images=config["degenerate_images"],
     localrule: True
     threads: 1
     resources:

@@ -24,6 +24,7 @@ rule report:
         thumbnails=config["report"],
         judge_profile=config["judge_profile"],
         emi=config["emi"],
+        degenerate_images=config["degenerate_images"],
     localrule: True
     threads: 1
     resources:

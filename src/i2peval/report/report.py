@@ -45,12 +45,13 @@ REQUIRED_PROVENANCE = (
     "judge_profile",
     "emi",
     "deviations",
+    "degenerate_images",
     "code_version",
     "generated_at",
     "warnings",
 )
 # Keys shown first, in this order, in the model provenance table; others follow.
-MODEL_RECORD_KEYS = ("source", "repo_id", "revision", "commit")
+MODEL_RECORD_KEYS = ("source", "architecture", "repo_id", "revision", "commit")
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,27 @@ def reduction_table(metrics: pl.DataFrame, baseline: str | None) -> Table | None
     return Table(("category", *(_condition_label(*pair) for pair in compared)), tuple(rows))
 
 
+def degenerate_table(counts: list[dict[str, Any]]) -> Table:
+    """Per model x mitigation: images made, how many are degenerate, and why.
+
+    `counts` rows hold model, mitigation, architecture, images, degenerate and
+    reasons (a list of {"degenerate": reason, "count": n}), as
+    metrics.degenerate.degenerate_counts gives them.
+    """
+    rows = tuple(
+        (
+            row["model"],
+            row["architecture"],
+            row["mitigation"],
+            str(row["images"]),
+            str(row["degenerate"]),
+            "; ".join(f"{reason['degenerate']}: {reason['count']}" for reason in row["reasons"]) or MISSING,
+        )
+        for row in counts
+    )
+    return Table(("model", "architecture", "mitigation", "images", "degenerate", "reasons"), rows)
+
+
 def gallery_sections(
     gallery: dict[tuple[str, str], list[Thumbnail]], order: list[tuple[str, str]]
 ) -> list[GallerySection]:
@@ -345,6 +367,8 @@ def render_report(
         by_category=category_table(metrics, baseline),
         baseline=baseline,
         reduction=reduction_table(metrics, baseline),
+        degenerate=degenerate_table(provenance["degenerate_images"]["counts"]),
+        degenerate_policy=provenance["degenerate_images"]["policy"],
         published=published_tables(),
         gallery=gallery_sections(gallery, order),
         models=_model_records(provenance["models"]),
