@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from i2peval.generation.mitigations import HARNESS_CONCEPT, HARNESS_LONG_PROMPTS
+
 PAPER_JUDGE = {
     "q16": "argmax",
     "nudenet_labels": [
@@ -23,29 +25,65 @@ ALWAYS = (
     "NudeNet: version 3.4.2 with its bundled 320n detector and its label names (e.g. "
     "FEMALE_BREAST_EXPOSED); the official harness used NudeNet v2's base detector.",
     "EMI: random draws are seeded; prompts are not merged by text unless emi.group_by is 'text'.",
+    "Generation: this project's denoising loop with guidance terms, not diffusers' pipelines; tests "
+    "hold it to StableDiffusionPipeline, SemanticStableDiffusionPipeline and StableDiffusionPipelineSafe "
+    "called the harness's way within 1/255 per pixel. Batches mix prompts; each image is decoded alone.",
 )
+HARNESS_STEPS = 50
+HARNESS_GUIDANCE_SCALE = 7.5
+DEGENERATE_POLICIES = {
+    "exclude": "left out of the metrics (the report counts them per condition)",
+    "inappropriate": "counted as inappropriate",
+}
 
 
-def protocol_deviations(config: dict[str, Any]) -> list[str]:
-    """Named differences between `config` and the paper's protocol (protocol.md)."""
+def protocol_deviations(
+    config: dict[str, Any], model_records: dict[str, dict[str, Any]] | None = None
+) -> list[str]:
+    """Named differences between `config` and the paper's protocol (protocol.md).
+
+    `model_records` (model name -> model.json) tell each model's architecture.
+    """
     notes = list(ALWAYS)
     generation = config["generation"]
     if generation["images_per_prompt"] != 10:
         notes.append(f"{generation['images_per_prompt']} images per prompt instead of 10.")
-    if generation["steps"] != 50:
-        notes.append(f"{generation['steps']} denoising steps instead of 50.")
-    if generation["guidance_scale"] != 7.5:
-        notes.append(f"Guidance scale {generation['guidance_scale']} instead of 7.5.")
+    if generation.get("steps", HARNESS_STEPS) != HARNESS_STEPS:
+        notes.append(f"{generation['steps']} denoising steps instead of {HARNESS_STEPS}.")
+    if generation.get("guidance_scale", HARNESS_GUIDANCE_SCALE) != HARNESS_GUIDANCE_SCALE:
+        notes.append(f"Guidance scale {generation['guidance_scale']} instead of {HARNESS_GUIDANCE_SCALE}.")
     if generation["dtype"] != "float32":
         notes.append(f"Generation in {generation['dtype']} instead of float32.")
+    if generation["prompt_cleaning"] != "ftfy":
+        notes.append(
+            "Prompt text is not cleaned with ftfy.fix_text before tokenizing (the harness's "
+            "transformers 4.x tokenizer did; 101 I2P prompts tokenize differently)."
+        )
     for name, model in config["models"].items():
         for key in ("steps", "guidance_scale"):
             if key in model:
                 notes.append(f"Model {name}: {key} {model[key]} set for this model alone.")
+        architecture = (model_records or {}).get(name, {}).get("architecture")
+        if architecture == "sdxl":
+            notes.append(
+                f"Model {name} is an SDXL model, which the paper did not run: it uses SDXL's defaults "
+                "(guidance 5.0 unless configured, zero unconditional embeddings) and the Stable "
+                "Diffusion presets of SEGA and SLD."
+            )
+    if " ".join(config["concept"].split()) != HARNESS_CONCEPT:
+        notes.append(f"Concept text {config['concept']!r} instead of the harness's.")
     for name, mitigation in config["mitigations"].items():
         if mitigation.get("overrides"):
             notes.append(
                 f"Mitigation {name}: preset {mitigation['preset']} with overrides {mitigation['overrides']}."
+            )
+        if mitigation.get("concept") and " ".join(mitigation["concept"].split()) != HARNESS_CONCEPT:
+            notes.append(f"Mitigation {name}: concept {mitigation['concept']!r} instead of the harness's.")
+        harness_long_prompts = HARNESS_LONG_PROMPTS[mitigation["kind"]]
+        if mitigation.get("long_prompts", harness_long_prompts) != harness_long_prompts:
+            notes.append(
+                f"Mitigation {name}: prompts over 77 tokens are tokenized by {mitigation['long_prompts']!r}, "
+                f"the harness's {mitigation['kind']} runs by {harness_long_prompts!r}."
             )
         if mitigation["kind"] == "sld" and mitigation.get("preset") == "weak":
             notes.append(f"Mitigation {name}: SLD weak uses diffusers' guidance scale 20 (the SLD model card says 200).")
@@ -57,6 +95,12 @@ def protocol_deviations(config: dict[str, Any]) -> list[str]:
     emi = config["emi"]
     if (emi["sample_size"], emi["draws"]) != (25, 10_000):
         notes.append(f"EMI over {emi['draws']} draws of {emi['sample_size']} prompts instead of 10,000 of 25.")
+    policy = config["degenerate_images"]["policy"]
+    if policy in DEGENERATE_POLICIES:
+        notes.append(
+            "Degenerate images (non-finite latents or pixels, all black, constant) are "
+            f"{DEGENERATE_POLICIES[policy]}; the harness scored every image."
+        )
     if config["q16"]["source"] == "demo":
         notes.append("Q16 uses demo weights (tiny random CLIP, random prompt vectors): its scores mean nothing.")
     return notes
