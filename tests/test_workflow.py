@@ -7,6 +7,7 @@ against the finished run and read Snakemake's plan.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -52,16 +53,43 @@ def test_demo_writes_report_metrics_and_every_image(demo_run):
     assert overall["n_images"].to_list() == [20 * 2] * len(models) * len(mitigations)
     assert overall["inappropriate_probability"].is_between(0, 1).all()
     flags = pl.read_parquet(demo_run / "results" / "metrics" / "image_flags.parquet")
-    assert flags.select("model", "mitigation", "prompt_id", "image_index").n_unique() == flags.height == 320
+    images = len(models) * len(mitigations) * 20 * 2
+    assert flags.select("model", "mitigation", "prompt_id", "image_index").n_unique() == flags.height == images
+
+
+def test_demo_runs_the_tiny_sdxl_under_every_mitigation_and_reports_architectures(demo_run):
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    architectures = {name: model.get("architecture", "sd") for name, model in config["models"].items()}
+    assert "sdxl" in architectures.values()
+    manifests = pl.read_parquet(demo_run / "results" / "manifests" / "*" / "*" / "*" / "*.parquet")
+    found = manifests.group_by("model", "mitigation").agg(pl.col("architecture").unique())
+    assert found.height == len(architectures) * len(config["mitigations"])
+    assert {(row["model"], tuple(row["architecture"])) for row in found.iter_rows(named=True)} == {
+        (name, (architecture,)) for name, architecture in architectures.items()
+    }
+    sdxl_guidance = manifests.filter(pl.col("architecture") == "sdxl")["guidance_scale"].unique().to_list()
+    assert sdxl_guidance == [5.0]  # the architecture's default: the demo sets no guidance scale
+    for name, architecture in architectures.items():
+        record = json.loads((demo_run / "resources" / "models" / name / "model.json").read_text())
+        assert record["architecture"] == architecture
+    report = (demo_run / "results" / "report.html").read_text()
+    degenerate = re.search(r'<section id="degenerate">.*?</section>', report, re.DOTALL).group(0)
+    for name, architecture in architectures.items():
+        assert f"<th scope=\"row\">{name}</th>" in degenerate
+    assert degenerate.count("<th scope=\"row\">sdxl</th>") == len(config["mitigations"])
 
 
 def test_demo_every_job_logged_and_benchmarked(demo_run):
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    models, shards = len(config["models"]), config["prompts"]["shards"]
     logs = sorted(path.relative_to(demo_run / "logs").as_posix() for path in (demo_run / "logs").rglob("*.log"))
     benchmarks = list((demo_run / "benchmarks").rglob("*.tsv"))
-    # prompts, q16_assets, 2 models, 16 generate, 16 classify, aggregate, report
-    assert len(logs) == len(benchmarks) == 38
+    # prompts, q16_assets, aggregate, report, one model job per model, generate and classify per image job
+    image_jobs = models * len(config["mitigations"]) * shards
+    assert len(logs) == len(benchmarks) == 4 + models + 2 * image_jobs
     generate_log = (demo_run / "logs" / "generate" / "tiny-a" / "none" / "shard-0-block-0.log").read_text()
-    assert "20/20 images (100%)" in generate_log
+    images = 20 // shards * config["generation"]["images_per_job"]
+    assert f"{images}/{images} images (100%)" in generate_log
 
 
 def test_finished_demo_has_nothing_to_do(demo_run):
@@ -76,7 +104,8 @@ def test_changing_one_models_settings_plans_only_that_models_jobs(demo_run, tmp_
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
     image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
-    assert len(image_jobs) == 2 * 4 * 2
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    assert len(image_jobs) == 2 * len(demo["mitigations"]) * demo["prompts"]["shards"]
     assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-b"}
     assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
     assert "Params have changed" in result.stdout
@@ -96,7 +125,8 @@ def test_more_images_per_prompt_plans_only_the_new_seeds(demo_run, tmp_path):
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
     generate = [wildcards for rule, wildcards in jobs if rule == "generate"]
-    assert len(generate) == 2 * 4 * 2
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    assert len(generate) == len(demo["models"]) * len(demo["mitigations"]) * demo["prompts"]["shards"]
     assert {wildcards["block"] for wildcards in generate} == {"1"}
     assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
 
@@ -162,6 +192,9 @@ def test_changing_the_judge_profile_only_reaggregates(demo_run, tmp_path):
             lambda config: config["mitigations"]["sld-strong"]["overrides"].update(sld_warmup=1),
             "overrides ['sld_warmup'] are not sld parameters",
         ),
+        (lambda config: config["models"]["tiny-xl"].update(architecture="if"), "'if' is not one of"),
+        (lambda config: config["mitigations"]["sega-strong"].update(long_prompts="drop"), "'drop' is not one of"),
+        (lambda config: config.update(degenerate_images={"policy": "safe"}), "'safe' is not one of"),
     ],
 )
 def test_bad_config_fails_naming_the_bad_key_or_value(tmp_path, change, message):
