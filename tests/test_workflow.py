@@ -192,7 +192,7 @@ def test_changing_the_judge_profile_only_reaggregates(demo_run, tmp_path):
             lambda config: config["mitigations"]["sld-strong"]["overrides"].update(sld_warmup=1),
             "overrides ['sld_warmup'] are not sld parameters",
         ),
-        (lambda config: config["models"]["tiny-xl"].update(architecture="if"), "'if' is not one of"),
+        (lambda config: config["models"]["tiny-xl"].update(architecture="if"), "'architecture': 'if'"),
         (lambda config: config["mitigations"]["sega-strong"].update(long_prompts="drop"), "'drop' is not one of"),
         (lambda config: config.update(degenerate_images={"policy": "safe"}), "'safe' is not one of"),
     ],
