@@ -105,3 +105,13 @@ def test_counts_per_condition_with_reasons(degenerate):
         {"model": "m", "mitigation": "sld", "architecture": "sdxl", "images": 4, "degenerate": 2,
          "reasons": [{"degenerate": "all-black image", "count": 1}, {"degenerate": "non-finite latents", "count": 1}]},
     ]
+
+
+def test_flags_keep_their_order_when_the_reasons_are_joined(degenerate):
+    keys = [(mitigation, prompt_id, index) for mitigation, prompt_id, index, _, _ in reversed(IMAGES)]
+    judged = pl.LazyFrame(
+        [{"model": "m", "mitigation": m, "prompt_id": p, "image_index": i, "flagged": False} for m, p, i in keys],
+        schema_overrides={"prompt_id": pl.Int32, "image_index": pl.Int32},
+    )
+    joined = with_degenerate(judged, degenerate.lazy()).collect()
+    assert list(zip(joined["mitigation"], joined["prompt_id"], joined["image_index"])) == keys
