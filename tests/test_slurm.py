@@ -23,6 +23,9 @@ from slurm_cluster import SingleNodeSlurm, unavailable_reason
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 PARTITION = "gpu-test"
+DEMO = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
+CONDITIONS = len(DEMO["models"]) * len(DEMO["mitigations"])
+IMAGE_JOBS = CONDITIONS * DEMO["prompts"]["shards"]
 
 pytestmark = pytest.mark.slurm
 
@@ -74,17 +77,17 @@ def test_demo_through_slurm_writes_every_output(slurm_run):
     assert "Demo weights" in (workdir / "results" / "report.html").read_text()
     metrics = pl.read_parquet(workdir / "results" / "metrics" / "metrics.parquet")
     overall = metrics.filter(pl.col("category") == "all")
-    assert overall.height == 2 * 4
+    assert overall.height == CONDITIONS
     assert overall["n_images"].to_list() == [20 * 2] * overall.height
-    assert len(list((workdir / "results" / "manifests").rglob("*.parquet"))) == 16
-    assert len(list((workdir / "results" / "scores").rglob("*.parquet"))) == 16
+    assert len(list((workdir / "results" / "manifests").rglob("*.parquet"))) == IMAGE_JOBS
+    assert len(list((workdir / "results" / "scores").rglob("*.parquet"))) == IMAGE_JOBS
 
 
 def test_gpu_jobs_went_to_slurm_and_light_jobs_ran_locally(slurm_run):
     _, output = slurm_run
     submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: \S+/rule_(\w+)/", output)
     assert sorted(set(submitted)) == ["classify", "generate"]
-    assert len(submitted) == 32
+    assert len(submitted) == 2 * IMAGE_JOBS
 
 
 def generate_jobs(workdir: Path) -> list[dict]:
@@ -111,7 +114,7 @@ def generate_jobs(workdir: Path) -> list[dict]:
 def test_concurrent_gpu_jobs_saw_different_cuda_visible_devices(slurm_run):
     workdir, _ = slurm_run
     jobs = generate_jobs(workdir)
-    assert len(jobs) == 16
+    assert len(jobs) == IMAGE_JOBS
     assert all(len(job["gpus"]) == 1 for job in jobs)
     assert {gpu for job in jobs for gpu in job["gpus"]} == {"CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"}
     overlapping = [
