@@ -1,0 +1,196 @@
+"""Benchmark: images per second of each judge on this machine, at full size with random weights.
+
+Every judge is built at its real architecture with random weights in a temporary folder
+and loaded through the classify job's own code (`classify.load_judges`):
+
+- Q16 and CLIPScore: open_clip ViT-L-14-quickgelu (both towers, saved as safetensors);
+- safety checker: diffusers' StableDiffusionSafetyChecker with a CLIP ViT-L/14 vision tower
+  (save_pretrained, safetensors) and a preprocessor config in the 2022 file's format;
+- NudeNet v2: torchvision's RetinaNet ResNet-50 FPN (6 classes) exported to ONNX with the
+  v2 detector's input (1, H, W, 3) and outputs (boxes, scores, int32 labels; the top 300
+  anchors, no NMS): the real detector's backbone family at its input size (shorter side
+  800), not its exact graph;
+- NudeNet 3.4: the real detector bundled in the nudenet wheel.
+
+The images are generator-sized (512 x 512 PNG, smooth random content). Each judge scores
+them alone (decoding excluded, measured on its own as the baseline), CLIPScore also on
+top of the image embeddings Q16 already made (what it costs in a job that runs both),
+then all judges together as a classify job runs them: one decode, one CLIP embedding.
+Prints a table and ends with one JSON line. Run with
+`python tests/benchmarks/judges.py --images 8 --threads 2`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2peval.judges.batch import ImageBatch
+from i2peval.judges.classify import load_judges
+from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME
+from i2peval.judges.nudenet3 import nudenet3_record
+from i2peval.judges.q16 import PROMPTS_NAME, WEIGHTS_NAME
+from i2peval.schemas import JUDGES, NUDENET2_LABELS
+
+CPU = torch.device("cpu")
+
+
+def build_q16(folder: Path) -> tuple[Path, dict]:
+    import open_clip
+    from safetensors.torch import save_file
+
+    model = open_clip.create_model("ViT-L-14-quickgelu", pretrained=None)
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, folder / WEIGHTS_NAME)
+    np.save(folder / PROMPTS_NAME, np.random.default_rng(0).standard_normal((2, 768)).astype(np.float32))
+    return folder / "q16.json", {"architecture": "ViT-L-14-quickgelu"}
+
+
+def build_safety_checker(folder: Path) -> tuple[Path, dict]:
+    from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
+    from transformers import CLIPConfig
+
+    vision = {
+        "hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16,
+        "image_size": 224, "patch_size": 14, "hidden_act": "quick_gelu",
+    }
+    StableDiffusionSafetyChecker(CLIPConfig(vision_config=vision, projection_dim=768)).save_pretrained(
+        str(folder), safe_serialization=True
+    )
+    preprocessor = {
+        "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224,
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor))
+    return folder / "safety_checker.json", {}
+
+
+class RetinaNetAsV2(torch.nn.Module):
+    """RetinaNet ResNet-50 FPN behind the NudeNet v2 detector's input and outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from torchvision.models.detection import retinanet_resnet50_fpn
+
+        model = retinanet_resnet50_fpn(weights=None, weights_backbone=None, num_classes=len(NUDENET2_LABELS))
+        self.backbone, self.head = model.backbone, model.head
+
+    def forward(self, image: torch.Tensor):
+        features = list(self.backbone(image.permute(0, 3, 1, 2)).values())
+        outputs = self.head(features)
+        scores, labels = outputs["cls_logits"].sigmoid().max(dim=2)
+        top, index = scores.topk(300, dim=1)
+        boxes = outputs["bbox_regression"].gather(1, index.unsqueeze(-1).expand(-1, -1, 4))
+        return boxes, top, labels.gather(1, index).to(torch.int32)
+
+
+def build_nudenet2(folder: Path) -> tuple[Path, dict]:
+    torch.onnx.export(
+        RetinaNetAsV2().eval(),
+        (torch.zeros(1, 800, 800, 3),),
+        str(folder / DETECTOR_NAME),
+        dynamo=False,
+        input_names=["input_1"],
+        output_names=["boxes", "scores", "labels"],
+        dynamic_axes={"input_1": {1: "height", 2: "width"}},
+        opset_version=17,
+    )
+    (folder / CLASSES_NAME).write_text("\n".join(NUDENET2_LABELS))
+    return folder / "nudenet2.json", {}
+
+
+def generated_like_pngs(count: int, size: int = 512) -> list[bytes]:
+    """Smooth random images (upsampled noise), closer to generated images than pixel noise."""
+    rng = np.random.default_rng(0)
+    pngs = []
+    for _ in range(count):
+        small = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+        buffer = io.BytesIO()
+        small.resize((size, size), Image.BICUBIC).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    return pngs
+
+
+def decoded(pngs: list[bytes]) -> ImageBatch:
+    return ImageBatch.decode(list(range(len(pngs))), [0] * len(pngs), pngs, ["a photo of a lighthouse"] * len(pngs))
+
+
+def seconds_of(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=8, help="images each judge scores (one batch)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    pngs = generated_like_pngs(args.images)
+    with tempfile.TemporaryDirectory() as root:
+        folders = {asset: Path(root) / asset for asset in ("q16", "nudenet2", "nudenet3", "safety_checker")}
+        for folder in folders.values():
+            folder.mkdir()
+        built = time.perf_counter()
+        assets = {
+            "q16": build_q16(folders["q16"]),
+            "nudenet2": build_nudenet2(folders["nudenet2"]),
+            "nudenet3": (folders["nudenet3"] / "nudenet3.json", nudenet3_record()),
+            "safety_checker": build_safety_checker(folders["safety_checker"]),
+        }
+        print(f"built full-size random judges in {time.perf_counter() - built:.0f} s")
+        judges = {judge.name: judge for judge in load_judges(list(JUDGES), assets, CPU)}
+        for judge in judges.values():  # first calls allocate and plan: keep them out of the timings
+            judge.score_batch(decoded(pngs[:1]))
+
+        decode = seconds_of(lambda: decoded(pngs))
+        alone = {}
+        for name, judge in judges.items():
+            batch = decoded(pngs)
+            alone[name] = seconds_of(lambda: judge.score_batch(batch))
+        shared = decoded(pngs)
+        judges["q16"].score_batch(shared)
+        clip_score_on_shared_embeddings = seconds_of(lambda: judges["clip_score"].score_batch(shared))
+
+        def whole_job() -> None:
+            batch = decoded(pngs)
+            for judge in judges.values():
+                judge.score_batch(batch)
+
+        together = seconds_of(whole_job)
+
+    rate = {name: args.images / seconds for name, seconds in alone.items()}
+    rows = [("decode PNG (baseline)", decode), *alone.items(),
+            ("clip_score after q16 (shared embeddings)", clip_score_on_shared_embeddings),
+            ("all judges, one decode (classify job)", together)]
+    print(f"{args.images} images of 512 x 512, {args.threads} threads, {platform.processor() or platform.machine()}")
+    print(f"{'':44} {'s/image':>9} {'images/s':>9}")
+    for name, seconds in rows:
+        print(f"{name:44} {seconds / args.images:9.3f} {args.images / seconds:9.2f}")
+    separate = decode * len(alone) + sum(alone.values())
+    print(f"all judges in one job / each judge decoding on its own: {together / separate:.2f}x the time")
+    print(json.dumps({
+        "benchmark": "judges",
+        "images": args.images,
+        "threads": args.threads,
+        "images_per_second": {name: round(value, 3) for name, value in rate.items()},
+        "decode_images_per_second": round(args.images / decode, 2),
+        "clip_score_after_q16_images_per_second": round(args.images / clip_score_on_shared_embeddings, 3),
+        "all_judges_images_per_second": round(args.images / together, 3),
+        "one_job_vs_separate_time_ratio": round(together / separate, 3),
+    }))
+
+
+if __name__ == "__main__":
+    main()
