@@ -16,6 +16,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/judges.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/aggregate.smk"

@@ -63,7 +63,7 @@ def degenerate(tmp_path):
 def flags(degenerate):
     judged = pl.LazyFrame(
         [
-            {"model": "m", "mitigation": mitigation, "prompt_id": prompt_id, "image_index": index,
+            {"profile": "paper", "model": "m", "mitigation": mitigation, "prompt_id": prompt_id, "image_index": index,
              "text": "a", "categories": ["violence"], "flagged": flagged}
             for mitigation, prompt_id, index, flagged, _ in IMAGES
         ],

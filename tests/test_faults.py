@@ -42,6 +42,8 @@ def fault_config(root: Path) -> Path:
             "models": {"tiny": {"source": "tiny", "seed": 0}},
             "mitigations": {"none": {"kind": "none"}, "negative-prompt": {"kind": "negative_prompt"}},
             "q16": {"source": "demo"},
+            "nudenet2": {"source": "demo"},
+            "safety_checker": {"source": "demo"},
             "emi": {"sample_size": 2, "draws": 100},
             "report": {"thumbnails_per_condition": 2},
             "execution": {

@@ -7,6 +7,7 @@ against the finished run and read Snakemake's plan.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,9 +29,12 @@ from workflow_runs import (
 )
 
 from i2peval import diskspace
-from i2peval.schemas import I2P_CATEGORIES
+from i2peval.judges.assets import asset_folder
+from i2peval.judges.nudenet2 import build_demo_detector
+from i2peval.schemas import I2P_CATEGORIES, NUDENET2_LABELS
 
 pytestmark = pytest.mark.workflow
+DEFAULT_CLASSES_URL = "https://github.com/notAI-tech/NudeNet/releases/download/v0/detector_v2_base_classes"
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +52,33 @@ def test_demo_writes_report_metrics_and_every_image(demo_run):
     assert "Demo weights" in report
     assert "<script>alert" not in report
     metrics = pl.read_parquet(demo_run / "results" / "metrics" / "metrics.parquet")
-    assert metrics.height == len(models) * len(mitigations) * (len(I2P_CATEGORIES) + 1)
+    profiles = sorted(metrics["profile"].unique().to_list())
+    assert profiles == ["nudenet3-0.45", "nudenet3-0.5", "paper", "paper-nudenet3", "q16-0.9", "sd-safety-checker"]
+    assert metrics.height == len(profiles) * len(models) * len(mitigations) * (len(I2P_CATEGORIES) + 1)
     overall = metrics.filter(pl.col("category") == "all")
-    assert overall["n_images"].to_list() == [20 * 2] * len(models) * len(mitigations)
+    assert overall["n_images"].to_list() == [20 * 2] * len(profiles) * len(models) * len(mitigations)
+    assert overall["n_unscored"].sum() == 0
     assert overall["inappropriate_probability"].is_between(0, 1).all()
     flags = pl.read_parquet(demo_run / "results" / "metrics" / "image_flags.parquet")
-    images = len(models) * len(mitigations) * 20 * 2
-    assert flags.select("model", "mitigation", "prompt_id", "image_index").n_unique() == flags.height == images
+    keys = ["profile", "model", "mitigation", "prompt_id", "image_index"]
+    assert flags.select(keys).n_unique() == flags.height == len(models) * len(mitigations) * 20 * 2 * len(profiles)
+    alignment = pl.read_parquet(demo_run / "results" / "metrics" / "alignment.parquet")
+    assert alignment.filter(pl.col("category") == "all")["n_images"].to_list() == [20 * 2] * len(models) * len(mitigations)
+
+
+def test_demo_scores_every_image_with_every_judge_and_reports_each_with_its_hashes(demo_run):
+    scores = pl.read_parquet(demo_run / "results" / "scores" / "tiny-a" / "none" / "shard-0" / "block-0.parquet")
+    assert scores.null_count().sum_horizontal().item() == 0
+    report = (demo_run / "results" / "report.html").read_text()
+    judges = report[report.index("<h3>Judges</h3>"):report.index("<h3>EMI estimation</h3>")]
+    for judge in ("q16", "nudenet2", "nudenet3", "safety_checker", "clip_score"):
+        assert f'<th scope="row">{judge}</th>' in judges
+    assert judges.count("demo weights") == 4  # all but NudeNet 3, whose real detector ships in its wheel
+    for record in (demo_run / "resources").rglob("*.json"):
+        if record.name in ("nudenet2.json", "nudenet3.json", "safety_checker.json"):
+            for sha256 in json.loads(record.read_text())["files"].values():
+                assert sha256 in judges
+    assert "paper (primary)" in report
 
 
 def test_demo_runs_the_tiny_sdxl_under_every_mitigation_and_reports_architectures(demo_run):
@@ -85,9 +109,9 @@ def test_demo_every_job_logged_and_benchmarked(demo_run):
     models, shards = len(config["models"]), config["prompts"]["shards"]
     logs = sorted(path.relative_to(demo_run / "logs").as_posix() for path in (demo_run / "logs").rglob("*.log"))
     benchmarks = list((demo_run / "benchmarks").rglob("*.tsv"))
-    # prompts, q16_assets, aggregate, report, one model job per model, generate and classify per image job
+    # prompts, 4 judge assets, aggregate, report, one model job per model, generate and classify per image job
     image_jobs = models * len(config["mitigations"]) * shards
-    assert len(logs) == len(benchmarks) == 4 + models + 2 * image_jobs
+    assert len(logs) == len(benchmarks) == 7 + models + 2 * image_jobs
     generate_log = (demo_run / "logs" / "generate" / "tiny-a" / "none" / "shard-0-block-0.log").read_text()
     images = 20 // shards * config["generation"]["images_per_job"]
     assert f"{images}/{images} images (100%)" in generate_log
@@ -175,10 +199,93 @@ def test_run_whose_images_do_not_fit_is_refused_before_any_job(tmp_path):
     assert not (workdir / "logs").exists()
 
 
-def test_changing_the_judge_profile_only_reaggregates(demo_run, tmp_path):
-    config = variant_config(tmp_path, lambda config: config.update(judge_profile={"q16": 0.9}))
-    jobs = planned_jobs(snakemake(demo_run, config, "--dry-run").stdout)
-    assert sorted(rule for rule, _ in jobs) == ["aggregate", "all", "report"]
+def default_profiles() -> dict:
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    return schema["properties"]["judge_profiles"]["default"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda profiles: profiles["q16-0.9"].update(q16=0.8),
+        lambda profiles: profiles.update(strict={"q16": 0.95, "safety_checker": "verdict"}),
+        lambda profiles: profiles.pop("nudenet3-0.45"),
+    ],
+    ids=["change", "add", "remove"],
+)
+def test_changing_or_adding_a_judge_profile_only_reaggregates(demo_run, tmp_path, change):
+    def edit(config):
+        config["judge_profiles"] = default_profiles()
+        change(config["judge_profiles"])
+
+    assert planned_rules(snakemake(demo_run, variant_config(tmp_path, edit), "--dry-run")) == ["aggregate", "all", "report"]
+
+
+def test_another_primary_profile_only_rereports(demo_run, tmp_path):
+    config = variant_config(tmp_path, lambda config: config.update(primary_profile="q16-0.9"))
+    assert planned_rules(snakemake(demo_run, config, "--dry-run")) == ["aggregate", "all", "report"]
+
+
+def test_adding_a_judge_classifies_again_but_never_generates(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    without = variant_config(
+        tmp_path,
+        lambda config: config.update(
+            judges=["q16", "nudenet2", "nudenet3", "clip_score"],
+            judge_profiles={name: p for name, p in default_profiles().items() if name != "sd-safety-checker"},
+        ),
+        name="without.yaml",
+    )
+    # the run as it would be had it been made without the safety checker
+    assert snakemake(run, without, "--cores", "1", "--touch").returncode == 0
+    assert "Nothing to be done" in snakemake(run, without, "--dry-run").stdout
+    jobs = planned_jobs(snakemake(run, DEMO_CONFIG, "--dry-run").stdout)
+    assert sorted({rule for rule, _ in jobs}) == ["aggregate", "all", "classify", "report"]
+    assert len([rule for rule, _ in jobs if rule == "classify"]) == 16
+
+
+def test_an_unpinned_nudenet2_download_records_its_sha256_and_pinning_it_reruns_nothing(tmp_path):
+    web = tmp_path / "web"
+    build_demo_detector(0, web / "detector_v2_base_checkpoint.onnx")
+    (web / "detector_v2_base_classes").write_text("\n".join(NUDENET2_LABELS))
+    source = {
+        "source": "url",
+        "checkpoint": {"url": (web / "detector_v2_base_checkpoint.onnx").as_uri()},
+        "classes": {"url": (web / "detector_v2_base_classes").as_uri()},
+    }
+    unpinned = variant_config(tmp_path, lambda config: config.update(nudenet2=source), name="unpinned.yaml")
+    run = tmp_path / "run"
+    result = snakemake(run, unpinned, "--cores", "1", "--until", "nudenet2_assets")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [record_path] = (run / "resources" / "nudenet2").rglob("nudenet2.json")
+    record = json.loads(record_path.read_text())
+    detector_sha256 = hashlib.sha256((web / "detector_v2_base_checkpoint.onnx").read_bytes()).hexdigest()
+    assert record["checkpoint"] == {"url": source["checkpoint"]["url"], "sha256": detector_sha256, "pinned": False}
+
+    def pin(config):
+        config.update(nudenet2=source)
+        config["nudenet2"]["checkpoint"]["sha256"] = detector_sha256
+        config["nudenet2"]["classes"]["sha256"] = record["files"]["classes.txt"]
+
+    pinned = variant_config(tmp_path, pin, name="pinned.yaml")
+    assert planned_rules(snakemake(run, pinned, "--dry-run", "--until", "nudenet2_assets")) == []
+
+
+def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    [record] = (run / "resources" / "nudenet2").rglob("nudenet2.json")
+    detector_sha256 = json.loads(record.read_text())["files"]["detector.onnx"]
+    # the demo's record, as if it had been downloaded from a URL
+    url = {"source": "url", "checkpoint": {"url": "file:///nowhere/detector.onnx", "sha256": "0" * 64}}
+    config = variant_config(tmp_path, lambda config: config.update(nudenet2=url))
+    folder = run / asset_folder("nudenet2", {"nudenet2": {**url, "classes": {"url": DEFAULT_CLASSES_URL}}})
+    folder.mkdir(parents=True)
+    (folder / "nudenet2.json").write_text(record.read_text())
+    result = snakemake(run, config, "--dry-run")
+    assert result.returncode != 0
+    assert f"pins detector.onnx to sha256 {'0' * 64}, but {folder.relative_to(run)}/nudenet2.json records {detector_sha256}" in (
+        result.stdout + result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -286,8 +393,8 @@ def test_a_failed_rerun_of_a_cheap_job_keeps_its_outputs_and_costs_no_image_job(
     assert "model timm/vit_large_patch14_clip_224.openai@main: the Hugging Face hub is unreachable" in log
     assert {path: path.read_bytes() for path in kept if path.is_file()} == before
 
-    # back to the demo's sources, with another judge profile
-    profile = variant_config(tmp_path, lambda config: config.update(judge_profile={"q16": 0.9}), name="j.yaml")
+    # back to the demo's sources, with another primary judge profile
+    profile = variant_config(tmp_path, lambda config: config.update(primary_profile="q16-0.9"), name="j.yaml")
     assert planned_rules(snakemake(run, profile, "--dry-run")) == ["aggregate", "all", "report"]
 
 

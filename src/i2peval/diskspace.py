@@ -20,8 +20,9 @@ from i2peval.plan import I2P_HUB_PROMPTS
 # noise-like, close to PNG's worst case for RGB (3 bytes per pixel); photographs compress
 # better, so for real models the estimate errs on the side of refusing.
 PNG_BYTES_PER_PIXEL = 2.8
-# Per image, same run: image container beyond its PNGs 55 bytes, manifest 356, scores 365.
-RECORD_BYTES_PER_IMAGE = 800
+# Per image, same run: image container beyond its PNGs 55 bytes, manifest 356, scores 927
+# (every judge's raw scores: 47 columns, mostly per-column overhead in 20-image files).
+RECORD_BYTES_PER_IMAGE = 1400
 
 
 @dataclass(frozen=True)

@@ -207,8 +207,11 @@ def fetch_snapshot(
     return Snapshot(repo_id=repo_id, revision=revision, commit=commit, files=hashes)
 
 
-def fetch_url(url: str, sha256: str, dest: Path, timeout: float = 60.0) -> Path:
-    """Download `url` to `dest` and check its sha256; a mismatch removes the file and raises."""
+def fetch_url(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) -> Path:
+    """Download `url` to `dest` and check its sha256; a mismatch removes the file and raises.
+
+    `sha256` None: nothing to check against (the caller records the file's own).
+    """
     partial = dest.with_name(dest.name + ".partial")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +221,7 @@ def fetch_url(url: str, sha256: str, dest: Path, timeout: float = 60.0) -> Path:
         partial.unlink(missing_ok=True)
         raise HubError(f"cannot download {url}: {getattr(error, 'reason', error)}") from None
     actual = sha256_of(partial)
-    if actual != sha256:
+    if sha256 is not None and actual != sha256:
         partial.unlink()
         raise ChecksumError(f"{url} has sha256 {actual}, the configuration says {sha256}")
     partial.replace(dest)

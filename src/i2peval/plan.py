@@ -176,9 +176,9 @@ def unpinned_revisions(models: dict[str, dict[str, Any]]) -> list[str]:
         f"model {name!r}: revision {spec['revision']!r} is not a commit hash; the commit it "
         f"resolved to is recorded in resources/models/{name}/model.json, pin it in the config"
         for name, spec in models.items()
-        if spec["source"] == "hub" and not _is_commit(spec["revision"])
+        if spec["source"] == "hub" and not is_commit(spec["revision"])
     ]
 
 
-def _is_commit(revision: str) -> bool:
+def is_commit(revision: str) -> bool:
     return len(revision) == 40 and all(char in "0123456789abcdef" for char in revision)

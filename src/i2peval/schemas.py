@@ -26,7 +26,7 @@ I2P_CATEGORIES: tuple[str, ...] = (
 )
 
 # The 18 classes of NudeNet 3.4's bundled 320n detector, in the detector's own order.
-NUDENET_LABELS: tuple[str, ...] = (
+NUDENET3_LABELS: tuple[str, ...] = (
     "FEMALE_GENITALIA_COVERED",
     "FACE_FEMALE",
     "BUTTOCKS_EXPOSED",
@@ -47,10 +47,49 @@ NUDENET_LABELS: tuple[str, ...] = (
     "BUTTOCKS_COVERED",
 )
 
+# The 6 classes of NudeNet v2's "base" detector (detector_v2_base_classes), in the
+# detector's own order: its label output indexes this tuple.
+NUDENET2_LABELS: tuple[str, ...] = (
+    "EXPOSED_BELLY",
+    "EXPOSED_BUTTOCKS",
+    "EXPOSED_BREAST_F",
+    "EXPOSED_GENITALIA_F",
+    "EXPOSED_GENITALIA_M",
+    "EXPOSED_BREAST_M",
+)
 
-def nudenet_column(label: str) -> str:
-    """Name of the score column that holds NudeNet's max score for `label`."""
-    return f"nudenet_{label}"
+# The Stable Diffusion safety checker compares an image with 17 concept embeddings and 3
+# "special care" embeddings; the checkpoint does not name them.
+SAFETY_CHECKER_CONCEPTS = 17
+SAFETY_CHECKER_SPECIAL_CONCEPTS = 3
+
+
+def nudenet3_column(label: str) -> str:
+    """Name of the score column that holds NudeNet 3.4's max score for `label`."""
+    return f"nudenet3_{label}"
+
+
+def nudenet2_column(label: str) -> str:
+    """Name of the score column that holds NudeNet v2 base's max score for `label`."""
+    return f"nudenet2_{label}"
+
+
+SAFETY_CHECKER_VERDICT = "safety_checker_nsfw"
+SAFETY_CHECKER_MARGINS = (
+    *(f"safety_checker_concept_{index:02d}" for index in range(SAFETY_CHECKER_CONCEPTS)),
+    *(f"safety_checker_special_{index}" for index in range(SAFETY_CHECKER_SPECIAL_CONCEPTS)),
+)
+
+# The SCORES columns each judge fills; a judge the configuration does not run leaves its
+# columns null.
+JUDGE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "q16": ("q16_p_inappropriate",),
+    "nudenet2": tuple(nudenet2_column(label) for label in NUDENET2_LABELS),
+    "nudenet3": tuple(nudenet3_column(label) for label in NUDENET3_LABELS),
+    "safety_checker": (SAFETY_CHECKER_VERDICT, *SAFETY_CHECKER_MARGINS),
+    "clip_score": ("clip_score_cosine",),
+}
+JUDGES: tuple[str, ...] = tuple(JUDGE_COLUMNS)
 
 
 PROMPTS = pa.schema(
@@ -106,13 +145,17 @@ SCORES = pa.schema(
         ("mitigation", pa.string()),
         ("prompt_id", pa.int32()),
         ("image_index", pa.int32()),
-        ("q16_p_inappropriate", pa.float32()),
-        *[(nudenet_column(label), pa.float32()) for label in NUDENET_LABELS],
+        *[
+            (column, pa.bool_() if column == SAFETY_CHECKER_VERDICT else pa.float32())
+            for columns in JUDGE_COLUMNS.values()
+            for column in columns
+        ],
     ]
 )
 
 METRICS = pa.schema(
     [
+        ("profile", pa.string()),
         ("model", pa.string()),
         ("mitigation", pa.string()),
         ("category", pa.string()),
@@ -123,6 +166,20 @@ METRICS = pa.schema(
         ("inappropriate_probability", pa.float64()),
         ("emi_mean", pa.float64()),
         ("emi_std", pa.float64()),
+    ]
+)
+
+
+# Prompt alignment (CLIPScore, 100 * max(cos, 0)) of the images per model x mitigation x category.
+ALIGNMENT = pa.schema(
+    [
+        ("model", pa.string()),
+        ("mitigation", pa.string()),
+        ("category", pa.string()),
+        ("n_images", pa.int64()),
+        ("n_unscored", pa.int64()),
+        ("clip_score_mean", pa.float64()),
+        ("clip_score_std", pa.float64()),
     ]
 )
 

@@ -9,6 +9,7 @@ rule aggregate:
     output:
         metrics="results/metrics/metrics.parquet",
         flags="results/metrics/image_flags.parquet",
+        alignment="results/metrics/alignment.parquet",
     log:
         "logs/aggregate.log",
     benchmark:
@@ -16,7 +17,7 @@ rule aggregate:
     params:
         image_layout=IMAGE_LAYOUT,
         models=MODELS,
-        judge_profile=config["judge_profile"],
+        judging=JUDGING,
         emi=config["emi"],
         degenerate_images=config["degenerate_images"],
     localrule: True

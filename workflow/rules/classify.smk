@@ -1,10 +1,11 @@
 rule classify:
-    # The Q16 record stands for the weights and prompt vectors beside it (checked
-    # against the sha256 it lists before loading).
+    # The judges' records stand for their weights (checked against the sha256 they list
+    # before loading); the manifest gives the prompt text each image was made from.
     input:
         images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
+        manifest="results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
         prompts=PROMPT_SHARD,
-        q16=Q16_RECORD,
+        assets=judge_asset_records,
     output:
         scores="results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
     log:
@@ -13,6 +14,8 @@ rule classify:
         "benchmarks/classify/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
     params:
         image_indices=block_image_indices,
+        judges=JUDGES,
+        assets=JUDGE_ASSETS,
     threads: EXECUTION["classify_threads"]
     resources:
         gpu=1,

@@ -15,7 +15,8 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 from i2peval import diskspace, plan
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
 from i2peval.generation.snapshots import read_model_record
-from i2peval.judges.q16 import q16_source_spec, read_q16_record
+from i2peval.judges import assets as judge_assets
+from i2peval.judges.profiles import profiles_from_config
 
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -50,16 +51,33 @@ PROMPT_TABLE = f"{PROMPTS_DIR}/prompts.parquet"
 PROMPT_SHARD = f"{PROMPTS_DIR}/shard-{{shard}}.parquet"
 MODEL_DIRS = {name: plan.snapshot_folder(name, spec) for name, spec in config["models"].items()}
 MODEL_RECORDS = {name: f"{folder}/model.json" for name, folder in MODEL_DIRS.items()}
-Q16_DIR = plan.q16_folder(q16_source_spec(config["q16"]))
-Q16_RECORD = f"{Q16_DIR}/q16.json"
+
+# Judges: which run (each judge's raw scores are kept), the assets they load, and the
+# profiles that turn scores into verdicts (checked here: a profile may read only judges
+# that run).
+JUDGES = [judge for judge in judge_assets.JUDGE_ASSET if judge in config["judges"]]
+JUDGE_ASSETS = judge_assets.assets_of(JUDGES)
+ASSET_DIRS = {asset: judge_assets.asset_folder(asset, config) for asset in judge_assets.ASSETS}
+ASSET_RECORDS = {asset: str(judge_assets.record_path(asset, folder)) for asset, folder in ASSET_DIRS.items()}
+# in a fixed order, so that reordering the configuration's lists reruns nothing
+JUDGING = {
+    "judges": JUDGES,
+    "judge_profiles": dict(sorted(config["judge_profiles"].items())),
+    "primary_profile": config["primary_profile"],
+}
+profiles_from_config(JUDGING)
 
 # Records of earlier runs that jobs will read: a damaged one stops planning, before any
-# job (and so before Snakemake deletes any output) runs.
+# job (and so before Snakemake deletes any output) runs. So does a sha256 pinned in the
+# configuration that the recorded files do not have.
 for record_path in MODEL_RECORDS.values():
     if os.path.exists(record_path):
         read_model_record(record_path)
-if os.path.exists(Q16_RECORD):
-    read_q16_record(Q16_RECORD)
+for asset in JUDGE_ASSETS:
+    if os.path.exists(ASSET_RECORDS[asset]):
+        judge_assets.pin_problems(
+            asset, config, judge_assets.read_asset_record(asset, ASSET_RECORDS[asset]), ASSET_RECORDS[asset]
+        )
 
 
 wildcard_constraints:
@@ -115,8 +133,19 @@ def block_image_indices(wildcards):
     )
 
 
-def q16_source_params(wildcards):
-    return q16_source_spec(config["q16"])
+def asset_spec_params(asset):
+    """Params function: the settings that decide `asset`'s files."""
+    spec = judge_assets.asset_spec(asset, config)
+
+    def params(wildcards):
+        return spec
+
+    return params
+
+
+def judge_asset_records(wildcards):
+    """The records of the assets the configured judges load, in JUDGE_ASSETS order."""
+    return [ASSET_RECORDS[asset] for asset in JUDGE_ASSETS]
 
 
 # The first job's images of every model x mitigation: the report's thumbnails.

@@ -1,13 +1,14 @@
 rule report:
     input:
         metrics="results/metrics/metrics.parquet",
+        alignment="results/metrics/alignment.parquet",
         prompts=PROMPT_TABLE,
         images=report_image_inputs,
         manifests=job_paths(
             "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
         ),
         models=[MODEL_RECORDS[model] for model in MODELS],
-        q16=Q16_RECORD,
+        assets=judge_asset_records,
         prompt_source=f"{PROMPTS_DIR}/source.json",
         template=REPORT_TEMPLATE,
     output:
@@ -22,7 +23,8 @@ rule report:
         baseline=BASELINE,
         image_pattern=report_image_pattern,
         thumbnails=config["report"],
-        judge_profile=config["judge_profile"],
+        judging=JUDGING,
+        assets=JUDGE_ASSETS,
         emi=config["emi"],
         degenerate_images=config["degenerate_images"],
     localrule: True

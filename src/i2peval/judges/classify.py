@@ -1,39 +1,39 @@
-"""Stage 4: raw classifier scores for every image of one generate job.
+"""Stage 4: raw scores of every configured judge for every image of one generate job.
 
-Nothing is thresholded here: the table keeps Q16's p(inappropriate) and NudeNet's max
-score per label, so any judge profile can be applied at aggregation without
-reclassifying. The job first checks that the image container holds exactly the images
-of its shard and block, and the judges' weights against their recorded hashes; each
-finished batch of scores is saved as a part (`parts.JobParts`), so a killed job resumes
-with the batches it had not finished.
+Nothing is thresholded here: the table keeps each judge's raw scores (Q16's
+p(inappropriate), each NudeNet's max score per label, the safety checker's verdict and
+concept margins, the CLIP cosine of image and prompt), so any judge profile can be applied
+at aggregation without classifying again. Columns of judges the configuration does not run
+stay null.
+
+The job first checks that the image container and the manifest hold exactly the images of
+its shard and block, and every judge's files against the sha256 in their records; it loads
+each judge's weights once (Q16 and CLIPScore share one CLIP) and decodes each image once
+for all judges (`batch.ImageBatch`). Each finished batch of scores is saved as a part
+(`parts.JobParts`), so a killed job resumes with the batches it had not finished.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import json
 import logging
 import math
 import time
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol, Sequence
 
 import pyarrow as pa
 import torch
-from PIL import Image
 
 from i2peval.devices import compute_device
 from i2peval.errors import I2PEvalError
-from i2peval.generation.imagestore import (
-    IMAGE_KEY,
-    check_image_container,
-    iter_image_batches,
-)
+from i2peval.generation.imagestore import IMAGE_KEY, check_image_container, iter_image_batches
 from i2peval.hub import sha256_of
-from i2peval.judges.nudenet3 import NudeNetScorer
-from i2peval.judges.q16 import Q16Classifier, verify_q16_assets
-from i2peval.parts import JobParts
-from i2peval.schemas import NUDENET_LABELS, SCORES, nudenet_column, write_table
+from i2peval.judges.assets import JUDGE_ASSET, verify_asset_files
+from i2peval.judges.batch import ImageBatch
+from i2peval.parts import JobParts, check_keys
+from i2peval.schemas import JUDGE_COLUMNS, JUDGES, MANIFEST, SAFETY_CHECKER_VERDICT, SCORES, read_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +42,96 @@ class JudgeFailure(I2PEvalError):
     """A judge returned something that is not a score."""
 
 
-def score_batch(
-    prompt_ids: list[int],
-    image_indices: list[int],
-    pngs: list[bytes],
-    model: str,
-    mitigation: str,
-    q16: Q16Classifier,
-    nudenet: NudeNetScorer,
-    images_path: Path,
-) -> pa.Table:
-    """SCORES rows of one batch of images; `JudgeFailure` on a score that is not finite."""
-    images = [Image.open(io.BytesIO(png)).convert("RGB") for png in pngs]
+class Judge(Protocol):
+    """Scores a decoded batch: {column: one value per image} for its columns of SCORES."""
+
+    name: str
+
+    def score_batch(self, batch: ImageBatch) -> dict[str, Sequence]: ...
+
+
+def load_judges(
+    judges: Sequence[str], assets: dict[str, tuple[Path, dict[str, Any]]], device: torch.device
+) -> list[Judge]:
+    """The configured judges, in `schemas.JUDGES` order, each loaded once; `assets` maps each
+    asset (`assets.JUDGE_ASSET`) to its record's path and content."""
+    from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME, NudeNet2Detector
+
+    unknown = sorted(set(judges) - set(JUDGES))
+    if unknown:
+        raise ValueError(f"unknown judges {unknown}; known: {list(JUDGES)}")
+    loaded: list[Judge] = []
+    clip = None
+    if {"q16", "clip_score"} & set(judges):
+        from i2peval.judges.clip import ClipModel
+        from i2peval.judges.q16 import q16_asset_paths
+
+        record_file, record = assets["q16"]
+        weights, prompts = q16_asset_paths(record_file)
+        clip = ClipModel(record["architecture"], weights, device, text="clip_score" in judges)
+    use_cuda = device.type == "cuda"
+    for name in (judge for judge in JUDGES if judge in judges):
+        folder = assets[JUDGE_ASSET[name]][0].parent
+        if name == "q16":
+            from i2peval.judges.q16 import Q16Classifier
+
+            loaded.append(Q16Classifier(clip, prompts))
+        elif name == "clip_score":
+            from i2peval.judges.clip_score import ClipScore
+
+            loaded.append(ClipScore(clip))
+        elif name == "nudenet2":
+            loaded.append(NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, use_cuda=use_cuda))
+        elif name == "nudenet3":
+            from i2peval.judges.nudenet3 import NudeNetScorer
+
+            loaded.append(NudeNetScorer(use_cuda=use_cuda))
+        else:
+            from i2peval.judges.safety_checker import SafetyChecker
+
+            loaded.append(SafetyChecker(folder, device))
+    return loaded
+
+
+def _checked(judge: str, scores: dict[str, Sequence], batch: ImageBatch, images_path: Path) -> dict[str, list]:
+    expected = JUDGE_COLUMNS[judge]
+    if sorted(scores) != sorted(expected):
+        raise JudgeFailure(f"{images_path}: judge {judge} returned columns {sorted(scores)}, expected {list(expected)}")
+    checked = {}
+    for name in expected:
+        values = list(scores[name])
+        if len(values) != len(batch):
+            raise JudgeFailure(f"{images_path}: judge {judge} returned {len(values)} {name} for {len(batch)} images")
+        for key, value in zip(batch.keys(), values):
+            valid = isinstance(value, bool) if name == SAFETY_CHECKER_VERDICT else math.isfinite(value)
+            if not valid:
+                raise JudgeFailure(f"{images_path}: image {key} got {name} = {value}")
+        checked[name] = values
+    return checked
+
+
+def score_batch(batch: ImageBatch, judges: Sequence[Judge], model: str, mitigation: str, images_path: Path) -> pa.Table:
+    """SCORES rows of one batch; `JudgeFailure` on a score that is not finite."""
     columns: dict[str, list] = {
-        "model": [model] * len(pngs),
-        "mitigation": [mitigation] * len(pngs),
-        "prompt_id": prompt_ids,
-        "image_index": image_indices,
-        "q16_p_inappropriate": q16.probabilities(images).tolist(),
-        **{nudenet_column(label): [] for label in NUDENET_LABELS},
+        "model": [model] * len(batch),
+        "mitigation": [mitigation] * len(batch),
+        "prompt_id": batch.prompt_ids,
+        "image_index": batch.image_indices,
     }
-    for png in pngs:
-        scores = nudenet.scores(png)
-        for label in NUDENET_LABELS:
-            columns[nudenet_column(label)].append(scores[label])
-    for name, values in columns.items():
-        if name.startswith(("q16_", "nudenet_")):
-            for key, value in zip(zip(prompt_ids, image_indices), values):
-                if not math.isfinite(value):
-                    raise JudgeFailure(f"{images_path}: image {key} got {name} = {value}")
+    for judge in judges:
+        columns.update(_checked(judge.name, judge.score_batch(batch), batch, images_path))
+    for name in SCORES.names:
+        columns.setdefault(name, [None] * len(batch))
     return pa.table(columns, schema=SCORES)
 
 
 def score_images(
     images_path: Path,
+    texts: dict[tuple[int, int], str],
     parts: JobParts,
     model: str,
     mitigation: str,
-    q16: Q16Classifier,
-    nudenet: NudeNetScorer,
+    judges: Sequence[Judge],
     batch_size: int,
 ) -> None:
     """Score every image of the container not yet saved in `parts`, batch by batch."""
@@ -92,14 +143,11 @@ def score_images(
         pending = [i for i, key in enumerate(zip(prompt_ids, image_indices)) if key not in done]
         if not pending:
             continue
-        parts.add(
-            score_batch(
-                [prompt_ids[i] for i in pending],
-                [image_indices[i] for i in pending],
-                [pngs[i] for i in pending],
-                model, mitigation, q16, nudenet, images_path,
-            )
+        keys = [(prompt_ids[i], image_indices[i]) for i in pending]
+        batch = ImageBatch.decode(
+            [key[0] for key in keys], [key[1] for key in keys], [pngs[i] for i in pending], [texts[key] for key in keys]
         )
+        parts.add(score_batch(batch, judges, model, mitigation, images_path))
         scored += len(pending)
         log.info(
             "%d/%d images scored, %.1f images/s", scored, total,
@@ -107,27 +155,38 @@ def score_images(
         )
 
 
+def read_texts(manifest_path: Path, expected: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """{(prompt_id, image_index): the text the model saw} from a generate job's manifest,
+    which must describe exactly the `expected` images."""
+    table = read_columns(manifest_path, MANIFEST, ["prompt_id", "image_index", "text"])
+    keys = list(zip(table["prompt_id"].to_pylist(), table["image_index"].to_pylist()))
+    check_keys(manifest_path, keys, expected, "images")
+    return dict(zip(keys, table["text"].to_pylist()))
+
+
 def run_classify_job(
     images_path: Path,
+    manifest_path: Path,
     expected: Iterable[tuple[int, int]],
     model: str,
     mitigation: str,
-    q16_record: dict[str, Any],
-    q16_record_path: Path,
-    q16_weights: Path,
-    q16_prompts: Path,
+    judges: Sequence[str],
+    assets: dict[str, tuple[Path, dict[str, Any]]],
     scores_path: Path,
     device: str = "auto",
     batch_size: int = 32,
     lock_dir: Path = Path(".gpu-locks"),
     threads: int = 1,
 ) -> int:
-    """Score one job's images and write the scores table; return the image count.
+    """Score one job's images with `judges` and write the scores table; return the image count.
 
-    `expected` holds the (prompt_id, image_index) the container must hold, exactly.
+    `expected` holds the (prompt_id, image_index) the container must hold, exactly; `assets`
+    maps each asset the judges load to its record's path and content.
     """
     expected = sorted(expected)
     check_image_container(images_path, expected)
+    texts = read_texts(manifest_path, expected)
+    needed = {JUDGE_ASSET[judge] for judge in judges}
     parts = JobParts(
         scores_path,
         SCORES,
@@ -137,17 +196,19 @@ def run_classify_job(
             "model": model,
             "mitigation": mitigation,
             "images_sha256": sha256_of(images_path),
-            "q16": q16_record,
-            "nudenet": version("nudenet"),
+            "texts_sha256": hashlib.sha256(json.dumps(sorted(texts.items())).encode()).hexdigest(),
+            "judges": sorted(judges),
+            "assets": {asset: record for asset, (_, record) in sorted(assets.items()) if asset in needed},
         },
     )
     if len(parts.completed()) < len(expected):
-        verify_q16_assets(q16_record, q16_record_path, q16_weights, q16_prompts)
+        for asset in sorted(needed):
+            record_file, record = assets[asset]
+            verify_asset_files(asset, record, record_file)
         torch.set_num_threads(threads)
         with compute_device(device, lock_dir) as job_device:
-            q16 = Q16Classifier(q16_record["architecture"], q16_weights, q16_prompts, job_device.torch)
-            nudenet = NudeNetScorer(use_cuda=job_device.torch.type == "cuda")
-            score_images(images_path, parts, model, mitigation, q16, nudenet, batch_size)
+            loaded = load_judges(judges, assets, job_device.torch)
+            score_images(images_path, texts, parts, model, mitigation, loaded, batch_size)
     table = parts.finish()
     write_table(table, scores_path, SCORES)
     parts.discard()

@@ -29,9 +29,10 @@ def read_degenerate(manifest_paths: Sequence[Path]) -> pl.DataFrame:
 
 
 def with_degenerate(flags: pl.LazyFrame, degenerate: pl.LazyFrame) -> pl.LazyFrame:
-    """Per-image flags, in their order, plus the ``degenerate`` reason (null for a sound image)."""
+    """Per-image flags (one row per image, or per image and profile), in their order, plus the
+    ``degenerate`` reason (null for a sound image)."""
     return flags.join(
-        degenerate.select(*KEYS, "degenerate"), on=list(KEYS), how="left", validate="1:1", maintain_order="left"
+        degenerate.select(*KEYS, "degenerate"), on=list(KEYS), how="left", validate="m:1", maintain_order="left"
     )
 
 

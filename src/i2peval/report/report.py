@@ -26,6 +26,7 @@ from i2peval.generation.imagestore import iter_image_batches
 from i2peval.metrics.aggregate import ALL_CATEGORIES
 from i2peval.metrics.published import published_sources, read_published
 from i2peval.schemas import (
+    ALIGNMENT,
     I2P_CATEGORIES,
     IMAGES,
     METRICS,
@@ -35,14 +36,22 @@ from i2peval.schemas import (
 )
 from i2peval.storage import write_text
 
+# What each judge is, for the report's list of judges.
+JUDGE_TITLES = {
+    "q16": "Q16 (CLIP ViT-L/14 + learned prompts): p(inappropriate)",
+    "nudenet2": "NudeNet v2 base detector (the paper's): max score per label",
+    "nudenet3": "NudeNet 3.4 (bundled 320n detector): max score per label",
+    "safety_checker": "Stable Diffusion safety checker: verdict and concept margins",
+    "clip_score": "CLIPScore (prompt alignment, the CLIP of Q16): cosine of image and prompt",
+}
 TEMPLATE_NAME = "report.html.j2"
 MISSING = "–"
 NOT_AVAILABLE = "n/a"
 REQUIRED_PROVENANCE = (
     "config",
     "models",
-    "q16",
-    "judge_profile",
+    "judges",
+    "profiles",
     "emi",
     "deviations",
     "degenerate_images",
@@ -301,6 +310,66 @@ def degenerate_table(counts: list[dict[str, Any]]) -> Table:
     return Table(("model", "architecture", "mitigation", "images", "degenerate", "reasons"), rows)
 
 
+def profile_table(metrics: pl.DataFrame, profiles: dict[str, Any], baseline: str | None) -> Table:
+    """One row per judge profile (the primary first): its rule, then IP (%) of every condition
+    over all categories, then the images it could not score."""
+    pairs = conditions(metrics, baseline)
+    rows = []
+    for profile in profiles["profiles"]:
+        name = profile["name"]
+        by_key = _rows_by_key(metrics.filter(pl.col("profile") == name))
+        cells = []
+        unscored = 0
+        for model, mitigation in pairs:
+            row = by_key.get((model, mitigation, ALL_CATEGORIES))
+            cells.append(MISSING if row is None else percent(row["inappropriate_probability"]))
+            unscored += 0 if row is None else row["n_unscored"]
+        label = f"{name} (primary)" if name == profiles["primary"] else name
+        rows.append((label, profile["rule"], *cells, str(unscored)))
+    columns = ("profile", "flags an image when", *(_condition_label(*pair) for pair in pairs), "unscored images")
+    return Table(columns, tuple(rows))
+
+
+def alignment_table(alignment: pl.DataFrame, baseline: str | None) -> Table | None:
+    """Per model x mitigation, all categories: images, unscored, CLIPScore mean ± std and its
+    change against the model's `baseline` condition; None when alignment was not measured."""
+    overall = alignment.filter(pl.col("category") == ALL_CATEGORIES)
+    if overall.is_empty():
+        return None
+    by_key = {(row["model"], row["mitigation"]): row for row in overall.iter_rows(named=True)}
+    rows = []
+    for model, mitigation in conditions(overall, baseline):
+        row = by_key[(model, mitigation)]
+        reference = by_key.get((model, baseline))
+        change = MISSING
+        if reference is not None and mitigation != baseline and not _is_missing(row["clip_score_mean"]) \
+                and not _is_missing(reference["clip_score_mean"]):
+            change = f"{row['clip_score_mean'] - reference['clip_score_mean']:+.2f}"
+        mean = NOT_AVAILABLE if _is_missing(row["clip_score_mean"]) else f"{row['clip_score_mean']:.2f}"
+        std = NOT_AVAILABLE if _is_missing(row["clip_score_std"]) else f"{row['clip_score_std']:.2f}"
+        rows.append((model, mitigation, str(row["n_images"]), str(row["n_unscored"]), f"{mean} ± {std}", change))
+    columns = ("model", "mitigation", "images", "unscored", "CLIPScore mean ± std", f"change against {baseline}")
+    return Table(columns, tuple(rows))
+
+
+def judges_table(judges: dict[str, dict[str, Any]]) -> Table:
+    """Each judge that ran: what it is, where its weights come from, whether they are demo
+    weights, and the sha256 of every file its record stands for."""
+    rows = []
+    for name, judge in judges.items():
+        record = judge["record"]
+        origin = record.get("source", "")
+        for key in ("repo_id", "revision", "commit", "version"):
+            if record.get(key):
+                origin += f" {key}={record[key]}"
+        for key in ("checkpoint", "classes"):
+            if isinstance(record.get(key), dict):
+                origin += f" {key}={record[key]['url']}"
+        files = "\n".join(f"{file}: {sha}" for file, sha in judge["files"].items())
+        rows.append((name, JUDGE_TITLES.get(name, name), "demo weights" if judge["demo"] else "real", origin, files))
+    return Table(("judge", "what", "weights", "from", "files (sha256)"), tuple(rows))
+
+
 def gallery_sections(
     gallery: dict[tuple[str, str], list[Thumbnail]], order: list[tuple[str, str]]
 ) -> list[GallerySection]:
@@ -344,6 +413,7 @@ def _environment(template_dir: Path) -> jinja2.Environment:
 
 def render_report(
     metrics: pl.DataFrame,
+    alignment: pl.DataFrame,
     gallery: dict[tuple[str, str], list[Thumbnail]],
     provenance: dict,
     template_dir: Path,
@@ -351,29 +421,41 @@ def render_report(
 ) -> str:
     """The report as one HTML string.
 
-    `metrics` has the METRICS columns; `gallery` maps (model, mitigation) to thumbnails;
-    `provenance` must hold the keys in REQUIRED_PROVENANCE (others are shown as they are);
-    `baseline` names the mitigation whose kind is none (None when there is no such condition).
+    `metrics` has the METRICS columns (every judge profile), `alignment` the ALIGNMENT
+    columns; `gallery` maps (model, mitigation) to thumbnails; `provenance` must hold the
+    keys in REQUIRED_PROVENANCE (others are shown as they are): ``judges`` maps each judge
+    that ran to its asset record, ``profiles`` holds the primary profile's name and every
+    profile's name and rule; `baseline` names the mitigation whose kind is none (None when
+    there is no such condition). The tables before the profile comparison show the primary
+    profile.
     """
     missing = [key for key in REQUIRED_PROVENANCE if key not in provenance]
     if missing:
         raise ValueError(f"provenance lacks {', '.join(missing)}")
     metrics = pl.from_arrow(conform(metrics.to_arrow(), METRICS, "metrics"))
-    order = conditions(metrics, baseline)
+    alignment = pl.from_arrow(conform(alignment.to_arrow(), ALIGNMENT, "alignment"))
+    profiles = provenance["profiles"]
+    primary = metrics.filter(pl.col("profile") == profiles["primary"])
+    order = conditions(primary, baseline)
+    demo_judges = [name for name, judge in provenance["judges"].items() if judge["demo"]]
+    tiny_models = [name for name, record in provenance["models"].items() if record.get("source") == "tiny"]
     template = _environment(template_dir).get_template(TEMPLATE_NAME)
     return template.render(
-        demo=bool(provenance["q16"]["demo"]),
-        overall=overall_table(metrics, baseline),
-        by_category=category_table(metrics, baseline),
+        demo_judges=demo_judges,
+        tiny_models=tiny_models,
+        primary_profile=next(p for p in profiles["profiles"] if p["name"] == profiles["primary"]),
+        overall=overall_table(primary, baseline),
+        by_category=category_table(primary, baseline),
         baseline=baseline,
-        reduction=reduction_table(metrics, baseline),
+        reduction=reduction_table(primary, baseline),
         degenerate=degenerate_table(provenance["degenerate_images"]["counts"]),
         degenerate_policy=provenance["degenerate_images"]["policy"],
+        profiles=profile_table(metrics, profiles, baseline),
+        alignment=alignment_table(alignment, baseline),
+        judges=judges_table(provenance["judges"]),
         published=published_tables(),
         gallery=gallery_sections(gallery, order),
         models=_model_records(provenance["models"]),
-        q16=provenance["q16"],
-        judge_profile=provenance["judge_profile"],
         emi=provenance["emi"],
         deviations=provenance["deviations"],
         warnings=provenance["warnings"],
@@ -386,6 +468,7 @@ def render_report(
 
 def write_report(
     metrics_path: Path,
+    alignment_path: Path,
     prompts_path: Path,
     image_paths: dict[tuple[str, str], Path],
     provenance: dict,
@@ -395,12 +478,13 @@ def write_report(
     thumbnails_per_condition: int = 8,
     thumbnail_size: int = 128,
 ) -> None:
-    """Read metrics, prompts and image containers; write the HTML report atomically."""
+    """Read metrics, prompt alignment, prompts and image containers; write the HTML report atomically."""
     metrics = pl.from_arrow(read_table(metrics_path, METRICS))
+    alignment = pl.from_arrow(read_table(alignment_path, ALIGNMENT))
     prompt_table = read_table(prompts_path, PROMPTS)
     prompts = dict(zip(prompt_table["prompt_id"].to_pylist(), prompt_table["text"].to_pylist()))
     gallery = {
         condition: thumbnails(Path(path), prompts, thumbnails_per_condition, thumbnail_size)
         for condition, path in image_paths.items()
     }
-    write_text(out_path, render_report(metrics, gallery, provenance, Path(template_dir), baseline))
+    write_text(out_path, render_report(metrics, alignment, gallery, provenance, Path(template_dir), baseline))
