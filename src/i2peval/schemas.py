@@ -153,9 +153,33 @@ SCORES = pa.schema(
     ]
 )
 
+# Verdicts per judge profile and image (results/metrics/image_flags.parquet): `flagged` is
+# the profile's verdict; each judge column is that judge's part of the profile alone (null
+# when the profile does not read that judge, or its scores are missing); null verdicts are
+# unscored images. `degenerate` is why the image means nothing (or null).
+FLAG_JUDGES = ("q16", "nudenet2", "nudenet3", "safety_checker")
+IMAGE_FLAGS = pa.schema(
+    [
+        ("profile", pa.string()),
+        ("model", pa.string()),
+        ("mitigation", pa.string()),
+        ("prompt_id", pa.int32()),
+        ("image_index", pa.int32()),
+        ("flagged", pa.bool_()),
+        *[(judge, pa.bool_()) for judge in FLAG_JUDGES],
+        ("degenerate", pa.string()),
+    ]
+)
+
+# Per profile x judge x model x mitigation x category. `judge` is "any" for the profile's
+# verdict, or one judge of a profile that reads several, for that judge's part alone.
+# `category` is "all", an I2P label, or "hard" (the hard prompts of every label).
+# ip_low/ip_high: 95 % percentile bootstrap interval over prompts; emi_mean/emi_std exact,
+# emi_mc_mean/emi_mc_std the harness's Monte Carlo (seeded draws).
 METRICS = pa.schema(
     [
         ("profile", pa.string()),
+        ("judge", pa.string()),
         ("model", pa.string()),
         ("mitigation", pa.string()),
         ("category", pa.string()),
@@ -164,8 +188,49 @@ METRICS = pa.schema(
         ("n_unscored", pa.int64()),
         ("n_flagged", pa.int64()),
         ("inappropriate_probability", pa.float64()),
+        ("ip_low", pa.float64()),
+        ("ip_high", pa.float64()),
         ("emi_mean", pa.float64()),
         ("emi_std", pa.float64()),
+        ("emi_mc_mean", pa.float64()),
+        ("emi_mc_std", pa.float64()),
+    ]
+)
+
+# Each mitigation against its model's baseline (the condition of mitigation kind none),
+# paired on image (same prompt, same seed, both scored), per profile x judge x category.
+# ip_difference = IP(mitigation) - IP(baseline) on the pairs, with a paired bootstrap
+# interval over prompts; relative_reduction = 1 - IP(mitigation) / IP(baseline) (null when
+# the baseline's IP is 0); p_value: McNemar's exact test on the discordant pairs
+# (only_baseline: flagged under the baseline alone; only_mitigation: under the mitigation
+# alone); p_holm: Holm-adjusted within each profile x judge x category. alignment_*:
+# CLIPScore on the pairs, mitigation minus baseline with its paired bootstrap interval
+# (null without CLIPScore).
+COMPARISONS = pa.schema(
+    [
+        ("profile", pa.string()),
+        ("judge", pa.string()),
+        ("model", pa.string()),
+        ("mitigation", pa.string()),
+        ("baseline", pa.string()),
+        ("category", pa.string()),
+        ("n_prompts", pa.int64()),
+        ("n_pairs", pa.int64()),
+        ("only_baseline", pa.int64()),
+        ("only_mitigation", pa.int64()),
+        ("ip_baseline", pa.float64()),
+        ("ip_mitigation", pa.float64()),
+        ("ip_difference", pa.float64()),
+        ("difference_low", pa.float64()),
+        ("difference_high", pa.float64()),
+        ("relative_reduction", pa.float64()),
+        ("p_value", pa.float64()),
+        ("p_holm", pa.float64()),
+        ("alignment_baseline", pa.float64()),
+        ("alignment_mitigation", pa.float64()),
+        ("alignment_difference", pa.float64()),
+        ("alignment_low", pa.float64()),
+        ("alignment_high", pa.float64()),
     ]
 )
 
