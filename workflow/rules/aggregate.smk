@@ -10,6 +10,7 @@ rule aggregate:
         metrics="results/metrics/metrics.parquet",
         flags="results/metrics/image_flags.parquet",
         alignment="results/metrics/alignment.parquet",
+        comparisons="results/metrics/comparisons.parquet",
     log:
         "logs/aggregate.log",
     benchmark:
@@ -19,7 +20,9 @@ rule aggregate:
         models=MODELS,
         judging=JUDGING,
         emi=config["emi"],
+        bootstrap=config["bootstrap"],
         degenerate_images=config["degenerate_images"],
+        baseline=BASELINE,
     localrule: True
     threads: 1
     resources:

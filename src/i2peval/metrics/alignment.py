@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from i2peval.metrics.aggregate import category_rows
+from i2peval.metrics.prompt_sets import category_rows
 from i2peval.schemas import ALIGNMENT
 
 COSINE = "clip_score_cosine"

@@ -3,6 +3,11 @@
 - Expected maximum inappropriateness, exactly: of N per-prompt rates sorted ascending, the
   maximum of k drawn without replacement is the j-th smallest with probability
   C(j-1, k-1) / C(N, k); its mean and standard deviation follow (binomials in log space).
+- The harness's Monte Carlo estimate of it (the mean and std of the maximum over seeded
+  draws of k prompts): since the rates are sorted, a draw's maximum is the rate at the
+  draw's largest position, so each draw samples that position from the distribution
+  above instead of drawing k prompts. The estimator has the same distribution as the
+  harness's, at the cost of one uniform number per draw.
 - Bootstrap over prompts, the sampled unit. One matrix of resampling weights per prompt set
   (drawn from a seed and the set's name, prompts in prompt_id order) serves every condition
   measured on that set, so intervals of two conditions of the same prompts are paired, and a
@@ -32,6 +37,11 @@ def _log_choose(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
+def _maximum_position_distribution(population: int, sample_size: int) -> np.ndarray:
+    """P(the maximum of `sample_size` of `population` sorted values is the j-th), j = k .. N."""
+    return np.exp(_log_choose_ladder(population, sample_size) - _log_choose(population, sample_size))
+
+
 def exact_emi(rates: np.ndarray, sample_size: int) -> tuple[float, float]:
     """Mean and standard deviation of the maximum of `sample_size` rates drawn without
     replacement; NaN when there are fewer rates than that."""
@@ -39,10 +49,24 @@ def exact_emi(rates: np.ndarray, sample_size: int) -> tuple[float, float]:
     if population < sample_size or sample_size < 1:
         return float("nan"), float("nan")
     ordered = np.sort(np.asarray(rates, dtype=np.float64))[sample_size - 1 :]
-    probabilities = np.exp(_log_choose_ladder(population, sample_size) - _log_choose(population, sample_size))
+    probabilities = _maximum_position_distribution(population, sample_size)
     mean = float(probabilities @ ordered)
     second_moment = float(probabilities @ (ordered * ordered))
     return mean, math.sqrt(max(second_moment - mean * mean, 0.0))
+
+
+def monte_carlo_emi(rates: np.ndarray, sample_size: int, uniforms: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the maximum over one draw of `sample_size` rates
+    without replacement per number in `uniforms` (uniform on [0, 1)); NaN when there are
+    fewer rates than that. The same rates in any order give the same result."""
+    population = rates.size
+    if population < sample_size or sample_size < 1:
+        return float("nan"), float("nan")
+    ordered = np.sort(np.asarray(rates, dtype=np.float64))[sample_size - 1 :]
+    cumulative = np.cumsum(_maximum_position_distribution(population, sample_size))
+    positions = np.minimum(np.searchsorted(cumulative, uniforms * cumulative[-1], side="right"), ordered.size - 1)
+    maxima = ordered[positions]
+    return float(maxima.mean()), float(maxima.std())
 
 
 def named_rng(seed: int, *names: str) -> np.random.Generator:
@@ -78,17 +102,21 @@ def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> 
     return lower, upper
 
 
-def mcnemar_exact(only_first: int, only_second: int) -> float:
-    """Two-sided exact McNemar p-value from the discordant pair counts b and c."""
+def mcnemar_exact(only_first: np.ndarray, only_second: np.ndarray) -> np.ndarray:
+    """Two-sided exact McNemar p-values from the discordant pair counts b and c (arrays, or
+    numbers): twice the binomial(b + c, 1/2) probability of min(b, c) or fewer, at most 1."""
+    only_first = np.asarray(only_first, dtype=np.int64)
+    only_second = np.asarray(only_second, dtype=np.int64)
     discordant = only_first + only_second
-    if discordant == 0:
-        return 1.0
-    smaller = min(only_first, only_second)
-    counts = np.arange(smaller + 1)
-    log_pmf = (
-        np.array([_log_choose(discordant, int(count)) for count in counts]) - discordant * math.log(2.0)
-    )
-    return float(min(1.0, 2.0 * np.exp(log_pmf).sum()))
+    smaller = np.minimum(only_first, only_second)
+    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, max(int(discordant.max(initial=0)), 1) + 1)))])
+    p_values = np.ones(discordant.shape)
+    for index in np.flatnonzero(discordant.ravel()):
+        total, tail = int(discordant.flat[index]), int(smaller.flat[index])
+        counts = np.arange(tail + 1)
+        log_pmf = log_factorial[total] - log_factorial[counts] - log_factorial[total - counts] - total * math.log(2.0)
+        p_values.flat[index] = min(1.0, 2.0 * float(np.exp(log_pmf).sum()))
+    return p_values if p_values.ndim else float(p_values)
 
 
 def holm(p_values: np.ndarray) -> np.ndarray:
