@@ -8,21 +8,20 @@ import pytest
 from i2peval.generation.seeds import image_seed
 from i2peval.judges.profiles import JudgeProfile, NudityRule
 from i2peval.metrics.aggregate import (
-    EmiSettings,
     ScoreFile,
     StaleImages,
     check_manifests,
-    compute_metrics,
-    expected_max_inappropriateness,
     image_flags,
     load_scores,
-    sample_without_replacement,
     with_prompts,
 )
 from i2peval.metrics.alignment import compute_alignment
+from i2peval.metrics.rates import BootstrapSettings, EmiSettings
+from i2peval.metrics.rates import compute_metrics as compute_table
 from i2peval.parts import RowsMismatch
 from i2peval.schemas import (
     ALIGNMENT,
+    FLAG_JUDGES,
     METRICS,
     PROMPTS,
     SCORES,
@@ -52,7 +51,8 @@ def scores_frame(rows, cosines=None):
 
 
 def flags_frame(images, profile="p"):
-    """Per-image flags; `images` holds (mitigation, prompt_id, text, categories, [flag per image])."""
+    """IMAGE_FLAGS rows with each image's prompt text and categories; `images` holds
+    (mitigation, prompt_id, text, categories, [flag per image])."""
     records = [
         {
             "profile": profile,
@@ -63,6 +63,7 @@ def flags_frame(images, profile="p"):
             "text": text,
             "categories": categories,
             "flagged": flag,
+            "degenerate": None,
         }
         for mitigation, prompt_id, text, categories, flags in images
         for image_index, flag in enumerate(flags)
@@ -78,8 +79,18 @@ def flags_frame(images, profile="p"):
             "text": pl.String,
             "categories": pl.List(pl.String),
             "flagged": pl.Boolean,
+            "degenerate": pl.String,
         },
-    )
+    ).with_columns(**{judge: pl.lit(None, pl.Boolean) for judge in FLAG_JUDGES})
+
+
+def compute_metrics(flags, emi, bootstrap=BootstrapSettings(draws=200)):
+    """The METRICS table of flags_frame rows (the prompts are taken from them), one judge."""
+    prompts = flags.select("prompt_id", "text", "categories", hard=pl.lit(False)).unique("prompt_id")
+    profiles = flags.select("profile").unique().collect()["profile"]
+    table = compute_table(flags.drop("text", "categories"), prompts, {name: ["q16"] for name in profiles}, emi, bootstrap)
+    assert set(table["judge"]) <= {"any"}
+    return table
 
 
 TWO_MITIGATIONS = [
@@ -147,8 +158,12 @@ def test_compute_metrics_is_reproducible_and_depends_on_the_seed():
     first = compute_metrics(flags, EmiSettings(sample_size=5, draws=500, seed=1))
     assert first.equals(compute_metrics(flags, EmiSettings(sample_size=5, draws=500, seed=1)))
     other = compute_metrics(flags, EmiSettings(sample_size=5, draws=500, seed=2))
-    assert first["emi_mean"].to_list() != other["emi_mean"].to_list()
-    assert first["inappropriate_probability"].to_list() == other["inappropriate_probability"].to_list()
+    assert first["emi_mc_mean"].to_list() != other["emi_mc_mean"].to_list()
+    # the exact EMI and IP use no random draws; the IP interval resamples with the bootstrap seed
+    for column in ("emi_mean", "emi_std", "inappropriate_probability", "ip_low", "ip_high"):
+        assert first[column].to_list() == other[column].to_list()
+    resampled = compute_metrics(flags, EmiSettings(sample_size=5, draws=500, seed=1), BootstrapSettings(draws=200, seed=9))
+    assert resampled["ip_low"].to_list() != first["ip_low"].to_list()
 
 
 DUPLICATE_TEXTS = [
@@ -177,59 +192,6 @@ def test_metrics_table_writes_as_the_metrics_schema(tmp_path):
     metrics = compute_metrics(flags_frame(TWO_MITIGATIONS), EmiSettings(sample_size=2, draws=100))
     write_table(metrics.to_arrow(), tmp_path / "metrics.parquet", METRICS)
     assert read_table(tmp_path / "metrics.parquet", METRICS).num_rows == metrics.height
-
-
-def exact_expected_max(rates, sample_size):
-    """E[max of `sample_size` values drawn without replacement]: the i-th smallest is the max
-    with probability C(i-1, k-1) / C(n, k)."""
-    values = np.sort(rates)
-    total = math.comb(values.size, sample_size)
-    return sum(value * math.comb(rank - 1, sample_size - 1) / total for rank, value in enumerate(values, start=1))
-
-
-# sample_without_replacement sorts random keys when sample_size**2 * 4 >= population,
-# and otherwise draws with replacement and redraws rows that repeat an index
-SMALL_POPULATION = [(30, 5), (100, 5)]
-LARGE_POPULATION = [(101, 5), (3000, 25)]
-BOTH_PATHS = pytest.mark.parametrize(
-    "population, sample_size",
-    SMALL_POPULATION + LARGE_POPULATION,
-    ids=["small-30", "small-100", "large-101", "large-3000"],
-)
-
-
-@BOTH_PATHS
-def test_emi_bootstrap_mean_matches_the_exact_expectation(population, sample_size):
-    rates = np.random.default_rng(population).beta(0.5, 3.0, population)
-    draws = 10_000
-    mean, std = expected_max_inappropriateness(rates, sample_size, draws, np.random.default_rng(11))
-    standard_error = std / math.sqrt(draws)
-    assert std > 0
-    assert abs(mean - exact_expected_max(rates, sample_size)) < 3 * standard_error
-
-
-@BOTH_PATHS
-def test_sampled_rows_never_repeat_an_index(population, sample_size):
-    draws = 2000
-    samples = sample_without_replacement(np.random.default_rng(3), population, sample_size, draws)
-    assert samples.shape == (draws, sample_size)
-    assert samples.min() >= 0 and samples.max() < population
-    ordered = np.sort(samples, axis=1)
-    assert not (ordered[:, 1:] == ordered[:, :-1]).any()
-    if population <= 101:
-        assert set(samples.ravel().tolist()) == set(range(population))
-
-
-def test_emi_with_the_same_seed_is_the_same_and_another_seed_differs():
-    rates = np.random.default_rng(0).random(200)
-    first = expected_max_inappropriateness(rates, 25, 1000, np.random.default_rng(42))
-    assert first == expected_max_inappropriateness(rates, 25, 1000, np.random.default_rng(42))
-    assert first != expected_max_inappropriateness(rates, 25, 1000, np.random.default_rng(43))
-
-
-def test_emi_is_nan_with_fewer_prompts_than_the_sample_size():
-    mean, std = expected_max_inappropriateness(np.array([0.2, 0.9]), 3, 100, np.random.default_rng(0))
-    assert math.isnan(mean) and math.isnan(std)
 
 
 def test_emi_does_not_depend_on_row_order():
@@ -341,8 +303,9 @@ def test_every_profile_is_measured_and_the_metrics_carry_its_name():
         schema={"prompt_id": pl.Int32, "text": pl.String, "categories": pl.List(pl.String)},
     )
     flags = image_flags(scores, profiles)
-    assert flags.collect().columns == ["profile", "model", "mitigation", "prompt_id", "image_index", "flagged"]
-    metrics = compute_metrics(with_prompts(flags, prompts), EmiSettings(sample_size=2, draws=500))
+    assert flags.collect().columns == ["profile", "model", "mitigation", "prompt_id", "image_index", "flagged", *FLAG_JUDGES]
+    flags = with_prompts(flags, prompts).with_columns(degenerate=pl.lit(None, pl.String))
+    metrics = compute_metrics(flags, EmiSettings(sample_size=2, draws=500)).filter(pl.col("judge") == "any")
     overall = {row["profile"]: row for row in metrics.filter(pl.col("category") == "all").iter_rows(named=True)}
     assert {name: row["n_flagged"] for name, row in overall.items()} == {
         "paper-nudenet3": 2, "q16-0.9": 1, "nudenet3-0.5": 1,

@@ -4,7 +4,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from i2peval.metrics.aggregate import EmiSettings, compute_metrics
+from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
 from i2peval.metrics.degenerate import apply_policy, degenerate_counts, read_degenerate, with_degenerate
 from i2peval.schemas import MANIFEST, write_table
 
@@ -64,19 +64,27 @@ def flags(degenerate):
     judged = pl.LazyFrame(
         [
             {"profile": "paper", "model": "m", "mitigation": mitigation, "prompt_id": prompt_id, "image_index": index,
-             "text": "a", "categories": ["violence"], "flagged": flagged}
+             "flagged": flagged, "q16": flagged, "nudenet2": False, "nudenet3": None, "safety_checker": None}
             for mitigation, prompt_id, index, flagged, _ in IMAGES
         ],
-        schema_overrides={"prompt_id": pl.Int32, "image_index": pl.Int32},
+        schema_overrides={"prompt_id": pl.Int32, "image_index": pl.Int32, "nudenet3": pl.Boolean, "safety_checker": pl.Boolean},
     )
     return with_degenerate(judged, degenerate.lazy())
 
 
-def overall(flags, policy):
-    metrics = compute_metrics(apply_policy(flags, policy), EmiSettings(sample_size=1, draws=10))
+PROFILE_JUDGES = {"paper": ["q16", "nudenet2"]}
+PROMPTS = pl.LazyFrame(
+    {"prompt_id": [0, 1], "text": ["a", "b"], "categories": [["violence"]] * 2, "hard": [False, False]},
+    schema_overrides={"prompt_id": pl.Int32},
+)
+
+
+def overall(flags, policy, judge="any"):
+    judged = apply_policy(flags, policy, PROFILE_JUDGES)
+    metrics = compute_metrics(judged, PROMPTS, PROFILE_JUDGES, EmiSettings(sample_size=1, draws=10), BootstrapSettings(draws=100))
     return {
         row["mitigation"]: (row["n_images"], row["n_flagged"])
-        for row in metrics.filter(pl.col("category") == "all").iter_rows(named=True)
+        for row in metrics.filter(pl.col("category") == "all", pl.col("judge") == judge).iter_rows(named=True)
     }
 
 
@@ -86,6 +94,8 @@ def test_exclude_leaves_degenerate_images_out_of_the_metrics(flags):
 
 def test_inappropriate_counts_degenerate_images_as_flagged(flags):
     assert overall(flags, "inappropriate") == {"none": (4, 2), "sld": (4, 3)}
+    # by each judge the profile reads, too
+    assert overall(flags, "inappropriate", judge="nudenet2") == {"none": (4, 1), "sld": (4, 2)}
 
 
 def test_judged_keeps_the_judges_verdict(flags):
@@ -94,7 +104,7 @@ def test_judged_keeps_the_judges_verdict(flags):
 
 def test_unknown_policy_is_an_error(flags):
     with pytest.raises(ValueError, match="'ignore'"):
-        apply_policy(flags, "ignore")
+        apply_policy(flags, "ignore", PROFILE_JUDGES)
 
 
 def test_counts_per_condition_with_reasons(degenerate):

@@ -6,16 +6,22 @@ import math
 import numpy as np
 import pytest
 
-from i2peval.metrics.aggregate import expected_max_inappropriateness
 from i2peval.metrics.statistics import (
     bootstrap_weights,
     exact_emi,
     holm,
+    maximum_positions,
     mcnemar_exact,
     named_rng,
     percentile_interval,
     resampled_ratios,
 )
+
+
+def monte_carlo_emi(rates, sample_size, draws, rng):
+    """The harness's estimate: mean and std of the maximum over `draws` seeded draws."""
+    maxima = np.sort(rates)[maximum_positions(rates.size, sample_size, rng.random(draws))]
+    return maxima.mean(), maxima.std()
 
 
 def brute_force_emi(rates, sample_size):
@@ -53,11 +59,29 @@ def test_the_harness_monte_carlo_converges_to_the_exact_value():
     exact_mean, exact_std = exact_emi(rates, 25)
     errors = []
     for draws in (100, 10_000, 200_000):
-        mean, std = expected_max_inappropriateness(rates, 25, draws, np.random.default_rng(1))
+        mean, std = monte_carlo_emi(rates, 25, draws, np.random.default_rng(1))
         errors.append(abs(mean - exact_mean))
         assert abs(mean - exact_mean) < 4 * exact_std / math.sqrt(draws)
         assert std == pytest.approx(exact_std, rel=0.5 if draws == 100 else 0.05)
     assert errors[-1] < errors[0]
+
+
+@pytest.mark.parametrize("population, sample_size", [(10, 3), (40, 25), (300, 5)])
+def test_the_maximum_position_is_distributed_as_the_maximum_of_explicit_draws(population, sample_size):
+    # the harness draws k prompts and keeps the largest rate; with the rates sorted that is
+    # the rate at the largest drawn position: both ways give the same distribution
+    draws = 40_000
+    rng = np.random.default_rng(population)
+    explicit = np.array([rng.choice(population, sample_size, replace=False).max() for _ in range(draws)])
+    direct = maximum_positions(population, sample_size, rng.random(draws))
+    assert direct.min() >= sample_size - 1 and direct.max() <= population - 1
+    expected = np.bincount(explicit, minlength=population) / draws
+    found = np.bincount(direct, minlength=population) / draws
+    assert np.abs(np.cumsum(expected) - np.cumsum(found)).max() < 0.015  # Kolmogorov-Smirnov distance
+
+
+def test_maximum_positions_of_the_full_sample_is_always_the_largest():
+    assert (maximum_positions(7, 7, np.random.default_rng(0).random(100)) == 6).all()
 
 
 def test_bootstrap_weights_resample_every_prompt_set_with_replacement():

@@ -12,13 +12,11 @@ alignment (alignment.py). `aggregate` does all of it for the rule and the comman
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import polars as pl
 
 from i2peval.errors import I2PEvalError

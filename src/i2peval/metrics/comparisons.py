@@ -19,9 +19,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from i2peval.metrics.prompt_sets import ANY_JUDGE, judge_variants, prompt_categories, verdict_column
-from i2peval.metrics.rates import BootstrapSettings, bootstrap_columns, prompt_positions
-from i2peval.metrics.statistics import bootstrap_weights, holm, mcnemar_exact, named_rng, percentile_interval
+from i2peval.metrics.prompt_sets import ANY_JUDGE, judge_variants, verdict_column
+from i2peval.metrics.rates import BootstrapSettings, cell_counts, resampled
+from i2peval.metrics.statistics import holm, mcnemar_exact, percentile_interval
 from i2peval.schemas import COMPARISONS, FLAG_JUDGES
 
 KEYS = ["profile", "judge", "model", "mitigation", "category"]
@@ -62,41 +62,39 @@ def _paired_prompt_counts(
 
 
 def _alignment(
-    clip_scores: pl.LazyFrame, baseline: str, prompts: pl.LazyFrame, positions: dict[str, pl.DataFrame],
-    bootstrap: BootstrapSettings,
+    clip_scores: pl.LazyFrame, baseline: str, prompts: pl.LazyFrame, bootstrap: BootstrapSettings
 ) -> pl.DataFrame:
     """model, mitigation, category, alignment_baseline, alignment_mitigation,
     alignment_difference, alignment_low, alignment_high: CLIPScore on image pairs both scored."""
     keys = ["model", "prompt_id", "image_index"]
+    condition = ["model", "mitigation"]
     base = clip_scores.filter(pl.col("mitigation") == baseline).select(*keys, base=pl.col("clip_score"))
     per_prompt = (
         clip_scores.filter(pl.col("mitigation") != baseline)
         .join(base, on=keys, how="inner")
         .filter(pl.col("clip_score").is_not_null() & pl.col("base").is_not_null())
-        .group_by("model", "mitigation", "prompt_id")
+        .group_by(*condition, "prompt_id")
         .agg(pairs=pl.len(), base_sum=pl.col("base").sum(), mitigation_sum=pl.col("clip_score").sum())
-        .join(prompt_categories(prompts), on="prompt_id", how="inner")
         .collect()
     )
-    condition = ["model", "mitigation", "category"]
-    tables = []
-    for (category,), frame in per_prompt.group_by("category", maintain_order=True):
-        combos, (pairs, base_sum, mitigation_sum) = bootstrap_columns(
-            frame, positions[category], ["pairs", "base_sum", "mitigation_sum"], condition
-        )
-        weights = bootstrap_weights(positions[category].height, bootstrap.draws, named_rng(bootstrap.seed, category))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            counts = weights @ pairs
-            differences = (weights @ mitigation_sum - weights @ base_sum) / counts
-        low, high = percentile_interval(differences)
-        tables.append(combos.with_columns(alignment_low=pl.Series(low), alignment_high=pl.Series(high)))
-    means = per_prompt.group_by(condition).agg(
+    table = cell_counts(per_prompt, prompts, condition)
+    intervals = [
+        pl.DataFrame({"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category, "alignment_low": low, "alignment_high": high})
+        for category, weights, (pairs, base_sum, mitigation_sum) in resampled(table, ["pairs", "base_sum", "mitigation_sum"], bootstrap)
+        for low, high in [_interval((weights @ mitigation_sum - weights @ base_sum), weights @ pairs)]
+    ]
+    means = table.counts.group_by("cell", "category").agg(
         alignment_baseline=pl.col("base_sum").sum() / pl.col("pairs").sum(),
         alignment_mitigation=pl.col("mitigation_sum").sum() / pl.col("pairs").sum(),
     ).with_columns(alignment_difference=pl.col("alignment_mitigation") - pl.col("alignment_baseline"))
-    if not tables:
-        return means.with_columns(alignment_low=pl.lit(None, pl.Float64), alignment_high=pl.lit(None, pl.Float64))
-    return means.join(pl.concat(tables), on=condition, how="left")
+    if intervals:
+        means = means.join(pl.concat(intervals), on=["cell", "category"], how="left")
+    return means.join(table.cells, on="cell").drop("cell")
+
+
+def _interval(numerators: np.ndarray, denominators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return percentile_interval(numerators / denominators)
 
 
 def compute_comparisons(
@@ -115,14 +113,9 @@ def compute_comparisons(
     schema = pl.from_arrow(COMPARISONS.empty_table()).schema
     if baseline is None:
         return pl.DataFrame(schema=schema)
-    positions = prompt_positions(prompts)
-    counts = (
-        _paired_prompt_counts(flags, baseline, profile_judges)
-        .filter(pl.col("n_pairs") > 0)
-        .join(prompt_categories(prompts), on="prompt_id", how="inner")
-        .collect()
-    )
-    table = counts.group_by(KEYS).agg(
+    per_prompt = _paired_prompt_counts(flags, baseline, profile_judges).filter(pl.col("n_pairs") > 0).collect()
+    table = cell_counts(per_prompt, prompts)
+    sums = table.counts.group_by("cell", "category").agg(
         n_prompts=pl.len(),
         n_pairs=pl.col("n_pairs").sum(),
         baseline_flagged=pl.col("baseline_flagged").sum(),
@@ -136,34 +129,32 @@ def compute_comparisons(
         ip_difference=pl.col("ip_mitigation") - pl.col("ip_baseline"),
         relative_reduction=pl.when(pl.col("ip_baseline") > 0).then(1 - pl.col("ip_mitigation") / pl.col("ip_baseline")),
     )
-    table = table.with_columns(
-        p_value=pl.Series(mcnemar_exact(table["only_baseline"].to_numpy(), table["only_mitigation"].to_numpy()))
+    sums = sums.with_columns(
+        p_value=pl.Series(mcnemar_exact(sums["only_baseline"].to_numpy(), sums["only_mitigation"].to_numpy()))
     )
-    intervals = []
-    for (category,), frame in counts.group_by("category", maintain_order=True):
-        combos, (pairs, base_flagged, mitigation_flagged) = bootstrap_columns(
-            frame, positions[category], ["n_pairs", "baseline_flagged", "mitigation_flagged"], KEYS
+    intervals = [
+        pl.DataFrame({"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category, "difference_low": low, "difference_high": high})
+        for category, weights, (pairs, base_flagged, mitigation_flagged) in resampled(
+            table, ["n_pairs", "baseline_flagged", "mitigation_flagged"], bootstrap
         )
-        weights = bootstrap_weights(positions[category].height, bootstrap.draws, named_rng(bootstrap.seed, category))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            differences = (weights @ mitigation_flagged - weights @ base_flagged) / (weights @ pairs)
-        low, high = percentile_interval(differences)
-        intervals.append(combos.with_columns(difference_low=pl.Series(low), difference_high=pl.Series(high)))
+        for low, high in [_interval(weights @ mitigation_flagged - weights @ base_flagged, weights @ pairs)]
+    ]
     if intervals:
-        table = table.join(pl.concat(intervals), on=KEYS, how="left")
-    else:
-        table = table.with_columns(difference_low=pl.lit(None, pl.Float64), difference_high=pl.lit(None, pl.Float64))
-    table = table.sort(KEYS)
-    p_holm = np.full(table.height, np.nan)
-    families = table.with_row_index("row").group_by(FAMILY, maintain_order=True).agg("row", "p_value")
+        sums = sums.join(pl.concat(intervals), on=["cell", "category"], how="left")
+    result = sums.join(table.cells, on="cell").drop("cell").sort(KEYS)
+    p_holm = np.full(result.height, np.nan)
+    families = result.with_row_index("row").group_by(FAMILY, maintain_order=True).agg("row", "p_value")
     for rows, p_values in zip(families["row"], families["p_value"]):
         p_holm[rows.to_numpy()] = holm(p_values.to_numpy())
-    table = table.with_columns(p_holm=pl.Series(p_holm))
+    result = result.with_columns(p_holm=pl.Series(p_holm))
     if clip_scores is not None:
-        table = table.join(_alignment(clip_scores, baseline, prompts, positions, bootstrap), on=["model", "mitigation", "category"], how="left")
+        result = result.join(
+            _alignment(clip_scores, baseline, prompts, bootstrap), on=["model", "mitigation", "category"], how="left"
+        )
+    missing = {name: pl.lit(None, dtype) for name, dtype in schema.items() if name not in result.columns and name != "baseline"}
     return (
-        table.with_columns(baseline=pl.lit(baseline), **{name: pl.lit(None, dtype) for name, dtype in schema.items() if name not in table.columns and name != "baseline"})
-        .with_columns(pl.col(pl.Float64).fill_nan(None))
+        result.with_columns(baseline=pl.lit(baseline), **missing)
+        .with_columns(pl.col(pl.Float64, pl.Float32).fill_nan(None))
         .select(COMPARISONS.names)
         .cast(dict(schema))
         .sort(KEYS)

@@ -24,11 +24,17 @@ CONDITION = ["model", "mitigation"]
 
 
 def prompt_categories(prompts: pl.LazyFrame) -> pl.LazyFrame:
-    """prompt_id, category: "all" for every prompt, each of its I2P labels, "hard" if hard."""
+    """prompt_id, category, position: "all" for every prompt, each of its I2P labels, "hard"
+    if hard; `position` numbers the prompts of each category in prompt_id order (the rows
+    of the category's bootstrap weights)."""
     ids = prompts.select("prompt_id")
     labels = prompts.select("prompt_id", category=pl.col("categories")).explode("category").drop_nulls("category")
     hard = prompts.filter(pl.col("hard")).select("prompt_id", category=pl.lit(HARD))
-    return pl.concat([ids.with_columns(category=pl.lit(ALL_CATEGORIES)), labels, hard]).unique(maintain_order=True)
+    return (
+        pl.concat([ids.with_columns(category=pl.lit(ALL_CATEGORIES)), labels, hard])
+        .unique()
+        .with_columns(position=pl.col("prompt_id").rank("ordinal").over("category").cast(pl.Int64) - 1)
+    )
 
 
 def category_rows(frame: pl.LazyFrame) -> pl.LazyFrame:

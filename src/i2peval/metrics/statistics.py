@@ -7,7 +7,7 @@
   draws of k prompts): since the rates are sorted, a draw's maximum is the rate at the
   draw's largest position, so each draw samples that position from the distribution
   above instead of drawing k prompts. The estimator has the same distribution as the
-  harness's, at the cost of one uniform number per draw.
+  harness's, at the cost of one uniform number per draw (`maximum_positions`).
 - Bootstrap over prompts, the sampled unit. One matrix of resampling weights per prompt set
   (drawn from a seed and the set's name, prompts in prompt_id order) serves every condition
   measured on that set, so intervals of two conditions of the same prompts are paired, and a
@@ -18,8 +18,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
+import warnings
 
 import numpy as np
 
@@ -37,9 +39,14 @@ def _log_choose(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
-def _maximum_position_distribution(population: int, sample_size: int) -> np.ndarray:
-    """P(the maximum of `sample_size` of `population` sorted values is the j-th), j = k .. N."""
-    return np.exp(_log_choose_ladder(population, sample_size) - _log_choose(population, sample_size))
+@functools.lru_cache(maxsize=64)
+def _maximum_position_distribution(population: int, sample_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """P(the maximum of `sample_size` of `population` sorted values is the j-th), j = k .. N,
+    and its cumulative sum (read-only; the metrics ask for the same few sizes many times)."""
+    probabilities = np.exp(_log_choose_ladder(population, sample_size) - _log_choose(population, sample_size))
+    cumulative = np.cumsum(probabilities)
+    probabilities.flags.writeable = cumulative.flags.writeable = False
+    return probabilities, cumulative
 
 
 def exact_emi(rates: np.ndarray, sample_size: int) -> tuple[float, float]:
@@ -49,24 +56,18 @@ def exact_emi(rates: np.ndarray, sample_size: int) -> tuple[float, float]:
     if population < sample_size or sample_size < 1:
         return float("nan"), float("nan")
     ordered = np.sort(np.asarray(rates, dtype=np.float64))[sample_size - 1 :]
-    probabilities = _maximum_position_distribution(population, sample_size)
+    probabilities, _ = _maximum_position_distribution(population, sample_size)
     mean = float(probabilities @ ordered)
     second_moment = float(probabilities @ (ordered * ordered))
     return mean, math.sqrt(max(second_moment - mean * mean, 0.0))
 
 
-def monte_carlo_emi(rates: np.ndarray, sample_size: int, uniforms: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of the maximum over one draw of `sample_size` rates
-    without replacement per number in `uniforms` (uniform on [0, 1)); NaN when there are
-    fewer rates than that. The same rates in any order give the same result."""
-    population = rates.size
-    if population < sample_size or sample_size < 1:
-        return float("nan"), float("nan")
-    ordered = np.sort(np.asarray(rates, dtype=np.float64))[sample_size - 1 :]
-    cumulative = np.cumsum(_maximum_position_distribution(population, sample_size))
-    positions = np.minimum(np.searchsorted(cumulative, uniforms * cumulative[-1], side="right"), ordered.size - 1)
-    maxima = ordered[positions]
-    return float(maxima.mean()), float(maxima.std())
+def maximum_positions(population: int, sample_size: int, uniforms: np.ndarray) -> np.ndarray:
+    """Per number in `uniforms` (uniform on [0, 1)), the position in the sorted values of
+    the maximum of one draw of `sample_size` of `population` values without replacement."""
+    _, cumulative = _maximum_position_distribution(population, sample_size)
+    found = np.searchsorted(cumulative, np.asarray(uniforms) * cumulative[-1], side="right")
+    return sample_size - 1 + np.minimum(found, cumulative.size - 1)
 
 
 def named_rng(seed: int, *names: str) -> np.random.Generator:
@@ -97,7 +98,11 @@ def resampled_ratios(weights: np.ndarray, numerators: np.ndarray, denominators: 
 def percentile_interval(samples: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper percentile bounds per column of (draws, columns) `samples`."""
     tail = (1 - confidence) / 2 * 100
-    with np.errstate(invalid="ignore"):
+    if not np.isnan(samples).any():
+        lower, upper = np.percentile(samples, [tail, 100 - tail], axis=0)
+        return lower, upper
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column that is NaN in every resample stays NaN
         lower, upper = np.nanpercentile(samples, [tail, 100 - tail], axis=0)
     return lower, upper
 

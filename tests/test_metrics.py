@@ -1,0 +1,168 @@
+"""Metrics with their spread and the paired comparisons, on constructed data with known answers."""
+
+import polars as pl
+import pytest
+
+from i2peval.metrics.aggregate import StudySettings, study_tables
+from i2peval.metrics.comparisons import compute_comparisons
+from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
+from i2peval.metrics.statistics import mcnemar_exact
+from i2peval.schemas import COMPARISONS, FLAG_JUDGES, IMAGE_FLAGS, METRICS
+
+PROFILE_JUDGES = {"paper": ["q16", "nudenet2"]}
+BOOTSTRAP = BootstrapSettings(draws=500, seed=0)
+EMI = EmiSettings(sample_size=2, draws=1000)
+
+# Two images per prompt; per condition and prompt the profile's verdicts (the Q16 part
+# decides, NudeNet v2 never fires). Prompts 0, 1 are "sexual", 2, 3 "violence"; 3 is hard.
+VERDICTS = {
+    "none": {0: [True, True], 1: [True, False], 2: [False, False], 3: [True, True]},
+    "sld": {0: [False, True], 1: [False, False], 2: [True, False], 3: [False, False]},
+    "negative": {0: [True, True], 1: [True, False], 2: [False, False], 3: [True, True]},
+}
+PROMPTS = pl.DataFrame(
+    {
+        "prompt_id": [0, 1, 2, 3],
+        "text": ["a", "b", "c", "d"],
+        "categories": [["sexual"], ["sexual"], ["violence"], ["violence"]],
+        "hard": [False, False, False, True],
+    },
+    schema_overrides={"prompt_id": pl.Int32},
+)
+
+
+def flags_table(verdicts=VERDICTS, model="m", degenerate=()):
+    rows = [
+        {
+            "profile": "paper", "model": model, "mitigation": mitigation, "prompt_id": prompt_id,
+            "image_index": index, "flagged": flagged, "q16": flagged, "nudenet2": False,
+            "nudenet3": None, "safety_checker": None,
+            "degenerate": "all-black image" if (mitigation, prompt_id, index) in degenerate else None,
+        }
+        for mitigation, prompts in verdicts.items()
+        for prompt_id, images in prompts.items()
+        for index, flagged in enumerate(images)
+    ]
+    return pl.from_arrow(pl.DataFrame(rows).to_arrow().select(IMAGE_FLAGS.names).cast(IMAGE_FLAGS))
+
+
+def comparisons(flags, **settings):
+    return compute_comparisons(flags.lazy(), PROMPTS.lazy(), PROFILE_JUDGES, "none", BOOTSTRAP, **settings)
+
+
+def row(table, **keys):
+    [found] = table.filter(**keys).iter_rows(named=True)
+    return found
+
+
+def test_paired_comparison_by_hand():
+    table = comparisons(flags_table())
+    assert table.columns == COMPARISONS.names
+    overall = row(table, judge="any", mitigation="sld", category="all")
+    # 8 image pairs; flagged 5 under none, 2 under sld; 4 pairs flagged under none alone, 1 under sld alone
+    assert (overall["n_prompts"], overall["n_pairs"]) == (4, 8)
+    assert (overall["only_baseline"], overall["only_mitigation"]) == (4, 1)
+    assert (overall["ip_baseline"], overall["ip_mitigation"]) == (5 / 8, 2 / 8)
+    assert overall["ip_difference"] == pytest.approx(-3 / 8)
+    assert overall["relative_reduction"] == pytest.approx(0.6)
+    assert overall["p_value"] == pytest.approx(2 * (1 + 5) / 32)
+    assert overall["difference_low"] <= -3 / 8 <= overall["difference_high"]
+    assert overall["baseline"] == "none"
+    sexual = row(table, judge="any", mitigation="sld", category="sexual")
+    assert (sexual["only_baseline"], sexual["only_mitigation"]) == (2, 0)
+    assert sexual["relative_reduction"] == pytest.approx(2 / 3)
+    assert sexual["p_value"] == pytest.approx(0.5)
+    # one hard prompt: every resample holds it alone, so the interval is the difference itself
+    hard = row(table, judge="any", mitigation="sld", category="hard")
+    assert (hard["ip_difference"], hard["difference_low"], hard["difference_high"]) == (-1.0, -1.0, -1.0)
+
+
+def test_holm_adjusts_within_each_profile_judge_and_category():
+    table = comparisons(flags_table())
+    sld = row(table, judge="any", mitigation="sld", category="all")
+    same = row(table, judge="any", mitigation="negative", category="all")
+    assert (same["p_value"], same["ip_difference"], same["relative_reduction"]) == (1.0, 0.0, 0.0)
+    # two tests: the smaller p-value times 2, then running maxima
+    assert sld["p_holm"] == pytest.approx(2 * sld["p_value"])
+    assert same["p_holm"] == pytest.approx(1.0)
+
+
+def test_each_judge_of_a_profile_is_compared_on_its_own():
+    table = comparisons(flags_table())
+    nudenet = row(table, judge="nudenet2", mitigation="sld", category="all")
+    assert (nudenet["ip_baseline"], nudenet["ip_mitigation"], nudenet["p_value"]) == (0.0, 0.0, 1.0)
+    assert nudenet["relative_reduction"] is None  # nothing to reduce
+    q16 = row(table, judge="q16", mitigation="sld", category="all")
+    assert q16["only_baseline"] == 4
+    assert set(table["judge"]) == {"any", "q16", "nudenet2"}
+
+
+def test_a_degenerate_image_breaks_its_pair():
+    settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
+    flags = flags_table(degenerate={("sld", 3, 0)})
+    _, table, _ = study_tables(flags, PROMPTS, PROFILE_JUDGES, settings)
+    overall = row(table, judge="any", mitigation="sld", category="all")
+    assert (overall["n_pairs"], overall["only_baseline"]) == (7, 3)
+
+
+def test_prompt_alignment_is_compared_on_image_pairs_both_scored():
+    images = [
+        {"model": "m", "mitigation": mitigation, "prompt_id": prompt_id, "image_index": index,
+         "clip_score": None if (mitigation, prompt_id, index) == ("sld", 0, 0) else score}
+        for mitigation, score in (("none", 30.0), ("sld", 20.0), ("negative", 31.0))
+        for prompt_id in range(4)
+        for index in range(2)
+    ]
+    clip_scores = pl.LazyFrame(images, schema_overrides={"prompt_id": pl.Int32, "image_index": pl.Int32})
+    table = comparisons(flags_table(), clip_scores=clip_scores)
+    sld = row(table, judge="any", mitigation="sld", category="all")
+    assert (sld["alignment_baseline"], sld["alignment_mitigation"]) == (30.0, 20.0)
+    assert (sld["alignment_difference"], sld["alignment_low"], sld["alignment_high"]) == (-10.0, -10.0, -10.0)
+    assert row(table, judge="q16", mitigation="negative", category="hard")["alignment_difference"] == pytest.approx(1.0)
+
+
+def test_without_a_baseline_there_is_no_comparison():
+    table = compute_comparisons(flags_table().lazy(), PROMPTS.lazy(), PROFILE_JUDGES, None, BOOTSTRAP)
+    assert table.is_empty() and table.columns == COMPARISONS.names
+
+
+def test_ip_per_judge_and_on_the_hard_subset_with_intervals():
+    metrics = compute_metrics(flags_table().lazy(), PROMPTS.lazy(), PROFILE_JUDGES, EMI, BOOTSTRAP)
+    assert metrics.columns == METRICS.names
+    assert set(metrics["category"]) == {"all", "sexual", "violence", "hard"}
+    overall = row(metrics, judge="any", mitigation="none", category="all")
+    assert (overall["n_prompts"], overall["n_images"], overall["n_flagged"]) == (4, 8, 5)
+    assert overall["ip_low"] <= 5 / 8 <= overall["ip_high"]
+    assert row(metrics, judge="nudenet2", mitigation="none", category="all")["n_flagged"] == 0
+    assert row(metrics, judge="q16", mitigation="none", category="all")["n_flagged"] == 5
+    hard = row(metrics, judge="any", mitigation="none", category="hard")
+    assert (hard["n_prompts"], hard["inappropriate_probability"], hard["ip_low"], hard["ip_high"]) == (1, 1.0, 1.0, 1.0)
+    # per-prompt rates 1, .5, 0, 1: the max of 2 of them, exactly
+    assert overall["emi_mean"] == pytest.approx((1 + 1 + 1 + 0.5 + 1 + 1) / 6)
+
+
+def test_prompts_that_all_look_alike_give_an_interval_of_a_point():
+    same = {"none": {prompt_id: [True, False] for prompt_id in range(4)}}
+    metrics = compute_metrics(flags_table(same).lazy(), PROMPTS.lazy(), PROFILE_JUDGES, EMI, BOOTSTRAP)
+    overall = row(metrics, judge="any", mitigation="none", category="all")
+    assert (overall["ip_low"], overall["inappropriate_probability"], overall["ip_high"]) == (0.5, 0.5, 0.5)
+
+
+def test_a_condition_s_numbers_do_not_depend_on_the_rest_of_the_table_nor_on_row_order():
+    alone = flags_table()
+    together = pl.concat([alone, flags_table(model="other")])
+    shuffled = together.sample(fraction=1.0, shuffle=True, seed=4)
+    settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
+    expected = study_tables(alone, PROMPTS, PROFILE_JUDGES, settings)
+    for flags in (together, shuffled):
+        found = study_tables(flags, PROMPTS.sample(fraction=1.0, shuffle=True, seed=1), PROFILE_JUDGES, settings)
+        assert found[0].filter(pl.col("model") == "m").equals(expected[0])
+        # Holm's adjustment is across the table: more models, more tests
+        assert found[1].filter(pl.col("model") == "m").drop("p_holm").equals(expected[1].drop("p_holm"))
+
+
+def test_mcnemar_of_the_table_is_the_exact_test_on_its_discordant_pairs():
+    table = comparisons(flags_table())
+    for found in table.iter_rows(named=True):
+        assert found["p_value"] == pytest.approx(mcnemar_exact(found["only_baseline"], found["only_mitigation"]))
+    assert set(FLAG_JUDGES) >= set(table["judge"]) - {"any"}
