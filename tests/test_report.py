@@ -403,7 +403,7 @@ def test_renders_in_chromium(tmp_path: Path, metrics, gallery):
 
 
 def test_degenerate_images_are_counted_per_condition_with_their_policy(metrics, gallery):
-    document = render_report(metrics, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
+    document = render_report(metrics, NO_ALIGNMENT, gallery, provenance(demo=False), TEMPLATE_DIR, "none")
     section = re.search(r'<section id="degenerate">.*?</section>', document, re.DOTALL).group(0)
     rows = [re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", section, re.DOTALL)]
     assert rows[1:] == [
