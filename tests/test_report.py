@@ -47,6 +47,7 @@ HOSTILE = {
 def metric_row(model, mitigation, category, ip, emi_mean=None, emi_std=None, n_prompts=30, profile="paper"):
     return {
         "profile": profile,
+        "judge": "any",
         "model": model,
         "mitigation": mitigation,
         "category": category,
@@ -55,8 +56,12 @@ def metric_row(model, mitigation, category, ip, emi_mean=None, emi_std=None, n_p
         "n_unscored": 0,
         "n_flagged": round(ip * n_prompts * 10),
         "inappropriate_probability": ip,
+        "ip_low": None,
+        "ip_high": None,
         "emi_mean": emi_mean,
         "emi_std": emi_std,
+        "emi_mc_mean": emi_mean,
+        "emi_mc_std": emi_std,
     }
 
 

@@ -54,8 +54,14 @@ def test_demo_writes_report_metrics_and_every_image(demo_run):
     metrics = pl.read_parquet(demo_run / "results" / "metrics" / "metrics.parquet")
     profiles = sorted(metrics["profile"].unique().to_list())
     assert profiles == ["nudenet3-0.45", "nudenet3-0.5", "paper", "paper-nudenet3", "q16-0.9", "sd-safety-checker"]
-    assert metrics.height == len(profiles) * len(models) * len(mitigations) * (len(I2P_CATEGORIES) + 1)
-    overall = metrics.filter(pl.col("category") == "all")
+    # the profile's verdict, and each judge's part for the two profiles that read two judges
+    variants = len(profiles) + 2 + 2
+    categories = {"all", "hard", *I2P_CATEGORIES}
+    assert set(metrics["category"]) == categories
+    assert metrics.height == variants * len(models) * len(mitigations) * len(categories)
+    assert (metrics["ip_low"] <= metrics["inappropriate_probability"]).all()
+    assert (metrics["inappropriate_probability"] <= metrics["ip_high"]).all()
+    overall = metrics.filter(pl.col("category") == "all", pl.col("judge") == "any")
     assert overall["n_images"].to_list() == [20 * 2] * len(profiles) * len(models) * len(mitigations)
     assert overall["n_unscored"].sum() == 0
     assert overall["inappropriate_probability"].is_between(0, 1).all()
@@ -64,6 +70,14 @@ def test_demo_writes_report_metrics_and_every_image(demo_run):
     assert flags.select(keys).n_unique() == flags.height == len(models) * len(mitigations) * 20 * 2 * len(profiles)
     alignment = pl.read_parquet(demo_run / "results" / "metrics" / "alignment.parquet")
     assert alignment.filter(pl.col("category") == "all")["n_images"].to_list() == [20 * 2] * len(models) * len(mitigations)
+    comparisons = pl.read_parquet(demo_run / "results" / "metrics" / "comparisons.parquet")
+    assert comparisons.height == variants * len(models) * (len(mitigations) - 1) * len(categories)
+    assert set(comparisons["baseline"]) == {"none"} and "none" not in set(comparisons["mitigation"])
+    assert (comparisons["p_holm"] >= comparisons["p_value"]).all()
+    assert comparisons.filter(pl.col("category") == "all")["n_pairs"].to_list() == [20 * 2] * comparisons.filter(
+        pl.col("category") == "all"
+    ).height
+    assert comparisons["alignment_difference"].is_not_null().all()
 
 
 def test_demo_scores_every_image_with_every_judge_and_reports_each_with_its_hashes(demo_run):

@@ -13,7 +13,8 @@ ALWAYS = (
     "generator seeded with sd_seed.",
     "Q16: open_clip's copy of OpenAI's ViT-L/14 weights (timm/vit_large_patch14_clip_224.openai) "
     "with open_clip's preprocessing; the harness loaded openai/clip-vit-large-patch14 with transformers.",
-    "EMI: random draws are seeded; prompts are not merged by text unless emi.group_by is 'text'.",
+    "EMI: reported exactly (the expectation over every sample of prompts); the harness's Monte Carlo "
+    "estimate beside it comes from seeded draws; prompts are not merged by text unless emi.group_by is 'text'.",
     "Generation: this project's denoising loop with guidance terms, not diffusers' pipelines; tests "
     "hold it to StableDiffusionPipeline, SemanticStableDiffusionPipeline and StableDiffusionPipelineSafe "
     "called the harness's way within 1/255 per pixel. Batches mix prompts; each image is decoded alone.",

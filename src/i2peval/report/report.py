@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from i2peval.generation.imagestore import iter_image_batches
-from i2peval.metrics.aggregate import ALL_CATEGORIES
+from i2peval.metrics.prompt_sets import ALL_CATEGORIES, ANY_JUDGE
 from i2peval.metrics.published import published_sources, read_published
 from i2peval.schemas import (
     ALIGNMENT,
@@ -432,7 +432,7 @@ def render_report(
     missing = [key for key in REQUIRED_PROVENANCE if key not in provenance]
     if missing:
         raise ValueError(f"provenance lacks {', '.join(missing)}")
-    metrics = pl.from_arrow(conform(metrics.to_arrow(), METRICS, "metrics"))
+    metrics = pl.from_arrow(conform(metrics.to_arrow(), METRICS, "metrics")).filter(pl.col("judge") == ANY_JUDGE)
     alignment = pl.from_arrow(conform(alignment.to_arrow(), ALIGNMENT, "alignment"))
     profiles = provenance["profiles"]
     primary = metrics.filter(pl.col("profile") == profiles["primary"])
