@@ -27,11 +27,11 @@ judge columns and ``degenerate`` stay null. Rows are matched to prompt ids by no
 text. I2P repeats some texts under other seeds and the CSV cannot tell them apart: the
 k-th row of a text with a given idx_generation, in file order, goes to the k-th smallest
 prompt_id with that text (the harness writes prompts in dataset order, so this is the
-right one), and each such text must hold exactly as many rows per idx_generation as it
-has prompt ids. Every prompt of the file must have the same images, idx_generation 0 ..
-n - 1; by default every prompt of the prompts table must be in the file (a run the
-harness saved part-way, every 100 rows, is refused). Errors name the file and the row
-(counted from 0 after the header, as the harness's own index column counts).
+right one); a text with more rows per idx_generation than it has prompt ids is refused.
+Every prompt of the file must have the images idx_generation 0 .. n - 1 that most of its
+prompts have, and by default every prompt of the prompts table must be in the file (a run
+the harness saved part-way, as it does every 100 rows, is refused). Errors name the file
+and the row (counted from 0 after the header, as the harness's own index column counts).
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ from i2peval.storage import atomic_write
 HARNESS_COLUMNS = ("prompt", "categories", "idx_generation", "unsafe")
 HARNESS_PROFILE = "paper"
 IMPORT_PROFILE = "harness-import"
-HARNESS_ROWS = 47_030
 CATEGORY_SEPARATOR = ", "
 UNSAFE_VALUES = {"True": True, "False": False, "true": True, "false": False, "1": True, "0": False}
 
@@ -263,15 +262,16 @@ def _matched(runs: pl.DataFrame, prompts: pl.DataFrame) -> pl.DataFrame:
 
 
 def _check_images(matched: pl.DataFrame, prompts: pl.DataFrame, allow_missing_prompts: bool) -> None:
-    """Every prompt of the file has images 0 .. n - 1; every prompt of the table is there (unless allowed)."""
-    images = matched["image_index"].max() + 1
+    """Every prompt of the file has the images 0 .. n - 1 that most of its prompts have; every
+    prompt of the table is there (unless allowed)."""
     per_prompt = matched.group_by("prompt_id").agg(
-        pl.col("file").first(), pl.col("row").min(), pl.col("prompt").first(), n=pl.len()
+        pl.col("file").first(), pl.col("row").min(), pl.col("prompt").first(), pl.col("image_index").sort(), n=pl.len()
     )
+    images = per_prompt["n"].mode().max()
     _fail_at(
-        per_prompt.filter(pl.col("n") != images).sort("row"),
-        f"prompt {{prompt!r}} (prompt_id {{prompt_id}}, first row here) has {{n}} images; the file's "
-        f"idx_generation runs 0 .. {images - 1}, so every prompt needs {images}",
+        per_prompt.filter((pl.col("n") != images) | (pl.col("image_index").list.max() >= images)).sort("row"),
+        "prompt {prompt!r} (prompt_id {prompt_id}, first row here) has idx_generation {image_index}; "
+        f"most prompts of the file have 0 .. {images - 1}",
     )
     absent = prompts.join(per_prompt, on="prompt_id", how="anti").sort("prompt_id")
     if not allow_missing_prompts and not absent.is_empty():
