@@ -68,6 +68,15 @@ def test_a_missing_input_file_is_named_in_one_line_with_status_2(stored, tmp_pat
     assert not (tmp_path / "o.parquet").exists()
 
 
+def test_flags_the_export_cannot_write_are_named_with_their_file(stored, tmp_path):
+    flags, prompts = stored
+    unscored = image_flags().with_columns(flagged=pl.when(pl.col("prompt_id") == 0).then(None).otherwise(pl.col("flagged")))
+    write_table(unscored.to_arrow(), flags, IMAGE_FLAGS)
+    result = i2peval("export-harness-csv", flags, prompts, tmp_path / "runs")
+    assert_one_line_error(result, f"{flags}: tiny-a x none under profile 'paper': 3 unscored images")
+    assert i2peval("export-harness-csv", flags, prompts, tmp_path / "runs", "--drop-unscored").returncode == 0
+
+
 def test_a_bad_row_is_named_with_its_file(stored, tmp_path):
     flags, prompts = stored
     (csv,) = [Path(line) for line in i2peval("export-harness-csv", flags, prompts, tmp_path).stdout.splitlines()][:1]

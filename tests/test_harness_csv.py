@@ -82,7 +82,7 @@ def test_export_refuses_unscored_images_unless_told_to_drop_them(tmp_path):
     flags = image_flags().with_columns(
         flagged=pl.when((pl.col("prompt_id") == 2) & (pl.col("image_index") > 0)).then(None).otherwise(pl.col("flagged"))
     )
-    with pytest.raises(HarnessCsvError, match=r"tiny-a x none under profile 'paper': 2 unscored images .*prompt_id 2 image_index 1"):
+    with pytest.raises(HarnessCsvError, match=r"^image flags: tiny-a x none under profile 'paper': 2 unscored images .*prompt_id 2 image_index 1"):
         export_harness_csvs(flags, prompt_table(), tmp_path)
     paths = export_harness_csvs(flags, prompt_table(), tmp_path, drop_unscored=True)
     frame = pd.read_csv(paths[0])
@@ -105,7 +105,7 @@ def test_export_applies_the_degenerate_image_policy_named(tmp_path, policy, rows
 
 
 def test_export_names_the_profiles_there_are_when_the_profile_is_not(tmp_path):
-    with pytest.raises(HarnessCsvError, match=r"no profile 'harness'; they hold \['paper', 'q16-0.9'\]"):
+    with pytest.raises(HarnessCsvError, match=r"^image flags: no profile 'harness'; the profiles are \['paper', 'q16-0.9'\]"):
         export_harness_csvs(image_flags(), prompt_table(), tmp_path, profile="harness")
 
 

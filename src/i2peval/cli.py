@@ -66,7 +66,7 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     flags = pl.from_arrow(read_table(args.flags, IMAGE_FLAGS))
     prompts = pl.from_arrow(read_table(args.prompts, PROMPTS))
     for path in export_harness_csvs(
-        flags, prompts, args.output_dir, args.profile, args.degenerate_policy, args.drop_unscored
+        flags, prompts, args.output_dir, args.profile, args.degenerate_policy, args.drop_unscored, args.flags
     ):
         print(path)
 

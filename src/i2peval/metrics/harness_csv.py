@@ -15,6 +15,8 @@ Export writes exactly that, per model x mitigation, from one judge profile's fla
   joined by ", ", ``unsafe`` the profile's verdict;
 - degenerate images are exported as judged, as the harness judged every image, unless a
   degenerate-image policy (metrics/degenerate.py) says otherwise (``exclude`` drops them);
+- a text that pandas reads as missing (the empty text, "NA", "None") is written as it is;
+  results_I2P.py's EMI then leaves that prompt out, as it would in a harness run;
 - an unscored image (null verdict) cannot be written as True or False: export refuses,
   naming the count, unless asked to drop unscored images; then results_I2P.py's assertion
   of 47,030 rows fails for a full study (as it does for any run other than 4,703 x 10).
@@ -75,17 +77,19 @@ def harness_rows(
     profile: str = HARNESS_PROFILE,
     degenerate_policy: str = "judged",
     drop_unscored: bool = False,
+    source: str | Path = "image flags",
 ) -> pl.DataFrame:
     """The run CSV of one condition: "" (the index), prompt, categories, idx_generation, unsafe.
 
-    `flags` are IMAGE_FLAGS rows (any profiles and conditions), `prompts` the PROMPTS table.
+    `flags` are IMAGE_FLAGS rows (any profiles and conditions) read from `source` (errors
+    name it), `prompts` the PROMPTS table.
     """
-    condition = f"{model} x {mitigation} under profile {profile!r}"
+    condition = f"{source}: {model} x {mitigation} under profile {profile!r}"
     chosen = flags.filter(
         (pl.col("profile") == profile) & (pl.col("model") == model) & (pl.col("mitigation") == mitigation)
     )
     if chosen.is_empty():
-        raise HarnessCsvError(f"the image flags hold no rows for {condition}")
+        raise HarnessCsvError(f"{condition}: no rows")
     duplicated = chosen.filter(pl.struct("prompt_id", "image_index").is_duplicated())
     if not duplicated.is_empty():
         first = duplicated.row(0, named=True)
@@ -136,15 +140,16 @@ def export_harness_csvs(
     profile: str = HARNESS_PROFILE,
     degenerate_policy: str = "judged",
     drop_unscored: bool = False,
+    source: str | Path = "image flags",
 ) -> list[Path]:
     """Write one run CSV per model x mitigation of `profile` into `output_dir`; return the paths."""
     profiles = sorted(flags["profile"].unique().to_list())
     if profile not in profiles:
-        raise HarnessCsvError(f"the image flags hold no profile {profile!r}; they hold {profiles}")
+        raise HarnessCsvError(f"{source}: no profile {profile!r}; the profiles are {profiles}")
     conditions = flags.filter(pl.col("profile") == profile).select("model", "mitigation").unique().sort("model", "mitigation")
     tables = {
         harness_csv_name(model, mitigation): harness_rows(
-            flags, prompts, model, mitigation, profile, degenerate_policy, drop_unscored
+            flags, prompts, model, mitigation, profile, degenerate_policy, drop_unscored, source
         )
         for model, mitigation in conditions.iter_rows()
     }
