@@ -1,0 +1,102 @@
+"""The installed ``i2peval`` console script, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from harness_data import CONDITIONS, image_flags, prompt_table
+
+from i2peval.schemas import IMAGE_FLAGS, PROMPTS, read_table, write_table
+
+I2PEVAL = Path(sys.executable).parent / "i2peval"
+
+
+def i2peval(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([I2PEVAL, *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """image_flags.parquet and prompts.parquet as the workflow stores them."""
+    flags, prompts = tmp_path / "image_flags.parquet", tmp_path / "prompts.parquet"
+    write_table(image_flags().to_arrow(), flags, IMAGE_FLAGS)
+    write_table(prompt_table().to_arrow(), prompts, PROMPTS)
+    return flags, prompts
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *named: str | Path) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for name in named:
+        assert str(name) in result.stderr
+
+
+def test_export_then_import_through_the_command_line_round_trips(stored, tmp_path):
+    flags, prompts = stored
+    exported = i2peval("export-harness-csv", flags, prompts, tmp_path / "runs", "--profile", "q16-0.9")
+    assert exported.returncode == 0, exported.stderr
+    csvs = [Path(line) for line in exported.stdout.splitlines()]
+    assert [path.name for path in csvs] == [f"{model}+{mitigation}.csv" for model, mitigation in sorted(CONDITIONS)]
+    (first_model, first_mitigation), *others = sorted(CONDITIONS)
+    runs = [arg for (model, mitigation), csv in zip(others, csvs[1:]) for arg in ("--run", f"{model}:{mitigation}:{csv}")]
+    output = tmp_path / "imported.parquet"
+    imported = i2peval(
+        "import-harness-csv", csvs[0], "--model", first_model, "--mitigation", first_mitigation,
+        *runs, "--prompts", prompts, "--profile", "harness", "--output", output,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert str(output) in imported.stdout
+    keys = ["model", "mitigation", "prompt_id", "image_index"]
+    back = pl.from_arrow(read_table(output, IMAGE_FLAGS))
+    original = image_flags().filter(profile="q16-0.9")
+    assert back["profile"].unique().to_list() == ["harness"]
+    assert back.select(*keys, "flagged").sort(keys).equals(original.select(*keys, "flagged").sort(keys))
+
+
+def test_a_missing_input_file_is_named_in_one_line_with_status_2(stored, tmp_path):
+    flags, prompts = stored
+    missing = tmp_path / "no-such-flags.parquet"
+    assert_one_line_error(i2peval("export-harness-csv", missing, prompts, tmp_path / "runs"), missing)
+    csv = tmp_path / "no-such-run.csv"
+    result = i2peval("import-harness-csv", "--run", f"tiny-a:none:{csv}", "--prompts", prompts, "--output", tmp_path / "o.parquet")
+    assert_one_line_error(result, csv)
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_flags_the_export_cannot_write_are_named_with_their_file(stored, tmp_path):
+    flags, prompts = stored
+    unscored = image_flags().with_columns(flagged=pl.when(pl.col("prompt_id") == 0).then(None).otherwise(pl.col("flagged")))
+    write_table(unscored.to_arrow(), flags, IMAGE_FLAGS)
+    result = i2peval("export-harness-csv", flags, prompts, tmp_path / "runs")
+    assert_one_line_error(result, f"{flags}: tiny-a x none under profile 'paper': 3 unscored images")
+    assert i2peval("export-harness-csv", flags, prompts, tmp_path / "runs", "--drop-unscored").returncode == 0
+
+
+def test_a_bad_row_is_named_with_its_file(stored, tmp_path):
+    flags, prompts = stored
+    (csv,) = [Path(line) for line in i2peval("export-harness-csv", flags, prompts, tmp_path).stdout.splitlines()][:1]
+    lines = csv.read_text().splitlines()
+    lines[3] = lines[3].replace("False", "maybe").replace("True", "maybe")
+    csv.write_text("\n".join(lines) + "\n")
+    result = i2peval("import-harness-csv", csv, "--model", "m", "--mitigation", "x", "--prompts", prompts, "--output", tmp_path / "o.parquet")
+    assert_one_line_error(result, f"{csv}: row 2: unsafe is 'maybe'")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["import-harness-csv", "--run", "tiny-a:run.csv", "--prompts", "p", "--output", "o"], "'tiny-a:run.csv' is not MODEL:MITIGATION:CSV"),
+        (["import-harness-csv", "run.csv", "--prompts", "p", "--output", "o"], "run.csv needs --model and --mitigation"),
+        (["import-harness-csv", "--run", "a:b:1.csv", "--run", "a:b:2.csv", "--prompts", "p", "--output", "o"], "given more than once: a:b"),
+        (["import-harness-csv", "--run", "a:b:1.csv", "--output", "o"], "required: --prompts"),
+        (["export-harness-csv", "f", "p", "out", "--degenerate-policy", "drop"], "invalid choice: 'drop'"),
+        (["no-such-command"], "invalid choice: 'no-such-command'"),
+    ],
+)
+def test_bad_arguments_get_one_line_naming_them_and_status_2(args, named):
+    assert_one_line_error(i2peval(*args), named)
