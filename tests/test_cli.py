@@ -100,3 +100,50 @@ def test_a_bad_row_is_named_with_its_file(stored, tmp_path):
 )
 def test_bad_arguments_get_one_line_naming_them_and_status_2(args, named):
     assert_one_line_error(i2peval(*args), named)
+
+
+def test_metrics_of_a_harness_run_equal_ours_of_the_same_verdicts(stored, tmp_path):
+    # the harness's runs get our statistics: export one profile's verdicts as harness CSVs,
+    # import them, measure them; the numbers are those of the profile's own verdicts
+    flags, prompts = stored
+    exported = i2peval("export-harness-csv", flags, prompts, tmp_path / "runs", "--profile", "q16-0.9")
+    runs = [
+        arg
+        for line in exported.stdout.splitlines()
+        for model, mitigation in [Path(line).stem.split("+")]
+        for arg in ("--run", f"{model}:{mitigation}:{line}")
+    ]
+    imported = tmp_path / "imported.parquet"
+    assert i2peval("import-harness-csv", *runs, "--prompts", prompts, "--profile", "q16-0.9", "--output", imported).returncode == 0
+    only_profile = tmp_path / "q16.parquet"
+    write_table(image_flags().filter(profile="q16-0.9").to_arrow(), only_profile, IMAGE_FLAGS)
+    tables = {}
+    for name, source in (("harness", imported), ("ours", only_profile)):
+        result = i2peval("metrics", "--flags", source, "--prompts", prompts, "--baseline", "none", "--output-dir", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+        tables[name] = {
+            table: pl.read_parquet(tmp_path / name / f"{table}.parquet") for table in ("metrics", "comparisons")
+        }
+    for table in ("metrics", "comparisons"):
+        assert tables["harness"][table].height > 0
+        assert tables["harness"][table].equals(tables["ours"][table]), table
+    assert set(tables["harness"]["comparisons"]["mitigation"]) == {"sega-strong"}
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["--output-dir", "out"], ["--config"]),
+        (["--flags", "missing.parquet", "--prompts", "p.parquet", "--output-dir", "out"], ["missing.parquet"]),
+        (["--config", "nowhere.yaml", "--output-dir", "out"], ["nowhere.yaml"]),
+    ],
+)
+def test_metrics_with_bad_arguments_is_one_line_naming_them(args, named, tmp_path):
+    result = subprocess.run([I2PEVAL, "metrics", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, *named)
+
+
+def test_metrics_with_a_baseline_the_flags_lack_names_it(stored, tmp_path):
+    flags, prompts = stored
+    result = i2peval("metrics", "--flags", flags, "--prompts", prompts, "--baseline", "plain", "--output-dir", tmp_path)
+    assert_one_line_error(result, "'plain'", flags)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -129,6 +130,18 @@ def test_demo_every_job_logged_and_benchmarked(demo_run):
     generate_log = (demo_run / "logs" / "generate" / "tiny-a" / "none" / "shard-0-block-0.log").read_text()
     images = 20 // shards * config["generation"]["images_per_job"]
     assert f"{images}/{images} images (100%)" in generate_log
+
+
+def test_the_command_line_recomputes_the_runs_metrics_from_its_stored_scores(demo_run, tmp_path):
+    i2peval = Path(sys.executable).parent / "i2peval"
+    result = subprocess.run(
+        [i2peval, "metrics", "--config", DEMO_CONFIG, "--directory", demo_run, "--output-dir", tmp_path],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("metrics", "comparisons", "alignment", "image_flags"):
+        recomputed = pl.read_parquet(tmp_path / f"{name}.parquet")
+        assert recomputed.equals(pl.read_parquet(demo_run / "results" / "metrics" / f"{name}.parquet")), name
 
 
 def test_finished_demo_has_nothing_to_do(demo_run):

@@ -141,7 +141,42 @@ def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(f"{args.output}: {flags.num_rows} image flags of {len(tables)} conditions under profile {args.profile!r}")
 
 
+def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="the run's configuration (required unless --flags)")
+    parser.add_argument("--directory", type=Path, default=Path("."), help="the run's working directory (default: .)")
+    parser.add_argument("--flags", type=Path, help="image flags to measure instead of the run's scores (e.g. from import-harness-csv)")
+    parser.add_argument("--prompts", type=Path, help="prompts.parquet of the flags (with --flags)")
+    parser.add_argument("--baseline", help="the mitigation the others are compared with (default: the one of kind none)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="folder for metrics, comparisons, alignment, image_flags")
+
+
+def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from i2peval.metrics.rerun import load_config, metrics_of_flags, metrics_of_run
+
+    if args.flags is None and args.config is None:
+        parser.error("give the run's --config, or --flags with --prompts")
+    if args.flags is not None and args.prompts is None:
+        parser.error("--flags needs --prompts")
+    config = load_config(args.config) if args.config is not None else None
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise I2PEvalError(f"{args.output_dir}: cannot create the folder ({error.strerror})") from None
+    if args.flags is not None:
+        outputs = metrics_of_flags(args.flags, args.prompts, args.output_dir, config, args.baseline)
+    else:
+        outputs = metrics_of_run(config, args.directory, args.output_dir, args.baseline)
+    for path in outputs.values():
+        print(path)
+
+
 COMMANDS: tuple[Command, ...] = (
+    Command(
+        "metrics",
+        "recompute the metrics and paired comparisons from a run's stored scores (or from image flags)",
+        _metrics_arguments,
+        _metrics,
+    ),
     Command(
         "export-harness-csv",
         "write the official harness's run CSV per condition, for its results_I2P.py",

@@ -97,7 +97,7 @@ def harness_rows(
             f"{condition}: {duplicated.height} rows repeat an image, first prompt_id {first['prompt_id']} "
             f"image_index {first['image_index']}"
         )
-    chosen = apply_policy(chosen.lazy(), degenerate_policy).collect()
+    chosen = apply_policy(chosen.lazy(), degenerate_policy, {}).collect()
     unscored = chosen.filter(pl.col("flagged").is_null())
     if not unscored.is_empty():
         if not drop_unscored:
