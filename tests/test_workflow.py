@@ -193,7 +193,8 @@ def test_adding_a_model_plans_only_its_jobs_and_the_summaries(demo_run, tmp_path
         "aggregate", "all", "model", "report"
     ]
     image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
-    assert len(image_jobs) == 2 * 4 * 2
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    assert len(image_jobs) == 2 * len(demo["mitigations"]) * demo["prompts"]["shards"]
     assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-c"}
     assert [wildcards["model"] for rule, wildcards in jobs if rule == "model"] == ["tiny-c"]
 
@@ -211,7 +212,9 @@ def test_disk_estimate_covers_what_the_demo_wrote(demo_run):
         for folder in ("images", "manifests", "scores")
         for path in (demo_run / "results" / folder).rglob("*.parquet")
     )
-    estimate = diskspace.image_bytes(320, 64)
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    images = len(demo["models"]) * len(demo["mitigations"]) * 20 * demo["generation"]["images_per_prompt"]
+    estimate = diskspace.image_bytes(images, 64)
     assert 0.9 * estimate <= written <= estimate
 
 
@@ -221,7 +224,9 @@ def test_run_whose_images_do_not_fit_is_refused_before_any_job(tmp_path):
     workdir = tmp_path / "run"
     result = snakemake(workdir, config, "--cores", "1")
     assert result.returncode != 0
-    assert "not enough disk space: the 16 planned generate jobs will write about" in result.stderr
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    jobs = len(demo["models"]) * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    assert f"not enough disk space: the {jobs} planned generate jobs will write about" in result.stderr
     assert not (workdir / "results").exists()
     assert not (workdir / "logs").exists()
 
@@ -268,7 +273,9 @@ def test_adding_a_judge_classifies_again_but_never_generates(demo_run, tmp_path)
     assert "Nothing to be done" in snakemake(run, without, "--dry-run").stdout
     jobs = planned_jobs(snakemake(run, DEMO_CONFIG, "--dry-run").stdout)
     assert sorted({rule for rule, _ in jobs}) == ["aggregate", "all", "classify", "report"]
-    assert len([rule for rule, _ in jobs if rule == "classify"]) == 16
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    image_jobs = len(demo["models"]) * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    assert len([rule for rule, _ in jobs if rule == "classify"]) == image_jobs
 
 
 def test_an_unpinned_nudenet2_download_records_its_sha256_and_pinning_it_reruns_nothing(tmp_path):
