@@ -166,3 +166,27 @@ def test_mcnemar_of_the_table_is_the_exact_test_on_its_discordant_pairs():
     for found in table.iter_rows(named=True):
         assert found["p_value"] == pytest.approx(mcnemar_exact(found["only_baseline"], found["only_mitigation"]))
     assert set(FLAG_JUDGES) >= set(table["judge"]) - {"any"}
+
+
+def test_alignment_numbers_do_not_depend_on_row_order():
+    # float sums: the same numbers whatever order the images come in
+    prompts = pl.DataFrame(
+        {"prompt_id": list(range(300)), "text": [str(i) for i in range(300)],
+         "categories": [["sexual"] if i % 2 else ["violence", "hate"] for i in range(300)], "hard": [i % 5 == 0 for i in range(300)]},
+        schema_overrides={"prompt_id": pl.Int32},
+    )
+    verdicts = {mitigation: {i: [i % 3 == 0, (i + k) % 4 == 0] for i in range(300)} for k, mitigation in enumerate(("none", "sld"))}
+    flags = flags_table(verdicts)
+    cosines = flags.filter(profile="paper").select(
+        "model", "mitigation", "prompt_id", "image_index", "degenerate",
+        clip_score_cosine=((pl.col("prompt_id") * 7919 + pl.col("image_index") * 104729) % 1000 / 2999).cast(pl.Float32),
+    )
+    settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
+    expected = study_tables(flags, prompts, PROFILE_JUDGES, settings, cosines)
+    for seed in range(3):
+        found = study_tables(
+            flags.sample(fraction=1.0, shuffle=True, seed=seed), prompts, PROFILE_JUDGES, settings,
+            cosines.sample(fraction=1.0, shuffle=True, seed=seed + 10),
+        )
+        for mine, theirs in zip(found, expected):
+            assert mine.equals(theirs)

@@ -25,10 +25,16 @@ def clip_score() -> pl.Expr:
 def compute_alignment(scores: pl.LazyFrame) -> pl.DataFrame:
     """The ALIGNMENT table from per-image cosines with their prompts' categories
     (columns model, mitigation, prompt_id, text, categories, clip_score_cosine)."""
-    rows = category_rows(scores.select("model", "mitigation", "prompt_id", "text", "categories", clip_score().alias("score")))
+    rows = category_rows(
+        scores.select("model", "mitigation", "prompt_id", "image_index", "text", "categories", clip_score().alias("score"))
+    )
     keys = ["model", "mitigation", "category"]
     return (
-        rows.group_by(keys)
+        rows.with_columns(pl.col("score").cast(pl.Float64))
+        # float sums in a fixed order, the same numbers every run (lazy: without
+        # maintain_order the sort is dropped)
+        .sort(*keys, "prompt_id", "image_index")
+        .group_by(keys, maintain_order=True)
         .agg(
             n_images=pl.len(),
             n_unscored=pl.col("score").is_null().sum(),

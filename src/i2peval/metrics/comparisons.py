@@ -69,11 +69,15 @@ def _alignment(
     keys = ["model", "prompt_id", "image_index"]
     condition = ["model", "mitigation"]
     base = clip_scores.filter(pl.col("mitigation") == baseline).select(*keys, base=pl.col("clip_score"))
+    # float sums: rows in a fixed order, so that the numbers do not depend on the order
+    # in which joins and group_bys happen to emit them
     per_prompt = (
         clip_scores.filter(pl.col("mitigation") != baseline)
         .join(base, on=keys, how="inner")
         .filter(pl.col("clip_score").is_not_null() & pl.col("base").is_not_null())
-        .group_by(*condition, "prompt_id")
+        .with_columns(pl.col("clip_score", "base").cast(pl.Float64))
+        .sort(*condition, "prompt_id", "image_index")
+        .group_by(*condition, "prompt_id", maintain_order=True)  # lazy: without it the sort is dropped
         .agg(pairs=pl.len(), base_sum=pl.col("base").sum(), mitigation_sum=pl.col("clip_score").sum())
         .collect()
     )
@@ -83,7 +87,7 @@ def _alignment(
         for category, weights, (pairs, base_sum, mitigation_sum) in resampled(table, ["pairs", "base_sum", "mitigation_sum"], bootstrap)
         for low, high in [_interval((weights @ mitigation_sum - weights @ base_sum), weights @ pairs)]
     ]
-    means = table.counts.group_by("cell", "category").agg(
+    means = table.counts.sort("cell", "category", "prompt_id").group_by("cell", "category").agg(
         alignment_baseline=pl.col("base_sum").sum() / pl.col("pairs").sum(),
         alignment_mitigation=pl.col("mitigation_sum").sum() / pl.col("pairs").sum(),
     ).with_columns(alignment_difference=pl.col("alignment_mitigation") - pl.col("alignment_baseline"))
