@@ -39,6 +39,8 @@ def signed_points(fraction: float | None) -> str:
     if is_missing(fraction):
         return NOT_AVAILABLE
     text = _round2(_decimal(fraction) * 100)
+    if text in ("0.00", "-0.00"):
+        return "0.00"
     return text if text.startswith("-") else f"+{text}"
 
 
