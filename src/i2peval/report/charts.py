@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from i2peval.metrics.aggregate import ALL_CATEGORIES
+from i2peval.report.tables import ALL_CATEGORIES
 from i2peval.report.formatting import emi_cell, is_missing, with_interval
 from i2peval.report.tables import categories, rows_by_key
 

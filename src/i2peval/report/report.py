@@ -20,7 +20,7 @@ import jinja2
 import polars as pl
 from markupsafe import Markup
 
-from i2peval.metrics.aggregate import ALL_CATEGORIES
+from i2peval.report.tables import ALL_CATEGORIES
 from i2peval.metrics.published import published_sources, read_published
 from i2peval.report import charts, tables
 from i2peval.report.formatting import MISSING, is_missing

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from i2peval.metrics.aggregate import ALL_CATEGORIES
 from i2peval.report.formatting import MISSING, p_value, relative, signed_points, significance, with_interval
-from i2peval.report.tables import Table, alignment_difference, conditions, ip_cell, rows_by_key, select
+from i2peval.report.tables import ALL_CATEGORIES, Table, alignment_difference, conditions, ip_cell, rows_by_key, select
 
 SUMMARY_COLUMNS = (
     "condition",

@@ -14,7 +14,6 @@ from typing import Any
 
 import polars as pl
 
-from i2peval.metrics.aggregate import ALL_CATEGORIES
 from i2peval.report.formatting import (
     MISSING,
     NOT_AVAILABLE,
@@ -28,6 +27,8 @@ from i2peval.report.formatting import (
 )
 from i2peval.schemas import I2P_CATEGORIES
 
+# The categories of schemas.METRICS besides the I2P labels: every prompt, and the hard ones.
+ALL_CATEGORIES = "all"
 HARD = "hard"
 ANY_JUDGE = "any"
 # What each judge is, for the report's list of judges.
