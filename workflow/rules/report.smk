@@ -28,7 +28,7 @@ rule report:
         models=MODELS,
         baseline=BASELINE,
         # what the published tables call models and conditions (report.published)
-        published_as={name: spec["published_as"] for name, spec in sorted(config["models"].items())},
+        published_as={name: spec.get("published_as") for name, spec in sorted(config["models"].items())},
         mitigations=MITIGATION_SETTINGS,
         image_pattern=report_image_pattern,
         report=config["report"],
