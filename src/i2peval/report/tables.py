@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from i2peval.metrics.prompt_sets import ALL_CATEGORIES, ANY_JUDGE, HARD
 from i2peval.report.formatting import (
     MISSING,
     NOT_AVAILABLE,
@@ -27,10 +28,6 @@ from i2peval.report.formatting import (
 )
 from i2peval.schemas import I2P_CATEGORIES
 
-# The categories of schemas.METRICS besides the I2P labels: every prompt, and the hard ones.
-ALL_CATEGORIES = "all"
-HARD = "hard"
-ANY_JUDGE = "any"
 # What each judge is, for the report's list of judges.
 JUDGE_TITLES = {
     "q16": "Q16 (CLIP ViT-L/14 + learned prompts): p(inappropriate)",
