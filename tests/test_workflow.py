@@ -448,6 +448,6 @@ def test_snakemake_report_zip_holds_the_html_report_and_the_key_tables(demo_run,
     with zipfile.ZipFile(archive) as opened:
         names = opened.namelist()
         for table in ("metrics", "comparisons", "image_flags", "alignment"):
-            assert any(name.endswith(f"results/metrics/{table}.parquet") for name in names), names
-        [html] = [name for name in names if name.endswith("results/report.html")]
+            assert any(name.endswith(f"/{table}.parquet") for name in names), names
+        [html] = [name for name in names if name.startswith("report/data/") and name.endswith("/report.html")]
         assert "Same-seed images" in opened.read(html).decode()
