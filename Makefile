@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR := demo-run
 
-.PHONY: demo test lint dry-run bench clean-demo slurm
+.PHONY: demo test lint dry-run bench clean-demo slurm chromium
 
 $(INSTALLED): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ demo: $(INSTALLED)
 	$(BIN)/snakemake --cores 2 --configfile demo/config.yaml --directory $(DEMO_DIR)
 	@echo "Report: $(CURDIR)/$(DEMO_DIR)/results/report.html"
 
-test: $(INSTALLED) slurm
+test: $(INSTALLED) slurm chromium
 	$(BIN)/python -m pytest
 
 # The SLURM test (tests/test_slurm.py) starts a one-node cluster from Debian's packages:
@@ -35,6 +35,19 @@ slurm:
 			--no-install-recommends slurmctld slurmd slurm-client munge >/dev/null; \
 	else \
 		echo "SLURM is not installed and cannot be installed here (needs root and apt-get): the SLURM test will skip"; \
+	fi
+
+# The browser test (tests/test_browser.py) opens the report in headless Chromium: Debian's
+# chromium is installed when missing and this is a root Debian machine; elsewhere the test
+# skips and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing chromium for the browser test (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium >/dev/null; \
+	else \
+		echo "chromium is not installed and cannot be installed here (needs root and apt-get): the browser test will skip"; \
 	fi
 
 lint: $(INSTALLED)

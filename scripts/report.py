@@ -1,4 +1,4 @@
-"""Rule report: one self-contained HTML file with metrics, blurred thumbnails and provenance."""
+"""Rule report: one self-contained HTML file with metrics, comparisons, charts, the same-seed grid and provenance."""
 
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,18 +14,13 @@ from i2peval.judges.profiles import profiles_from_config
 from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
 from i2peval.plan import unpinned_revisions
 from i2peval.provenance import code_version, summarise_manifests
-from i2peval.report.report import write_report
+from i2peval.report.published import published_keys
+from i2peval.report.report import ReportInputs, write_report
 from i2peval.storage import read_json_record
 
 manifest_paths = [Path(path) for path in snakemake.input.manifests]
 models = snakemake.params.models
-mitigations = snakemake.params.mitigations
 judging = snakemake.params.judging
-image_paths = {
-    (model, mitigation): Path(snakemake.params.image_pattern.format(model=model, mitigation=mitigation))
-    for model in models
-    for mitigation in mitigations
-}
 asset_records = {
     asset: (Path(path), read_asset_record(asset, path))
     for asset, path in zip(snakemake.params.assets, snakemake.input.assets)
@@ -48,7 +43,12 @@ provenance = {
     "profiles": {
         "primary": judging["primary_profile"],
         "profiles": [
-            {"name": profile.name, "rule": profile.describe(), "description": profile.description}
+            {
+                "name": profile.name,
+                "rule": profile.describe(),
+                "description": profile.description,
+                "judges": profile.judges(),
+            }
             for profile in profiles
         ],
     },
@@ -65,14 +65,21 @@ provenance = {
     "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
 }
 write_report(
-    metrics_path=Path(snakemake.input.metrics),
-    alignment_path=Path(snakemake.input.alignment),
-    prompts_path=Path(snakemake.input.prompts),
-    image_paths=image_paths,
+    inputs=ReportInputs(
+        metrics=Path(snakemake.input.metrics),
+        comparisons=Path(snakemake.input.comparisons),
+        alignment=Path(snakemake.input.alignment),
+        flags=Path(snakemake.input.flags),
+        prompts=Path(snakemake.input.prompts),
+    ),
+    image_path=lambda model, mitigation, shard: Path(
+        snakemake.params.image_pattern.format(model=model, mitigation=mitigation, shard=shard)
+    ),
     provenance=provenance,
     template_dir=Path(snakemake.input.template).parent,
     out_path=Path(snakemake.output.report),
     baseline=snakemake.params.baseline,
-    thumbnails_per_condition=snakemake.params.thumbnails["thumbnails_per_condition"],
-    thumbnail_size=snakemake.params.thumbnails["thumbnail_size"],
+    published=published_keys(snakemake.config),
+    grid_prompts=snakemake.params.report["grid_prompts"],
+    thumbnail_size=snakemake.params.report["thumbnail_size"],
 )

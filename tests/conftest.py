@@ -1,8 +1,9 @@
-"""Tiny random pipelines shared by the engine tests (built once per session)."""
+"""Fixtures shared across test modules: tiny random pipelines, and one demo run (built once per session)."""
 
 from __future__ import annotations
 
 import pytest
+from workflow_runs import DEMO_CONFIG, snakemake
 
 from i2peval.generation.models import build_tiny_pipeline
 
@@ -21,3 +22,13 @@ def tiny_sdxl_snapshot(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-sdxl") / "snapshot"
     build_tiny_pipeline(path, seed=0, scheduler="euler", architecture="sdxl")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """A finished run of the demo configuration (a few minutes on 2 cores), shared by the
+    workflow and browser tests; they may read it but must copy it before changing it."""
+    workdir = tmp_path_factory.mktemp("demo")
+    result = snakemake(workdir, DEMO_CONFIG, "--cores", "2")
+    assert result.returncode == 0, result.stderr[-8000:]
+    return workdir

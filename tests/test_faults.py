@@ -45,7 +45,7 @@ def fault_config(root: Path) -> Path:
             "nudenet2": {"source": "demo"},
             "safety_checker": {"source": "demo"},
             "emi": {"sample_size": 2, "draws": 100},
-            "report": {"thumbnails_per_condition": 2},
+            "report": {"grid_prompts": 2},
             "execution": {
                 "device": "cpu",
                 "generate_threads": 1,

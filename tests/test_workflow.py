@@ -1,7 +1,7 @@
 """The workflow as users run it: the demo end to end, incremental reruns, config errors.
 
-One module-scoped fixture runs the demo configuration through Snakemake in a temporary
-folder (a few minutes on 2 cores); the other tests dry-run variants of that config
+The session fixture demo_run (conftest.py) runs the demo configuration through Snakemake
+in a temporary folder (a few minutes on 2 cores); the other tests dry-run variants of that config
 against the finished run and read Snakemake's plan.
 """
 
@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import polars as pl
@@ -36,14 +37,6 @@ from i2peval.schemas import I2P_CATEGORIES, NUDENET2_LABELS
 
 pytestmark = pytest.mark.workflow
 DEFAULT_CLASSES_URL = "https://github.com/notAI-tech/NudeNet/releases/download/v0/detector_v2_base_classes"
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("demo")
-    result = snakemake(workdir, DEMO_CONFIG, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-8000:]
-    return workdir
 
 
 def test_demo_writes_report_metrics_and_every_image(demo_run):
@@ -446,3 +439,15 @@ def test_a_damaged_model_record_stops_the_plan_before_any_job_runs(demo_run, tmp
     record.unlink()
     assert snakemake(run, DEMO_CONFIG, "--cores", "1", "--until", "model").returncode == 0
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
+
+
+def test_snakemake_report_zip_holds_the_html_report_and_the_key_tables(demo_run, tmp_path):
+    archive = tmp_path / "report.zip"
+    result = snakemake(demo_run, DEMO_CONFIG, "--report", str(archive))
+    assert result.returncode == 0, result.stderr[-4000:]
+    with zipfile.ZipFile(archive) as opened:
+        names = opened.namelist()
+        for table in ("metrics", "comparisons", "image_flags", "alignment"):
+            assert any(name.endswith(f"/{table}.parquet") for name in names), names
+        [html] = [name for name in names if name.startswith("report/data/") and name.endswith("/report.html")]
+        assert "Same-seed images" in opened.read(html).decode()

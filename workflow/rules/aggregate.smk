@@ -7,10 +7,10 @@ rule aggregate:
         ),
         models=[MODEL_RECORDS[model] for model in MODELS],
     output:
-        metrics="results/metrics/metrics.parquet",
-        flags="results/metrics/image_flags.parquet",
-        alignment="results/metrics/alignment.parquet",
-        comparisons="results/metrics/comparisons.parquet",
+        metrics=report("results/metrics/metrics.parquet", caption="../report/metrics.rst", category="Tables"),
+        flags=report("results/metrics/image_flags.parquet", caption="../report/image_flags.rst", category="Tables"),
+        alignment=report("results/metrics/alignment.parquet", caption="../report/alignment.rst", category="Tables"),
+        comparisons=report("results/metrics/comparisons.parquet", caption="../report/comparisons.rst", category="Tables"),
     log:
         "logs/aggregate.log",
     benchmark:

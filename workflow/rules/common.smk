@@ -148,12 +148,13 @@ def judge_asset_records(wildcards):
     return [ASSET_RECORDS[asset] for asset in JUDGE_ASSETS]
 
 
-# The first job's images of every model x mitigation: the report's thumbnails.
-REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-0/block-0.parquet"
+# Block 0 (image 0 of every prompt) of every shard, model and mitigation: the report's
+# same-seed grid samples prompts from all shards.
+REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
 
 
 def report_image_inputs(wildcards):
-    return expand(REPORT_IMAGES, model=MODELS, mitigation=MITIGATIONS)
+    return expand(REPORT_IMAGES, model=MODELS, mitigation=MITIGATIONS, shard=SHARDS)
 
 
 def report_image_pattern(wildcards):

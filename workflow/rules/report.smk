@@ -1,7 +1,9 @@
 rule report:
     input:
         metrics="results/metrics/metrics.parquet",
+        comparisons="results/metrics/comparisons.parquet",
         alignment="results/metrics/alignment.parquet",
+        flags="results/metrics/image_flags.parquet",
         prompts=PROMPT_TABLE,
         images=report_image_inputs,
         manifests=job_paths(
@@ -12,17 +14,24 @@ rule report:
         prompt_source=f"{PROMPTS_DIR}/source.json",
         template=REPORT_TEMPLATE,
     output:
-        report="results/report.html",
+        report=report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Report",
+            labels={"file": "report.html"},
+        ),
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
     params:
         models=MODELS,
-        mitigations=MITIGATIONS,
         baseline=BASELINE,
+        # what the published tables call models and conditions (report.published)
+        published_as={name: spec.get("published_as") for name, spec in sorted(config["models"].items())},
+        mitigations=MITIGATION_SETTINGS,
         image_pattern=report_image_pattern,
-        thumbnails=config["report"],
+        report=config["report"],
         judging=JUDGING,
         assets=JUDGE_ASSETS,
         emi=config["emi"],
