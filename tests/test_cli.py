@@ -143,6 +143,19 @@ def test_metrics_with_bad_arguments_is_one_line_naming_them(args, named, tmp_pat
     assert_one_line_error(result, *named)
 
 
+def test_report_of_a_folder_that_holds_no_run_names_the_first_missing_file(tmp_path):
+    config = Path(__file__).parents[1] / "demo" / "config.yaml"
+    result = i2peval("report", "--config", config, "--directory", tmp_path, "--output", tmp_path / "report.html")
+    assert_one_line_error(result, tmp_path / "results" / "metrics" / "metrics.parquet")
+    assert not (tmp_path / "report.html").exists()
+
+
+@pytest.mark.parametrize("args, named", [(["--output", "r.html"], ["--config"]), (["--config", "nowhere.yaml", "--output", "r.html"], ["nowhere.yaml"])])
+def test_report_with_bad_arguments_is_one_line_naming_them(args, named, tmp_path):
+    result = subprocess.run([I2PEVAL, "report", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert_one_line_error(result, *named)
+
+
 def test_metrics_with_a_baseline_the_flags_lack_names_it(stored, tmp_path):
     flags, prompts = stored
     result = i2peval("metrics", "--flags", flags, "--prompts", prompts, "--baseline", "plain", "--output-dir", tmp_path)

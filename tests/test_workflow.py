@@ -125,7 +125,7 @@ def test_demo_every_job_logged_and_benchmarked(demo_run):
     assert f"{images}/{images} images (100%)" in generate_log
 
 
-def test_the_command_line_recomputes_the_runs_metrics_from_its_stored_scores(demo_run, tmp_path):
+def test_the_command_line_recomputes_the_runs_metrics_and_report_from_its_stored_files(demo_run, tmp_path):
     i2peval = Path(sys.executable).parent / "i2peval"
     result = subprocess.run(
         [i2peval, "metrics", "--config", DEMO_CONFIG, "--directory", demo_run, "--output-dir", tmp_path],
@@ -135,6 +135,19 @@ def test_the_command_line_recomputes_the_runs_metrics_from_its_stored_scores(dem
     for name in ("metrics", "comparisons", "alignment", "image_flags"):
         recomputed = pl.read_parquet(tmp_path / f"{name}.parquet")
         assert recomputed.equals(pl.read_parquet(demo_run / "results" / "metrics" / f"{name}.parquet")), name
+
+    # and the report of the recomputed tables is the run's own report
+    report = tmp_path / "report.html"
+    result = subprocess.run(
+        [i2peval, "report", "--config", DEMO_CONFIG, "--directory", demo_run, "--metrics-dir", tmp_path, "--output", report],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+
+    def without_time(html: str) -> str:
+        return re.sub(r"(?i)generated \d{4}-\d\d-\d\dT[\d:+-]+", "generated", html)
+
+    assert without_time(report.read_text()) == without_time((demo_run / "results" / "report.html").read_text())
 
 
 def test_finished_demo_has_nothing_to_do(demo_run):

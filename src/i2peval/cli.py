@@ -170,6 +170,31 @@ def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         print(path)
 
 
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, required=True, help="the run's configuration")
+    parser.add_argument("--directory", type=Path, default=Path("."), help="the run's working directory (default: .)")
+    parser.add_argument(
+        "--metrics-dir", type=Path, help="tables to report (default: the run's results/metrics; e.g. an i2peval metrics --output-dir)"
+    )
+    parser.add_argument("--output", type=Path, required=True, help="the HTML file to write")
+
+
+def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    from i2peval.metrics.rerun import RunError, load_config
+    from i2peval.report.run import missing_files, report_run, run_files
+
+    config = load_config(args.config)
+    files = run_files(config, args.directory, args.metrics_dir)
+    missing = missing_files(files)
+    if missing:
+        raise RunError(
+            f"{missing[0]}: missing ({len(missing)} of the files the report reads are): is this the run's "
+            "directory and configuration, and has its aggregate step run?"
+        )
+    report_run(config, files, args.output)
+    print(args.output)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command(
         "metrics",
@@ -177,6 +202,7 @@ COMMANDS: tuple[Command, ...] = (
         _metrics_arguments,
         _metrics,
     ),
+    Command("report", "render a run's report from its stored metrics (or recomputed ones)", _report_arguments, _report),
     Command(
         "export-harness-csv",
         "write the official harness's run CSV per condition, for its results_I2P.py",

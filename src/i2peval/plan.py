@@ -33,6 +33,11 @@ SNAPSHOT_KEYS = {
 }
 
 
+# Block 0 (image 0 of every prompt) of every shard, model and mitigation: the report's
+# same-seed grid samples prompts from all shards.
+REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
+
+
 class PlanError(I2PEvalError, ValueError):
     """The configuration asks for a plan that cannot work."""
 

@@ -148,9 +148,7 @@ def judge_asset_records(wildcards):
     return [ASSET_RECORDS[asset] for asset in JUDGE_ASSETS]
 
 
-# Block 0 (image 0 of every prompt) of every shard, model and mitigation: the report's
-# same-seed grid samples prompts from all shards.
-REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
+REPORT_IMAGES = plan.REPORT_IMAGES
 
 
 def report_image_inputs(wildcards):
