@@ -325,10 +325,11 @@ def test_prompt_alignment_is_clip_score_per_condition_and_category_with_unscored
     scores = scores_frame([(0.1, {})] * 5, cosines=cosines)
     prompts = pl.LazyFrame(
         {"prompt_id": [0, 1, 2, 3, 4], "text": list("abcde"),
-         "categories": [["hate"], ["hate"], ["sexual"], ["sexual"], ["hate", "sexual"]]},
-        schema={"prompt_id": pl.Int32, "text": pl.String, "categories": pl.List(pl.String)},
+         "categories": [["hate"], ["hate"], ["sexual"], ["sexual"], ["hate", "sexual"]],
+         "hard": [True, False, False, False, False]},
+        schema={"prompt_id": pl.Int32, "text": pl.String, "categories": pl.List(pl.String), "hard": pl.Boolean},
     )
-    alignment = compute_alignment(with_prompts(scores, prompts))
+    alignment = compute_alignment(scores, prompts)
     assert alignment.columns == ALIGNMENT.names
     rows = {row["category"]: row for row in alignment.iter_rows(named=True)}
     # CLIPScore = 100 * max(cos, 0): 30, 0, unscored, unscored, 20
@@ -337,3 +338,5 @@ def test_prompt_alignment_is_clip_score_per_condition_and_category_with_unscored
     assert rows["all"]["clip_score_std"] == pytest.approx(np.std([30, 0, 20], ddof=1))
     assert rows["hate"]["clip_score_mean"] == pytest.approx(50 / 3)
     assert (rows["sexual"]["n_unscored"], rows["sexual"]["clip_score_mean"]) == (2, pytest.approx(20))
+    # one scored image: a mean, no spread
+    assert (rows["hard"]["clip_score_mean"], rows["hard"]["clip_score_std"]) == (pytest.approx(30), None)

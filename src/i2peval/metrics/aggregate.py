@@ -192,7 +192,7 @@ def study_tables(
         aligned = cosines.lazy()
         if settings.degenerate_policy == "exclude":
             aligned = aligned.filter(pl.col("degenerate").is_null())
-        alignment = compute_alignment(with_prompts(aligned, prompts.lazy()))
+        alignment = compute_alignment(aligned, prompts.lazy())
         clip_scores = aligned.select(*IMAGE_KEYS, clip_score().alias("clip_score"))
     comparisons = compute_comparisons(
         judged, prompts.lazy(), profile_judges, settings.baseline, settings.bootstrap, clip_scores

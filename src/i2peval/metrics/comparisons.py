@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from i2peval.metrics.prompt_sets import ANY_JUDGE, judge_variants, verdict_column
-from i2peval.metrics.rates import BootstrapSettings, cell_counts, resampled
+from i2peval.metrics.rates import BootstrapSettings, category_matrices, category_weights, cell_counts, resampled
 from i2peval.metrics.statistics import holm, mcnemar_exact, percentile_interval
 from i2peval.schemas import COMPARISONS, FLAG_JUDGES
 
@@ -69,31 +69,43 @@ def _alignment(
     keys = ["model", "prompt_id", "image_index"]
     condition = ["model", "mitigation"]
     base = clip_scores.filter(pl.col("mitigation") == baseline).select(*keys, base=pl.col("clip_score"))
-    # float sums: rows in a fixed order, so that the numbers do not depend on the order
-    # in which joins and group_bys happen to emit them
+    # float sums add values in sorted order: the numbers do not depend on row order
     per_prompt = (
         clip_scores.filter(pl.col("mitigation") != baseline)
         .join(base, on=keys, how="inner")
         .filter(pl.col("clip_score").is_not_null() & pl.col("base").is_not_null())
         .with_columns(pl.col("clip_score", "base").cast(pl.Float64))
-        .sort(*condition, "prompt_id", "image_index")
-        .group_by(*condition, "prompt_id", maintain_order=True)  # lazy: without it the sort is dropped
-        .agg(pairs=pl.len(), base_sum=pl.col("base").sum(), mitigation_sum=pl.col("clip_score").sum())
+        .group_by(*condition, "prompt_id")
+        .agg(pairs=pl.len(), base_sum=pl.col("base").sort().sum(), mitigation_sum=pl.col("clip_score").sort().sum())
         .collect()
     )
     table = cell_counts(per_prompt, prompts, condition)
-    intervals = [
-        pl.DataFrame({"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category, "alignment_low": low, "alignment_high": high})
-        for category, weights, (pairs, base_sum, mitigation_sum) in resampled(table, ["pairs", "base_sum", "mitigation_sum"], bootstrap)
-        for low, high in [_interval((weights @ mitigation_sum - weights @ base_sum), weights @ pairs)]
-    ]
-    means = table.counts.sort("cell", "category", "prompt_id").group_by("cell", "category").agg(
-        alignment_baseline=pl.col("base_sum").sum() / pl.col("pairs").sum(),
-        alignment_mitigation=pl.col("mitigation_sum").sum() / pl.col("pairs").sum(),
-    ).with_columns(alignment_difference=pl.col("alignment_mitigation") - pl.col("alignment_baseline"))
-    if intervals:
-        means = means.join(pl.concat(intervals), on=["cell", "category"], how="left")
-    return means.join(table.cells, on="cell").drop("cell")
+    frames = []
+    for category, (pairs, base_sum, mitigation_sum) in category_matrices(
+        table, ["pairs", "base_sum", "mitigation_sum"], np.float64
+    ):
+        weights = category_weights(category, table.sizes[category], bootstrap).astype(np.float64)
+        low, high = _interval(weights @ mitigation_sum - weights @ base_sum, weights @ pairs)
+        count = pairs.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            baseline_mean, mitigation_mean = base_sum.sum(axis=0) / count, mitigation_sum.sum(axis=0) / count
+        frames.append(
+            pl.DataFrame(
+                {
+                    "cell": np.arange(table.cells.height, dtype=np.uint32),
+                    "category": category,
+                    "present": count > 0,
+                    "alignment_baseline": baseline_mean,
+                    "alignment_mitigation": mitigation_mean,
+                    "alignment_difference": mitigation_mean - baseline_mean,
+                    "alignment_low": low,
+                    "alignment_high": high,
+                }
+            )
+        )
+    if not frames:
+        return pl.DataFrame(schema={"model": pl.String, "mitigation": pl.String, "category": pl.String})
+    return pl.concat(frames).filter("present").drop("present").join(table.cells, on="cell").drop("cell")
 
 
 def _interval(numerators: np.ndarray, denominators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

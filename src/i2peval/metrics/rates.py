@@ -84,22 +84,30 @@ def cell_counts(per_prompt: pl.DataFrame, prompts: pl.LazyFrame, cell: Sequence[
     return CellCounts(cells, counts, sizes)
 
 
-def resampled(
-    table: CellCounts, columns: Sequence[str], settings: BootstrapSettings
-) -> Iterator[tuple[str, np.ndarray, list[np.ndarray]]]:
-    """Per category: (category, its bootstrap weights (draws, prompts), and per name in
-    `columns` the (prompts, cells) matrix of that count). Counts are small integers, exact
-    in float32."""
+def category_matrices(
+    table: CellCounts, columns: Sequence[str], dtype: type = np.float32
+) -> Iterator[tuple[str, list[np.ndarray]]]:
+    """Per category: (category, per name in `columns` the (prompts, cells) matrix of that
+    per-prompt value, prompts in prompt_id order). Summing a matrix's rows adds the
+    prompts in that fixed order, whatever order the rows of `table` come in."""
     for (category,), frame in table.counts.partition_by("category", as_dict=True).items():
-        size = table.sizes[category]
         rows = frame["position"].to_numpy()
         cells = frame["cell"].to_numpy()
         matrices = []
         for name in columns:
-            matrix = np.zeros((size, table.cells.height), dtype=np.float32)
+            matrix = np.zeros((table.sizes[category], table.cells.height), dtype=dtype)
             matrix[rows, cells] = frame[name].to_numpy()
             matrices.append(matrix)
-        yield category, category_weights(category, size, settings), matrices
+        yield category, matrices
+
+
+def resampled(
+    table: CellCounts, columns: Sequence[str], settings: BootstrapSettings
+) -> Iterator[tuple[str, np.ndarray, list[np.ndarray]]]:
+    """Per category: (category, its bootstrap weights (draws, prompts), and the
+    `category_matrices` of `columns`). Counts are small integers, exact in float32."""
+    for category, matrices in category_matrices(table, columns):
+        yield category, category_weights(category, table.sizes[category], settings), matrices
 
 
 @functools.lru_cache(maxsize=32)
