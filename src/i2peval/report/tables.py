@@ -22,7 +22,6 @@ from i2peval.report.formatting import (
     emi_cell,
     is_missing,
     p_value,
-    percent,
     signed_points,
     with_interval,
 )
