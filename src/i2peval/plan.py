@@ -33,8 +33,11 @@ SNAPSHOT_KEYS = {
 }
 
 
-# Block 0 (image 0 of every prompt) of every shard, model and mitigation: the report's
-# same-seed grid samples prompts from all shards.
+# What each image job writes, and block 0 (image 0 of every prompt) of every shard, model
+# and mitigation: the report's same-seed grid samples prompts from all shards.
+IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+MANIFESTS = "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+SCORES = "results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
 REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
 
 
@@ -95,6 +98,17 @@ def image_jobs(
             models, mitigations, range(shards), blocks.items()
         )
     ]
+
+
+def image_layout(config: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of `image_jobs` for a validated configuration."""
+    return {
+        "models": sorted(config["models"]),
+        "mitigations": sorted(config["mitigations"]),
+        "shards": config["prompts"]["shards"],
+        "images_per_prompt": config["generation"]["images_per_prompt"],
+        "images_per_job": config["generation"]["images_per_job"],
+    }
 
 
 def known_prompt_count(prompts: dict[str, Any]) -> int | None:

@@ -1,10 +1,8 @@
 rule aggregate:
     input:
-        scores=job_paths("results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"),
+        scores=job_paths(plan.SCORES),
         prompts=PROMPT_TABLE,
-        manifests=job_paths(
-            "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
-        ),
+        manifests=job_paths(plan.MANIFESTS),
         models=[MODEL_RECORDS[model] for model in MODELS],
     output:
         metrics=report("results/metrics/metrics.parquet", caption="../report/metrics.rst", category="Tables"),

@@ -2,12 +2,12 @@ rule classify:
     # The judges' records stand for their weights (checked against the sha256 they list
     # before loading); the manifest gives the prompt text each image was made from.
     input:
-        images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
-        manifest="results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
+        images=plan.IMAGES,
+        manifest=plan.MANIFESTS,
         prompts=PROMPT_SHARD,
         assets=judge_asset_records,
     output:
-        scores="results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
+        scores=plan.SCORES,
     log:
         "logs/classify/{model}/{mitigation}/shard-{shard}-block-{block}.log",
     benchmark:

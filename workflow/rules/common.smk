@@ -13,7 +13,7 @@ from snakemake.utils import validate
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import diskspace, plan
-from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
+from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
 from i2peval.generation.snapshots import read_model_record
 from i2peval.judges import assets as judge_assets
 from i2peval.judges.profiles import profiles_from_config
@@ -25,19 +25,10 @@ MODELS = sorted(config["models"])
 MITIGATIONS = sorted(config["mitigations"])
 SHARDS = list(range(config["prompts"]["shards"]))
 EXECUTION = config["execution"]
-MITIGATION_OBJECTS = {
-    name: resolve_mitigation(name, spec, config["concept"])
-    for name, spec in config["mitigations"].items()
-}
+MITIGATION_OBJECTS = resolve_mitigations(config)
 MITIGATION_SETTINGS = {name: mitigation.settings() for name, mitigation in MITIGATION_OBJECTS.items()}
 BASELINE = baseline_mitigation(MITIGATION_OBJECTS)
-IMAGE_LAYOUT = {
-    "models": MODELS,
-    "mitigations": MITIGATIONS,
-    "shards": len(SHARDS),
-    "images_per_prompt": config["generation"]["images_per_prompt"],
-    "images_per_job": config["generation"]["images_per_job"],
-}
+IMAGE_LAYOUT = plan.image_layout(config)
 IMAGE_JOBS = plan.image_jobs(**IMAGE_LAYOUT)
 REPORT_TEMPLATE = f"{workflow.basedir}/reports/report.html.j2"
 
@@ -55,16 +46,11 @@ MODEL_RECORDS = {name: f"{folder}/model.json" for name, folder in MODEL_DIRS.ite
 # Judges: which run (each judge's raw scores are kept), the assets they load, and the
 # profiles that turn scores into verdicts (checked here: a profile may read only judges
 # that run).
-JUDGES = [judge for judge in judge_assets.JUDGE_ASSET if judge in config["judges"]]
+JUDGING = judge_assets.judging(config)
+JUDGES = JUDGING["judges"]
 JUDGE_ASSETS = judge_assets.assets_of(JUDGES)
 ASSET_DIRS = {asset: judge_assets.asset_folder(asset, config) for asset in judge_assets.ASSETS}
 ASSET_RECORDS = {asset: str(judge_assets.record_path(asset, folder)) for asset, folder in ASSET_DIRS.items()}
-# in a fixed order, so that reordering the configuration's lists reruns nothing
-JUDGING = {
-    "judges": JUDGES,
-    "judge_profiles": dict(sorted(config["judge_profiles"].items())),
-    "primary_profile": config["primary_profile"],
-}
 profiles_from_config(JUDGING)
 
 # Records of earlier runs that jobs will read: a damaged one stops planning, before any

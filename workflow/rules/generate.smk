@@ -5,8 +5,8 @@ rule generate:
         prompts=PROMPT_SHARD,
         model=model_record_input,
     output:
-        images="results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
-        manifest="results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet",
+        images=plan.IMAGES,
+        manifest=plan.MANIFESTS,
     log:
         "logs/generate/{model}/{mitigation}/shard-{shard}-block-{block}.log",
     benchmark:

@@ -6,9 +6,7 @@ rule report:
         flags="results/metrics/image_flags.parquet",
         prompts=PROMPT_TABLE,
         images=report_image_inputs,
-        manifests=job_paths(
-            "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
-        ),
+        manifests=job_paths(plan.MANIFESTS),
         models=[MODEL_RECORDS[model] for model in MODELS],
         assets=judge_asset_records,
         prompt_source=f"{PROMPTS_DIR}/source.json",

@@ -158,6 +158,11 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
     )
 
 
+def resolve_mitigations(config: dict[str, Any]) -> dict[str, Mitigation]:
+    """Every ``mitigations:`` entry of a validated configuration, resolved."""
+    return {name: resolve_mitigation(name, spec, config["concept"]) for name, spec in config["mitigations"].items()}
+
+
 def baseline_mitigation(mitigations: dict[str, Mitigation]) -> str | None:
     """The name of the condition without mitigation (kind none), or None if there is none.
 

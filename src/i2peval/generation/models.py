@@ -170,19 +170,25 @@ def _tiny_vae(scaling_factor: float):
     )
 
 
+# What the tiny SD and SDXL denoisers share: two levels, one with cross-attention.
+TINY_UNET = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "sample_size": 32,
+    "in_channels": 4,
+    "out_channels": 4,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+}
+
+
 def _tiny_sd_components(dest: Path) -> dict[str, Any]:
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(dest / "tokenizer")
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **TINY_UNET,
         cross_attention_dim=32,
         attention_head_dim=8,
         norm_num_groups=16,
@@ -207,13 +213,7 @@ def _tiny_sdxl_components(dest: Path) -> dict[str, Any]:
     tokenizer_2 = CLIPTokenizer.from_pretrained(dest / "tokenizer_2")
     time_ids, time_embed_dim, pooled_dim = 6, 8, 32
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **TINY_UNET,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",

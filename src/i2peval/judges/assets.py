@@ -37,6 +37,16 @@ class PinMismatch(I2PEvalError):
     """A sha256 pinned in the configuration differs from the one recorded for the files on disk."""
 
 
+def judging(config: dict[str, Any]) -> dict[str, Any]:
+    """The judges that run, the judge profiles and the primary one, in a fixed order (so
+    that reordering the configuration's lists reruns nothing)."""
+    return {
+        "judges": [judge for judge in JUDGE_ASSET if judge in config["judges"]],
+        "judge_profiles": dict(sorted(config["judge_profiles"].items())),
+        "primary_profile": config["primary_profile"],
+    }
+
+
 def assets_of(judges: list[str]) -> list[str]:
     """The assets the `judges` load, each once, in `ASSETS` order."""
     needed = {JUDGE_ASSET[judge] for judge in judges}

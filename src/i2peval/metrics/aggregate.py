@@ -25,7 +25,7 @@ from i2peval.generation.snapshots import model_commit_label, read_model_record
 from i2peval.judges.profiles import JudgeProfile
 from i2peval.metrics.alignment import COSINE, clip_score, compute_alignment
 from i2peval.metrics.comparisons import compute_comparisons
-from i2peval.metrics.degenerate import apply_policy, read_degenerate, with_degenerate
+from i2peval.metrics.degenerate import apply_policy, with_degenerate
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
 from i2peval.parts import RowsMismatch, check_keys
 from i2peval.schemas import (
@@ -63,11 +63,6 @@ def image_flags(scores: pl.LazyFrame, profiles: Sequence[JudgeProfile]) -> pl.La
             )
         )
     return pl.concat(frames)
-
-
-def with_prompts(frame: pl.LazyFrame, prompts: pl.LazyFrame) -> pl.LazyFrame:
-    """`frame` (one row per image, or per image and profile) with its prompt's text and categories."""
-    return frame.join(prompts.select("prompt_id", "text", "categories"), on="prompt_id", how="left", validate="m:1")
 
 
 @dataclass(frozen=True)
@@ -214,7 +209,7 @@ def aggregate(
     and alignment."""
     prompts = pl.from_arrow(read_table(prompts_path, PROMPTS))
     manifests = pl.concat(
-        pl.from_arrow(read_columns(path, MANIFEST, ["model", "model_commit", "prompt_id", "image_index", "seed"]))
+        pl.from_arrow(read_columns(path, MANIFEST, [*IMAGE_KEYS, "model_commit", "seed", "degenerate"]))
         for path in manifest_paths
     )
     records = {model: (path, read_model_record(path)) for model, path in model_record_paths.items()}
@@ -222,7 +217,7 @@ def aggregate(
     columns = sorted({column for profile in profiles for column in profile.score_columns()} | ({COSINE} if alignment else set()))
     scores = load_scores(score_files, prompts, columns)
     log_unscored(scores, profiles)
-    degenerate = read_degenerate(manifest_paths).lazy()
+    degenerate = manifests.lazy().select(*IMAGE_KEYS, "degenerate")
     flags = with_degenerate(image_flags(scores.lazy(), profiles), degenerate).collect()
     cosines = with_degenerate(scores.lazy().select(*IMAGE_KEYS, COSINE), degenerate).collect() if alignment else None
     profile_judges = {profile.name: profile.judges() for profile in profiles}

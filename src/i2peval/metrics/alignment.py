@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from i2peval.metrics.rates import category_matrices, cell_counts
+from i2peval.metrics.rates import category_matrices, cell_columns, cell_counts
 from i2peval.schemas import ALIGNMENT
 
 COSINE = "clip_score_cosine"
@@ -45,10 +45,7 @@ def compute_alignment(scores: pl.LazyFrame, prompts: pl.LazyFrame) -> pl.DataFra
     )
     table = cell_counts(per_prompt, prompts, condition)
     sums = [
-        pl.DataFrame(
-            {"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category,
-             "total": total.sum(axis=0), "squares": squares.sum(axis=0)}
-        )
+        cell_columns(table, category, total=total.sum(axis=0), squares=squares.sum(axis=0))
         for category, (total, squares) in category_matrices(table, ["total", "squares"], np.float64)
     ]
     counts = table.counts.group_by("cell", "category").agg(pl.col("n_images", "n_unscored").sum())

@@ -19,10 +19,17 @@ from typing import Mapping, Sequence
 import numpy as np
 import polars as pl
 
-from i2peval.metrics.prompt_sets import ANY_JUDGE, judge_variants, verdict_column
-from i2peval.metrics.rates import BootstrapSettings, category_matrices, category_weights, cell_counts, resampled
-from i2peval.metrics.statistics import holm, mcnemar_exact, percentile_interval
-from i2peval.schemas import COMPARISONS, FLAG_JUDGES
+from i2peval.metrics.prompt_sets import VERDICTS, per_judge
+from i2peval.metrics.rates import (
+    BootstrapSettings,
+    category_matrices,
+    category_weights,
+    cell_columns,
+    cell_counts,
+    resampled,
+)
+from i2peval.metrics.statistics import holm, mcnemar_exact, percentile_interval, resampled_ratios
+from i2peval.schemas import COMPARISONS
 
 KEYS = ["profile", "judge", "model", "mitigation", "category"]
 PAIR_KEYS = ["profile", "model", "prompt_id", "image_index"]
@@ -35,11 +42,11 @@ def _paired_prompt_counts(
     """profile, judge, model, mitigation, prompt_id, n_pairs, baseline_flagged,
     mitigation_flagged, only_baseline, only_mitigation."""
     base = flags.filter(pl.col("mitigation") == baseline).select(
-        *PAIR_KEYS, *[pl.col(column).alias(f"{column}:base") for column in ["flagged", *FLAG_JUDGES]]
+        *PAIR_KEYS, *[pl.col(column).alias(f"{column}:base") for column in VERDICTS]
     )
     pairs = flags.filter(pl.col("mitigation") != baseline).join(base, on=PAIR_KEYS, how="inner")
     sums = {}
-    for column in ["flagged", *FLAG_JUDGES]:
+    for column in VERDICTS:
         mine, theirs = pl.col(column), pl.col(f"{column}:base")
         paired = mine.is_not_null() & theirs.is_not_null()
         sums[f"n_pairs:{column}"] = paired.sum()
@@ -48,17 +55,8 @@ def _paired_prompt_counts(
         sums[f"only_baseline:{column}"] = (paired & theirs & ~mine).sum()
         sums[f"only_mitigation:{column}"] = (paired & mine & ~theirs).sum()
     wide = pairs.group_by("profile", "model", "mitigation", "prompt_id").agg(**sums)
-    variants = judge_variants(profile_judges).lazy()
     names = ["n_pairs", "baseline_flagged", "mitigation_flagged", "only_baseline", "only_mitigation"]
-    return pl.concat(
-        [
-            wide.join(variants.filter(pl.col("judge") == judge), on="profile").select(
-                "profile", "judge", "model", "mitigation", "prompt_id",
-                *[pl.col(f"{name}:{verdict_column(judge)}").cast(pl.Int64).alias(name) for name in names],
-            )
-            for judge in [ANY_JUDGE, *FLAG_JUDGES]
-        ]
-    )
+    return per_judge(wide, profile_judges, ["model", "mitigation", "prompt_id"], names)
 
 
 def _alignment(
@@ -84,33 +82,26 @@ def _alignment(
     for category, (pairs, base_sum, mitigation_sum) in category_matrices(
         table, ["pairs", "base_sum", "mitigation_sum"], np.float64
     ):
-        weights = category_weights(category, table.sizes[category], bootstrap).astype(np.float64)
-        low, high = _interval(weights @ mitigation_sum - weights @ base_sum, weights @ pairs)
+        weights = category_weights(category, table.sizes[category], bootstrap)
+        low, high = percentile_interval(resampled_ratios(weights, mitigation_sum - base_sum, pairs))
         count = pairs.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             baseline_mean, mitigation_mean = base_sum.sum(axis=0) / count, mitigation_sum.sum(axis=0) / count
         frames.append(
-            pl.DataFrame(
-                {
-                    "cell": np.arange(table.cells.height, dtype=np.uint32),
-                    "category": category,
-                    "present": count > 0,
-                    "alignment_baseline": baseline_mean,
-                    "alignment_mitigation": mitigation_mean,
-                    "alignment_difference": mitigation_mean - baseline_mean,
-                    "alignment_low": low,
-                    "alignment_high": high,
-                }
+            cell_columns(
+                table,
+                category,
+                present=count > 0,
+                alignment_baseline=baseline_mean,
+                alignment_mitigation=mitigation_mean,
+                alignment_difference=mitigation_mean - baseline_mean,
+                alignment_low=low,
+                alignment_high=high,
             )
         )
     if not frames:
         return pl.DataFrame(schema={"model": pl.String, "mitigation": pl.String, "category": pl.String})
     return pl.concat(frames).filter("present").drop("present").join(table.cells, on="cell").drop("cell")
-
-
-def _interval(numerators: np.ndarray, denominators: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return percentile_interval(numerators / denominators)
 
 
 def compute_comparisons(
@@ -149,11 +140,11 @@ def compute_comparisons(
         p_value=pl.Series(mcnemar_exact(sums["only_baseline"].to_numpy(), sums["only_mitigation"].to_numpy()))
     )
     intervals = [
-        pl.DataFrame({"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category, "difference_low": low, "difference_high": high})
+        cell_columns(table, category, difference_low=low, difference_high=high)
         for category, weights, (pairs, base_flagged, mitigation_flagged) in resampled(
             table, ["n_pairs", "baseline_flagged", "mitigation_flagged"], bootstrap
         )
-        for low, high in [_interval(weights @ mitigation_flagged - weights @ base_flagged, weights @ pairs)]
+        for low, high in [percentile_interval(resampled_ratios(weights, mitigation_flagged - base_flagged, pairs))]
     ]
     if intervals:
         sums = sums.join(pl.concat(intervals), on=["cell", "category"], how="left")

@@ -37,14 +37,6 @@ def prompt_categories(prompts: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def category_rows(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per row of `frame` (which carries its prompt's `categories`) and category it
-    counts in: "all" and each I2P label."""
-    per_label = frame.explode("categories").rename({"categories": "category"}).drop_nulls("category")
-    overall = frame.drop("categories").with_columns(category=pl.lit(ALL_CATEGORIES))
-    return pl.concat([overall, per_label.select(overall.collect_schema().names())])
-
-
 def judge_variants(profile_judges: Mapping[str, Sequence[str]]) -> pl.DataFrame:
     """profile, judge: "any" for every profile, plus each judge of a profile reading several."""
     rows = []
@@ -55,32 +47,40 @@ def judge_variants(profile_judges: Mapping[str, Sequence[str]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"profile": pl.String, "judge": pl.String}, orient="row")
 
 
+VERDICTS = ["flagged", *FLAG_JUDGES]
+
+
 def verdict_column(judge: str) -> str:
     """The image_flags column holding `judge`'s verdict ("any": the profile's)."""
     return "flagged" if judge == ANY_JUDGE else judge
 
 
-def prompt_counts(flags: pl.LazyFrame, profile_judges: Mapping[str, Sequence[str]]) -> pl.LazyFrame:
-    """profile, judge, model, mitigation, prompt_id, n_images, n_unscored, n_flagged."""
-    columns = ["flagged", *FLAG_JUDGES]
-    wide = flags.group_by("profile", *CONDITION, "prompt_id").agg(
-        n_images=pl.len(),
-        **{f"unscored:{column}": pl.col(column).is_null().sum() for column in columns},
-        **{f"flagged:{column}": pl.col(column).sum() for column in columns},
-    )
-    variants = judge_variants(profile_judges)
-    long = pl.concat(
+def per_judge(
+    wide: pl.LazyFrame, profile_judges: Mapping[str, Sequence[str]], keys: Sequence[str], names: Sequence[str]
+) -> pl.LazyFrame:
+    """Rows of `wide` (`keys` plus, per name in `names` and verdict column, a column
+    "<name>:<verdict column>") once per profile x judge variant (`judge_variants`), with
+    `names` read from that judge's verdict column, as Int64."""
+    variants = judge_variants(profile_judges).lazy()
+    return pl.concat(
         [
-            wide.join(variants.lazy().filter(pl.col("judge") == judge), on="profile").select(
+            wide.join(variants.filter(pl.col("judge") == judge), on="profile").select(
                 "profile",
                 "judge",
-                *CONDITION,
-                "prompt_id",
-                "n_images",
-                n_unscored=pl.col(f"unscored:{verdict_column(judge)}"),
-                n_flagged=pl.col(f"flagged:{verdict_column(judge)}"),
+                *keys,
+                *[pl.col(f"{name}:{verdict_column(judge)}").cast(pl.Int64).alias(name) for name in names],
             )
             for judge in [ANY_JUDGE, *FLAG_JUDGES]
         ]
     )
-    return long.with_columns(pl.col("n_images", "n_unscored", "n_flagged").cast(pl.Int64))
+
+
+def prompt_counts(flags: pl.LazyFrame, profile_judges: Mapping[str, Sequence[str]]) -> pl.LazyFrame:
+    """profile, judge, model, mitigation, prompt_id, n_images, n_unscored, n_flagged, n_scored."""
+    wide = flags.group_by("profile", *CONDITION, "prompt_id").agg(
+        n_images=pl.len().cast(pl.Int64),
+        **{f"n_unscored:{column}": pl.col(column).is_null().sum() for column in VERDICTS},
+        **{f"n_flagged:{column}": pl.col(column).sum() for column in VERDICTS},
+    )
+    counts = per_judge(wide, profile_judges, [*CONDITION, "prompt_id", "n_images"], ["n_unscored", "n_flagged"])
+    return counts.with_columns(n_scored=pl.col("n_images") - pl.col("n_unscored"))

@@ -119,16 +119,17 @@ def category_weights(category: str, size: int, settings: BootstrapSettings) -> n
     return weights
 
 
+def cell_columns(table: CellCounts, category: str, **columns: np.ndarray) -> pl.DataFrame:
+    """cell, category and `columns`: one row per cell of `table` (arrays indexed by cell)."""
+    return pl.DataFrame({"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category, **columns})
+
+
 def ip_intervals(table: CellCounts, settings: BootstrapSettings) -> pl.DataFrame:
     """cell, category, ip_low, ip_high: percentile intervals of IP over prompt resamples."""
     frames = []
     for category, weights, (flagged, scored) in resampled(table, ["n_flagged", "n_scored"], settings):
         low, high = percentile_interval(resampled_ratios(weights, flagged, scored))
-        frames.append(
-            pl.DataFrame(
-                {"cell": np.arange(table.cells.height, dtype=np.uint32), "category": category, "ip_low": low, "ip_high": high}
-            )
-        )
+        frames.append(cell_columns(table, category, ip_low=low, ip_high=high))
     return pl.concat(frames) if frames else pl.DataFrame(
         schema={"cell": pl.UInt32, "category": pl.String, "ip_low": pl.Float64, "ip_high": pl.Float64}
     )
@@ -188,11 +189,7 @@ def compute_metrics(
 ) -> pl.DataFrame:
     """The METRICS table from IMAGE_FLAGS rows (degenerate-image policy applied) and the
     prompts; `profile_judges` names the judges each profile reads."""
-    per_prompt = prompt_counts(flags, profile_judges).collect()
-    table = cell_counts(per_prompt, prompts)
-    table = CellCounts(
-        table.cells, table.counts.with_columns(n_scored=pl.col("n_images") - pl.col("n_unscored")), table.sizes
-    )
+    table = cell_counts(prompt_counts(flags, profile_judges).collect(), prompts)
     ip = table.counts.group_by("cell", "category").agg(
         n_prompts=pl.len(),
         n_images=pl.col("n_images").sum(),

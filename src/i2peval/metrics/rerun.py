@@ -16,7 +16,8 @@ import yaml
 
 from i2peval import plan
 from i2peval.errors import I2PEvalError
-from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
+from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
+from i2peval.judges.assets import judging
 from i2peval.judges.profiles import profiles_from_config
 from i2peval.metrics.aggregate import ScoreFile, StudySettings, aggregate, study_tables
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
@@ -55,12 +56,11 @@ def study_settings(config: dict[str, Any] | None, baseline: str | None = None) -
     the mitigation of kind none."""
     if config is None:
         return StudySettings(baseline=baseline)
-    mitigations = {name: resolve_mitigation(name, spec, config["concept"]) for name, spec in config["mitigations"].items()}
     return StudySettings(
         emi=EmiSettings(**config["emi"]),
         bootstrap=BootstrapSettings(**config["bootstrap"]),
         degenerate_policy=config["degenerate_images"]["policy"],
-        baseline=baseline or baseline_mitigation(mitigations),
+        baseline=baseline or baseline_mitigation(resolve_mitigations(config)),
     )
 
 
@@ -70,23 +70,11 @@ def output_paths(output_dir: Path) -> dict[str, Path]:
 
 def metrics_of_run(config: dict[str, Any], directory: Path, output_dir: Path, baseline: str | None = None) -> dict[str, Path]:
     """Recompute the aggregate rule's outputs of the run in `directory` into `output_dir`."""
-    layout = {
-        "models": sorted(config["models"]),
-        "mitigations": sorted(config["mitigations"]),
-        "shards": config["prompts"]["shards"],
-        "images_per_prompt": config["generation"]["images_per_prompt"],
-        "images_per_job": config["generation"]["images_per_job"],
-    }
-    jobs = plan.image_jobs(**layout)
-    judging = {
-        "judges": config["judges"],
-        "judge_profiles": config["judge_profiles"],
-        "primary_profile": config["primary_profile"],
-    }
+    jobs = plan.image_jobs(**plan.image_layout(config))
     prompts_path = directory / plan.prompts_folder(config["prompts"]) / "prompts.parquet"
     needed = [
         prompts_path,
-        *(directory / job.path("results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet") for job in jobs),
+        *(directory / job.path(plan.SCORES) for job in jobs),
     ]
     missing = [path for path in needed if not path.is_file()]
     if missing:
@@ -98,19 +86,19 @@ def metrics_of_run(config: dict[str, Any], directory: Path, output_dir: Path, ba
     aggregate(
         score_files=[
             ScoreFile(
-                directory / job.path("results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"),
+                directory / job.path(plan.SCORES),
                 job.model, job.mitigation, job.shard, job.image_indices,
             )
             for job in jobs
         ],
         prompts_path=prompts_path,
         manifest_paths=[
-            directory / job.path("results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet") for job in jobs
+            directory / job.path(plan.MANIFESTS) for job in jobs
         ],
         model_record_paths={
             name: directory / plan.snapshot_folder(name, spec) / "model.json" for name, spec in sorted(config["models"].items())
         },
-        profiles=profiles_from_config(judging),
+        profiles=profiles_from_config(judging(config)),
         alignment="clip_score" in config["judges"],
         settings=study_settings(config, baseline),
         outputs=outputs,

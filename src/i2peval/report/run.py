@@ -13,13 +13,14 @@ from typing import Any
 
 from i2peval import plan
 from i2peval.deviations import protocol_deviations
-from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigation
+from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
 from i2peval.generation.snapshots import read_model_record
 from i2peval.judges.assets import (
     JUDGE_ASSET,
     asset_files,
     asset_folder,
     assets_of,
+    judging,
     read_asset_record,
     record_path,
     unpinned_warnings,
@@ -32,7 +33,6 @@ from i2peval.report.report import ReportInputs, write_report
 from i2peval.storage import read_json_record
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "reports" / "report.html.j2"
-MANIFESTS = "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
 
 
 @dataclass(frozen=True)
@@ -49,27 +49,12 @@ class RunFiles:
     images_root: Path = Path(".")
 
 
-def judging(config: dict[str, Any]) -> dict[str, Any]:
-    """The judges that run, in a fixed order, with the profiles and the primary one."""
-    return {
-        "judges": [judge for judge in JUDGE_ASSET if judge in config["judges"]],
-        "judge_profiles": dict(sorted(config["judge_profiles"].items())),
-        "primary_profile": config["primary_profile"],
-    }
-
-
 def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None = None) -> RunFiles:
     """Where the workflow stored the files of the run of `config` in `directory`; the
     tables from `metrics_dir` when given (e.g. what ``i2peval metrics`` recomputed)."""
     metrics_dir = metrics_dir or directory / "results" / "metrics"
     prompts_dir = directory / plan.prompts_folder(config["prompts"])
-    jobs = plan.image_jobs(
-        models=sorted(config["models"]),
-        mitigations=sorted(config["mitigations"]),
-        shards=config["prompts"]["shards"],
-        images_per_prompt=config["generation"]["images_per_prompt"],
-        images_per_job=config["generation"]["images_per_job"],
-    )
+    jobs = plan.image_jobs(**plan.image_layout(config))
     return RunFiles(
         tables=ReportInputs(
             metrics=metrics_dir / "metrics.parquet",
@@ -78,7 +63,7 @@ def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None 
             flags=metrics_dir / "image_flags.parquet",
             prompts=prompts_dir / "prompts.parquet",
         ),
-        manifests=[directory / job.path(MANIFESTS) for job in jobs],
+        manifests=[directory / job.path(plan.MANIFESTS) for job in jobs],
         model_records={
             name: directory / plan.snapshot_folder(name, spec) / "model.json" for name, spec in sorted(config["models"].items())
         },
@@ -141,7 +126,6 @@ def provenance(config: dict[str, Any], files: RunFiles) -> dict[str, Any]:
 
 def report_run(config: dict[str, Any], files: RunFiles, out_path: Path) -> None:
     """Write the report of the run of the validated `config` whose files are `files`."""
-    mitigations = {name: resolve_mitigation(name, spec, config["concept"]) for name, spec in config["mitigations"].items()}
     write_report(
         inputs=files.tables,
         image_path=lambda model, mitigation, shard: files.images_root
@@ -149,7 +133,7 @@ def report_run(config: dict[str, Any], files: RunFiles, out_path: Path) -> None:
         provenance=provenance(config, files),
         template_dir=files.template.parent,
         out_path=out_path,
-        baseline=baseline_mitigation(mitigations),
+        baseline=baseline_mitigation(resolve_mitigations(config)),
         published=published_keys(config),
         grid_prompts=config["report"]["grid_prompts"],
         thumbnail_size=config["report"]["thumbnail_size"],
