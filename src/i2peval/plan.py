@@ -164,6 +164,16 @@ def snapshot_folder(name: str, model: dict[str, Any]) -> str:
     return f"resources/models/{name}/{label}-{settings_id(spec)}"
 
 
+def prompt_table(config: dict[str, Any]) -> str:
+    """Where a validated configuration's normalised prompt table lives."""
+    return f"{prompts_folder(config['prompts'])}/prompts.parquet"
+
+
+def model_records(config: dict[str, Any]) -> dict[str, str]:
+    """Where each model's record (model.json) lives, models in name order."""
+    return {name: f"{snapshot_folder(name, spec)}/model.json" for name, spec in sorted(config["models"].items())}
+
+
 def q16_folder(spec: dict[str, Any]) -> str:
     """Where the Q16 weights, prompt vectors and their record of these Q16 settings live."""
     return f"resources/q16/{spec['source']}-{settings_id(spec)}"

@@ -38,10 +38,10 @@ PROMPT_COUNT = plan.known_prompt_count(config["prompts"])
 if PROMPT_COUNT is not None:
     plan.check_shard_count(len(SHARDS), PROMPT_COUNT)
 PROMPTS_DIR = plan.prompts_folder(config["prompts"])
-PROMPT_TABLE = f"{PROMPTS_DIR}/prompts.parquet"
+PROMPT_TABLE = plan.prompt_table(config)
 PROMPT_SHARD = f"{PROMPTS_DIR}/shard-{{shard}}.parquet"
 MODEL_DIRS = {name: plan.snapshot_folder(name, spec) for name, spec in config["models"].items()}
-MODEL_RECORDS = {name: f"{folder}/model.json" for name, folder in MODEL_DIRS.items()}
+MODEL_RECORDS = plan.model_records(config)
 
 # Judges: which run (each judge's raw scores are kept), the assets they load, and the
 # profiles that turn scores into verdicts (checked here: a profile may read only judges

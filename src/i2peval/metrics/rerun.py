@@ -71,7 +71,7 @@ def output_paths(output_dir: Path) -> dict[str, Path]:
 def metrics_of_run(config: dict[str, Any], directory: Path, output_dir: Path, baseline: str | None = None) -> dict[str, Path]:
     """Recompute the aggregate rule's outputs of the run in `directory` into `output_dir`."""
     jobs = plan.image_jobs(**plan.image_layout(config))
-    prompts_path = directory / plan.prompts_folder(config["prompts"]) / "prompts.parquet"
+    prompts_path = directory / plan.prompt_table(config)
     needed = [
         prompts_path,
         *(directory / job.path(plan.SCORES) for job in jobs),
@@ -96,7 +96,7 @@ def metrics_of_run(config: dict[str, Any], directory: Path, output_dir: Path, ba
             directory / job.path(plan.MANIFESTS) for job in jobs
         ],
         model_record_paths={
-            name: directory / plan.snapshot_folder(name, spec) / "model.json" for name, spec in sorted(config["models"].items())
+            name: directory / path for name, path in plan.model_records(config).items()
         },
         profiles=profiles_from_config(judging(config)),
         alignment="clip_score" in config["judges"],

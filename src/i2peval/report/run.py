@@ -61,11 +61,11 @@ def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None 
             comparisons=metrics_dir / "comparisons.parquet",
             alignment=metrics_dir / "alignment.parquet",
             flags=metrics_dir / "image_flags.parquet",
-            prompts=prompts_dir / "prompts.parquet",
+            prompts=directory / plan.prompt_table(config),
         ),
         manifests=[directory / job.path(plan.MANIFESTS) for job in jobs],
         model_records={
-            name: directory / plan.snapshot_folder(name, spec) / "model.json" for name, spec in sorted(config["models"].items())
+            name: directory / path for name, path in plan.model_records(config).items()
         },
         asset_records={
             asset: directory / record_path(asset, asset_folder(asset, config))
