@@ -7,7 +7,7 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.judges.profiles import profiles_from_config
+from i2peval.metrics.profiles import profiles_from_config
 from i2peval.metrics.aggregate import ScoreFile, StudySettings, aggregate
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
 from i2peval.plan import image_jobs

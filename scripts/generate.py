@@ -8,7 +8,7 @@ to_log_file(snakemake.log[0])
 
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import Mitigation
-from i2peval.generation.snapshots import snapshot_of
+from i2peval.models.snapshots import snapshot_of
 
 mitigation_settings = snakemake.params.mitigation
 execution = snakemake.config["execution"]

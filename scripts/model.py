@@ -6,7 +6,8 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.generation.models import build_tiny_pipeline, fetch_hub_model
+from i2peval.models.download import fetch_hub_model
+from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.hub import HuggingFaceHub
 from i2peval.storage import write_json, writing_into
 

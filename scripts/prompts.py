@@ -6,7 +6,8 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.prompts.i2p import obtain_prompt_csv, read_i2p_csv, write_prompt_tables
+from i2peval.prompts.i2p import read_i2p_csv, write_prompt_tables
+from i2peval.prompts.source import obtain_prompt_csv
 from i2peval.storage import write_json
 
 source_record_path = Path(snakemake.output.source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from workflow_runs import DEMO_CONFIG, snakemake
 
-from i2peval.generation.models import build_tiny_pipeline
+from i2peval.models.tiny import build_tiny_pipeline
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from i2peval.generation.seeds import image_seed
-from i2peval.judges.profiles import JudgeProfile, NudityRule
+from i2peval.metrics.profiles import JudgeProfile, NudityRule
 from i2peval.metrics.aggregate import (
     ScoreFile,
     StaleImages,

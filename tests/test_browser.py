@@ -12,9 +12,10 @@ import pytest
 from chromium import Browser, find_chromium
 from report_fixtures import NO_PUBLISHED, provenance, write_inputs
 
+from i2peval.report import REPORT_TEMPLATE
 from i2peval.report.report import write_report
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "reports"
+TEMPLATE_DIR = Path(str(REPORT_TEMPLATE)).parent
 BLUR = "getComputedStyle(document.querySelectorAll('figure.cell img')[{index}]).filter"
 CELLS = "document.querySelectorAll('figure.cell').length"
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 from snakemake.utils import validate
 
-from i2peval.deviations import ALWAYS, protocol_deviations
+from i2peval.config import CONFIG_SCHEMA
+from i2peval.report.deviations import ALWAYS, protocol_deviations
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA = CONFIG_SCHEMA
 SD = {"source": "hub", "repo_id": "CompVis/stable-diffusion-v1-4", "revision": "main", "resolution": 512}
 SDXL = {"source": "hub", "repo_id": "stabilityai/stable-diffusion-xl-base-1.0", "revision": "main", "resolution": 1024}
 

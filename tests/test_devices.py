@@ -12,7 +12,7 @@ import torch
 from fakes import CpuBackedGpus
 
 from i2peval.devices import DeviceError, claim_gpu, compute_device, torch_dtype
-from i2peval.generation.models import build_tiny_pipeline
+from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.schemas import MANIFEST, PROMPTS, read_table, write_table
 
 GPU_JOB = Path(__file__).parent / "gpu_job.py"

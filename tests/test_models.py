@@ -3,14 +3,10 @@ import json
 import pytest
 
 from fakes import COMMIT, FolderHub
-from i2peval.generation.architectures import ARCHITECTURES, ArchitectureError, snapshot_architecture
-from i2peval.generation.models import (
-    ModelError,
-    build_tiny_pipeline,
-    fetch_hub_model,
-    select_pipeline_files,
-)
-from i2peval.generation.snapshots import (
+from i2peval.models.architectures import ARCHITECTURES, ArchitectureError, snapshot_architecture
+from i2peval.models.download import ModelError, fetch_hub_model, select_pipeline_files
+from i2peval.models.tiny import build_tiny_pipeline
+from i2peval.models.snapshots import (
     SnapshotMismatch,
     read_model_record,
     verify_snapshot,

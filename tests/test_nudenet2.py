@@ -28,7 +28,7 @@ from i2peval.judges.nudenet2 import (
     preprocess,
     resize_scale,
 )
-from i2peval.judges.profiles import JudgeProfile, NudityRule, harness_profile
+from i2peval.metrics.profiles import JudgeProfile, NudityRule, harness_profile
 from i2peval.schemas import NUDENET2_LABELS, SCORES, nudenet2_column
 
 CLASSES = "\n".join(NUDENET2_LABELS)

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
-from i2peval.judges.profiles import (
+from i2peval.metrics.profiles import (
     JudgeProfile,
     NudityRule,
     ProfileError,

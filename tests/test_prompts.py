@@ -11,10 +11,10 @@ from i2peval.prompts.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
 from i2peval.prompts.i2p import (
     PromptFileError,
     assign_shards,
-    obtain_prompt_csv,
     read_i2p_csv,
     write_prompt_tables,
 )
+from i2peval.prompts.source import obtain_prompt_csv
 from i2peval.schemas import PROMPTS, read_table
 
 DEFAULT_ROW = {

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from i2peval.metrics.published import published_sources, read_published
+from i2peval.report.published import published_sources, read_published
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "protocol.md"
 

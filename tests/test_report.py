@@ -27,6 +27,7 @@ from report_fixtures import (
     write_inputs,
 )
 
+from i2peval.report import REPORT_TEMPLATE
 from i2peval.generation.mitigations import HARNESS_CONCEPT
 from i2peval.report import charts, tables
 from i2peval.report.formatting import emi_cell, p_value, percent, signed_points, with_interval
@@ -35,7 +36,7 @@ from i2peval.report.published import matched_cells, matching_notes, published_ke
 from i2peval.report.report import Measurements, published_tables, render_report, write_report
 from i2peval.report.summary import model_summaries
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "reports"
+TEMPLATE_DIR = Path(str(REPORT_TEMPLATE)).parent
 
 
 class Collector(HTMLParser):

@@ -85,7 +85,7 @@ def test_failures_are_described_by_their_message_first():
 
 
 def test_a_full_disk_met_inside_a_library_names_the_folder_being_written(small_disk):
-    from i2peval.generation.models import build_tiny_pipeline
+    from i2peval.models.tiny import build_tiny_pipeline
 
     snapshot = small_disk / "snapshot"
     with pytest.raises(DiskFull, match=r"while writing .*small-disk/snapshot \("):

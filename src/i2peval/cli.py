@@ -151,7 +151,8 @@ def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from i2peval.metrics.rerun import load_config, metrics_of_flags, metrics_of_run
+    from i2peval.config import load_config
+    from i2peval.metrics.rerun import metrics_of_flags, metrics_of_run
 
     if args.flags is None and args.config is None:
         parser.error("give the run's --config, or --flags with --prompts")
@@ -180,7 +181,8 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from i2peval.metrics.rerun import RunError, load_config
+    from i2peval.config import load_config
+    from i2peval.metrics.rerun import RunError
     from i2peval.report.run import missing_files, report_run, run_files
 
     config = load_config(args.config)

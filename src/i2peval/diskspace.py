@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from i2peval.plan import I2P_HUB_PROMPTS
+from i2peval.prompts.source import I2P_HUB_PROMPTS
 
 # Measured on the demo's finished run (320 images of 64 x 64 px, results/ of `make demo`):
 # the PNGs took 3,671,388 bytes, 2.80 bytes per pixel. The demo's random-weight images are
@@ -51,7 +51,7 @@ def required_bytes(jobs: Sequence[PlannedImages]) -> int:
 
 def prompts_in_shard(shard_path: Path, shards: int, prompt_count: int | None) -> int:
     """Prompts of one shard: from the shard file when it exists, else the largest share of
-    `prompt_count` (`plan.known_prompt_count`). A hub file other than the I2P benchmark
+    `prompt_count` (`prompts.source.known_prompt_count`). A hub file other than the I2P benchmark
     is counted as the I2P benchmark until its prompts job has run."""
     if shard_path.exists():
         import pyarrow.parquet as pq

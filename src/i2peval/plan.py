@@ -23,10 +23,6 @@ from typing import Any
 
 from i2peval.errors import I2PEvalError
 
-# Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (protocol.md).
-I2P_HUB_DATASET = ("AIML-TUDA/i2p", "i2p_benchmark.csv")
-I2P_HUB_PROMPTS = 4703
-
 SNAPSHOT_KEYS = {
     "hub": ("source", "repo_id", "revision"),
     "tiny": ("source", "architecture", "seed", "scheduler"),
@@ -43,15 +39,6 @@ REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-0.parqu
 
 class PlanError(I2PEvalError, ValueError):
     """The configuration asks for a plan that cannot work."""
-
-
-def check_shard_count(shards: int, prompt_count: int) -> None:
-    """`PlanError` naming prompts.shards unless every shard gets at least one prompt."""
-    if not 1 <= shards <= prompt_count:
-        raise PlanError(
-            f"prompts.shards is {shards}, but there are {prompt_count} prompts: choose 1 to "
-            f"{prompt_count} shards so that no shard is empty"
-        )
 
 
 def image_blocks(images_per_prompt: int, images_per_job: int) -> list[int]:
@@ -111,38 +98,6 @@ def image_layout(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def known_prompt_count(prompts: dict[str, Any]) -> int | None:
-    """How many prompts the configured source holds, where that can be known before running.
-
-    A local CSV is read in full, so its errors surface when the workflow is planned.
-    """
-    from i2peval.prompts.demo import DEMO_PROMPTS
-    from i2peval.prompts.i2p import read_i2p_csv
-
-    if prompts["source"] == "demo":
-        return len(DEMO_PROMPTS)
-    if prompts["source"] == "csv":
-        return read_i2p_csv(prompts["csv"]).height
-    hub = prompts["hub"]
-    return I2P_HUB_PROMPTS if (hub["repo_id"], hub["filename"]) == I2P_HUB_DATASET else None
-
-
-def prompt_identity(prompts: dict[str, Any]) -> dict[str, Any]:
-    """What decides the content of the prompt shards, known before they are made.
-
-    The source settings and the shard count; a local CSV by its sha256, so editing it
-    reruns what it feeds and moving it does not.
-    """
-    from i2peval.hub import sha256_of
-
-    identity = {"source": prompts["source"], "shards": prompts["shards"]}
-    if prompts["source"] == "hub":
-        identity["hub"] = prompts["hub"]
-    if prompts["source"] == "csv":
-        identity["csv_sha256"] = sha256_of(prompts["csv"])
-    return identity
-
-
 def settings_id(settings: dict[str, Any]) -> str:
     """Short stable hash of JSON-serialisable settings."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
@@ -152,21 +107,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:24]
 
 
-def prompts_folder(prompts: dict[str, Any]) -> str:
-    """Where the prompt table and shards of these prompt settings live."""
-    return f"results/prompts/{prompts['source']}-{settings_id(prompt_identity(prompts))}"
-
-
 def snapshot_folder(name: str, model: dict[str, Any]) -> str:
     """Where the snapshot and record of this model's weight settings live."""
     spec = snapshot_spec(model)
     label = _slug(spec["revision"]) if spec["source"] == "hub" else f"seed{spec['seed']}"
     return f"resources/models/{name}/{label}-{settings_id(spec)}"
-
-
-def prompt_table(config: dict[str, Any]) -> str:
-    """Where a validated configuration's normalised prompt table lives."""
-    return f"{prompts_folder(config['prompts'])}/prompts.parquet"
 
 
 def model_records(config: dict[str, Any]) -> dict[str, str]:

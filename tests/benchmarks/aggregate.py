@@ -26,7 +26,7 @@ import time
 import numpy as np
 import polars as pl
 
-from i2peval.judges.profiles import JudgeProfile, NudityRule
+from i2peval.metrics.profiles import JudgeProfile, NudityRule
 from i2peval.metrics.aggregate import IMAGE_KEYS, StudySettings, image_flags, study_tables
 from i2peval.metrics.alignment import COSINE
 from i2peval.metrics.prompt_sets import prompt_categories

@@ -13,13 +13,17 @@ from snakemake.utils import validate
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import diskspace, plan
+from i2peval.config import CONFIG_SCHEMA
+from i2peval.report import REPORT_TEMPLATE
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
-from i2peval.generation.snapshots import read_model_record
+from i2peval.models.snapshots import read_model_record
+from i2peval.prompts import source as prompt_source
+from i2peval.prompts.i2p import check_shard_count
 from i2peval.judges import assets as judge_assets
-from i2peval.judges.profiles import profiles_from_config
+from i2peval.metrics.profiles import profiles_from_config
 
 
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+validate(config, schema=str(CONFIG_SCHEMA), set_default=True)
 
 MODELS = sorted(config["models"])
 MITIGATIONS = sorted(config["mitigations"])
@@ -30,15 +34,14 @@ MITIGATION_SETTINGS = {name: mitigation.settings() for name, mitigation in MITIG
 BASELINE = baseline_mitigation(MITIGATION_OBJECTS)
 IMAGE_LAYOUT = plan.image_layout(config)
 IMAGE_JOBS = plan.image_jobs(**IMAGE_LAYOUT)
-REPORT_TEMPLATE = f"{workflow.basedir}/reports/report.html.j2"
 
 # Cheap upstream outputs, in folders named after the settings that decide them
 # (plan.settings_folder): a failed or repeated job there never costs the images.
-PROMPT_COUNT = plan.known_prompt_count(config["prompts"])
+PROMPT_COUNT = prompt_source.known_prompt_count(config["prompts"])
 if PROMPT_COUNT is not None:
-    plan.check_shard_count(len(SHARDS), PROMPT_COUNT)
-PROMPTS_DIR = plan.prompts_folder(config["prompts"])
-PROMPT_TABLE = plan.prompt_table(config)
+    check_shard_count(len(SHARDS), PROMPT_COUNT)
+PROMPTS_DIR = prompt_source.prompts_folder(config["prompts"])
+PROMPT_TABLE = prompt_source.prompt_table(config)
 PROMPT_SHARD = f"{PROMPTS_DIR}/shard-{{shard}}.parquet"
 MODEL_DIRS = {name: plan.snapshot_folder(name, spec) for name, spec in config["models"].items()}
 MODEL_RECORDS = plan.model_records(config)

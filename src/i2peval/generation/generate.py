@@ -24,14 +24,14 @@ import pyarrow as pa
 import torch
 
 from i2peval.devices import compute_device, torch_dtype
-from i2peval.generation.architectures import Architecture, architecture_named
+from i2peval.models.architectures import Architecture, architecture_named
 from i2peval.generation.engine import Engine, GeneratedImage
 from i2peval.generation.guidance import guidance_for
 from i2peval.generation.imagestore import ShardImageWriter
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import Mitigation
 from i2peval.generation.seeds import image_seed
-from i2peval.generation.snapshots import (
+from i2peval.models.snapshots import (
     model_commit_label,
     read_model_record,
     verify_snapshot,

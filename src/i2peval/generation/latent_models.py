@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from i2peval.generation.architectures import Architecture, snapshot_architecture
+from i2peval.models.architectures import Architecture, snapshot_architecture
 from i2peval.generation.text import TextOptions, token_ids
 
 Conditioning = dict[str, torch.Tensor]

@@ -13,6 +13,7 @@ architecture with the same 768-wide projection, registered from ``data/Q16-demo-
 
 from __future__ import annotations
 
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,8 @@ def register_demo_architecture() -> None:
     import open_clip
 
     if DEMO_ARCHITECTURE not in open_clip.list_models():
-        open_clip.add_model_config(Path(__file__).parents[1] / "data" / f"{DEMO_ARCHITECTURE}.json")
+        with as_file(files("i2peval") / "data" / f"{DEMO_ARCHITECTURE}.json") as path:
+            open_clip.add_model_config(path)
 
 
 def check_prompts(prompts: np.ndarray, source: str) -> np.ndarray:

@@ -21,8 +21,8 @@ import polars as pl
 
 from i2peval.errors import I2PEvalError
 from i2peval.generation.seeds import image_seed
-from i2peval.generation.snapshots import model_commit_label, read_model_record
-from i2peval.judges.profiles import JudgeProfile
+from i2peval.models.snapshots import model_commit_label, read_model_record
+from i2peval.metrics.profiles import JudgeProfile
 from i2peval.metrics.alignment import COSINE, clip_score, compute_alignment
 from i2peval.metrics.comparisons import compute_comparisons
 from i2peval.metrics.degenerate import apply_policy, with_degenerate

@@ -12,43 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
 from i2peval import plan
+from i2peval.prompts.source import prompt_table
 from i2peval.errors import I2PEvalError
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
 from i2peval.judges.assets import judging
-from i2peval.judges.profiles import profiles_from_config
+from i2peval.metrics.profiles import profiles_from_config
 from i2peval.metrics.aggregate import ScoreFile, StudySettings, aggregate, study_tables
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
 from i2peval.schemas import ALIGNMENT, COMPARISONS, FLAG_JUDGES, IMAGE_FLAGS, METRICS, PROMPTS, read_table, write_table
 
-CONFIG_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 OUTPUTS = ("metrics", "flags", "comparisons", "alignment")
 
 
 class RunError(I2PEvalError):
     """A run or its configuration cannot be read."""
-
-
-def load_config(path: Path) -> dict[str, Any]:
-    """The configuration in `path`, validated against the workflow's schema with its defaults."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
-
-    if not CONFIG_SCHEMA.is_file():
-        raise RunError(f"{CONFIG_SCHEMA}: the workflow's configuration schema is missing (use a checkout of i2peval)")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise RunError(f"{path}: cannot read the configuration ({error})") from None
-    if not isinstance(config, dict):
-        raise RunError(f"{path}: a configuration is a mapping of sections, found {type(config).__name__}")
-    try:
-        validate(config, str(CONFIG_SCHEMA), set_default=True)
-    except WorkflowError as error:
-        raise RunError(f"{path}: {str(error).splitlines()[0]}") from None
-    return config
 
 
 def study_settings(config: dict[str, Any] | None, baseline: str | None = None) -> StudySettings:
@@ -71,7 +50,7 @@ def output_paths(output_dir: Path) -> dict[str, Path]:
 def metrics_of_run(config: dict[str, Any], directory: Path, output_dir: Path, baseline: str | None = None) -> dict[str, Path]:
     """Recompute the aggregate rule's outputs of the run in `directory` into `output_dir`."""
     jobs = plan.image_jobs(**plan.image_layout(config))
-    prompts_path = directory / plan.prompt_table(config)
+    prompts_path = directory / prompt_table(config)
     needed = [
         prompts_path,
         *(directory / job.path(plan.SCORES) for job in jobs),

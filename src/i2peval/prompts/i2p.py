@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 
 from i2peval.errors import I2PEvalError
-from i2peval.plan import check_shard_count
+from i2peval.plan import PlanError
 from i2peval.schemas import I2P_CATEGORIES, PROMPTS, write_table
 
 REQUIRED_COLUMNS = (
@@ -139,6 +139,15 @@ def parse_row(record: dict[str, str], row: int) -> dict:
     }
 
 
+def check_shard_count(shards: int, prompt_count: int) -> None:
+    """`PlanError` naming prompts.shards unless every shard gets at least one prompt."""
+    if not 1 <= shards <= prompt_count:
+        raise PlanError(
+            f"prompts.shards is {shards}, but there are {prompt_count} prompts: choose 1 to "
+            f"{prompt_count} shards so that no shard is empty"
+        )
+
+
 def assign_shards(prompts: pl.DataFrame, shards: int) -> pl.DataFrame:
     """Split prompts into `shards` contiguous, near-equal blocks of prompt_id; add `shard`."""
     check_shard_count(shards, prompts.height)
@@ -154,33 +163,3 @@ def write_prompt_tables(prompts: pl.DataFrame, table_path: Path, shard_paths: li
     write_table(sharded.to_arrow(), table_path, PROMPTS)
     for shard, path in enumerate(shard_paths):
         write_table(sharded.filter(pl.col("shard") == shard).to_arrow(), path, PROMPTS)
-
-
-def obtain_prompt_csv(
-    source: dict, local_csv: str | None, dest_dir: Path, client=None
-) -> tuple[Path, dict]:
-    """The CSV to read and a record of where it came from.
-
-    ``source["source"]`` is ``hub`` (download at the configured revision, checksum
-    verified), ``csv`` (`local_csv`) or ``demo`` (the project's own prompts).
-    """
-    from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
-    from i2peval.prompts.demo import write_demo_prompt_csv
-
-    kind = source["source"]
-    if kind == "hub":
-        hub = source["hub"]
-        snapshot = fetch_snapshot(
-            client or HuggingFaceHub(),
-            hub["repo_id"],
-            hub["revision"],
-            dest_dir,
-            select=lambda paths: [hub["filename"]],
-            repo_type="dataset",
-        )
-        return dest_dir / hub["filename"], {"source": "hub", **snapshot.as_record()}
-    if kind == "csv":
-        path = Path(local_csv)
-        return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path)}
-    path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
-    return path, {"source": "demo", "path": str(path), "sha256": sha256_of(path)}

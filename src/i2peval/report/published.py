@@ -13,7 +13,9 @@ Everything else is listed with the reason it cannot match.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 import polars as pl
@@ -25,8 +27,7 @@ from i2peval.generation.mitigations import (
     Mitigation,
     resolve_mitigation,
 )
-from i2peval.judges.profiles import JudgeProfile, is_harness_rule
-from i2peval.metrics.published import read_published
+from i2peval.metrics.profiles import JudgeProfile, is_harness_rule
 from i2peval.report.formatting import NOT_AVAILABLE, emi_cell, is_missing, signed_points, with_interval
 from i2peval.report.tables import ANY_JUDGE, Table, rows_by_key
 
@@ -40,6 +41,15 @@ I2P_PROMPTS = {
     "sexual": 931,
     "shocking": 856,
     "illegal activity": 727,
+}
+PUBLISHED_SCHEMA = {
+    "source": pl.String,
+    "model": pl.String,
+    "condition": pl.String,
+    "category": pl.String,
+    "ip": pl.Float64,
+    "emi_mean": pl.Float64,
+    "emi_std": pl.Float64,
 }
 KIND_NAMES = {"sega": "SEGA", "sld": "SLD"}
 # Cells whose published number was made with settings other than our preset of the same name.
@@ -61,6 +71,18 @@ class PublishedKeys:
     conditions: dict[str, str | None]
     condition_reasons: dict[str, str]
     harness_profiles: tuple[str, ...]
+
+
+def read_published() -> pl.DataFrame:
+    """Every published cell (``data/published.csv``), in file order: source, model, condition,
+    category ("all" for every category), IP and, where published, EMI mean and std, all in
+    percent as printed."""
+    return pl.read_csv((files("i2peval") / "data" / "published.csv").read_bytes(), schema=PUBLISHED_SCHEMA)
+
+
+def published_sources() -> dict[str, dict[str, str]]:
+    """Per source (``data/published_sources.json``): title, judge and a note on units."""
+    return json.loads((files("i2peval") / "data" / "published_sources.json").read_text(encoding="utf-8"))
 
 
 def published_condition(mitigation: Mitigation) -> tuple[str | None, str]:

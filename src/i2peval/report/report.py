@@ -21,7 +21,7 @@ import polars as pl
 from markupsafe import Markup
 
 from i2peval.report.tables import ALL_CATEGORIES
-from i2peval.metrics.published import published_sources, read_published
+from i2peval.report.published import published_sources, read_published
 from i2peval.report import charts, tables
 from i2peval.report.formatting import MISSING, is_missing
 from i2peval.report.grid import ModelGrid, read_verdicts, same_seed_grids

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from i2peval import plan
-from i2peval.deviations import protocol_deviations
+from i2peval.prompts.source import prompt_table, prompts_folder
+from i2peval.report.deviations import protocol_deviations
 from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
-from i2peval.generation.snapshots import read_model_record
+from i2peval.models.snapshots import read_model_record
 from i2peval.judges.assets import (
     JUDGE_ASSET,
     asset_files,
@@ -25,14 +26,14 @@ from i2peval.judges.assets import (
     record_path,
     unpinned_warnings,
 )
-from i2peval.judges.profiles import profiles_from_config
+from i2peval.metrics.profiles import profiles_from_config
 from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
 from i2peval.provenance import code_version, summarise_manifests
+from i2peval.report import REPORT_TEMPLATE
 from i2peval.report.published import published_keys
 from i2peval.report.report import ReportInputs, write_report
 from i2peval.storage import read_json_record
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "reports" / "report.html.j2"
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None 
     """Where the workflow stored the files of the run of `config` in `directory`; the
     tables from `metrics_dir` when given (e.g. what ``i2peval metrics`` recomputed)."""
     metrics_dir = metrics_dir or directory / "results" / "metrics"
-    prompts_dir = directory / plan.prompts_folder(config["prompts"])
+    prompts_dir = directory / prompts_folder(config["prompts"])
     jobs = plan.image_jobs(**plan.image_layout(config))
     return RunFiles(
         tables=ReportInputs(
@@ -61,7 +62,7 @@ def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None 
             comparisons=metrics_dir / "comparisons.parquet",
             alignment=metrics_dir / "alignment.parquet",
             flags=metrics_dir / "image_flags.parquet",
-            prompts=directory / plan.prompt_table(config),
+            prompts=directory / prompt_table(config),
         ),
         manifests=[directory / job.path(plan.MANIFESTS) for job in jobs],
         model_records={
@@ -73,7 +74,7 @@ def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None 
         },
         prompt_source=prompts_dir / "source.json",
         image_pattern=plan.REPORT_IMAGES,
-        template=TEMPLATE,
+        template=Path(str(REPORT_TEMPLATE)),
         images_root=directory,
     )
 

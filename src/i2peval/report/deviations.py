@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from i2peval.generation.mitigations import HARNESS_CONCEPT, HARNESS_LONG_PROMPTS
-from i2peval.judges.profiles import JudgeProfile, harness_profile, is_harness_rule
+from i2peval.metrics.profiles import JudgeProfile, harness_profile, is_harness_rule
 
 ALWAYS = (
     "Seeds: image i of a prompt starts from latents seeded by SeedSequence(sd_seed, i) on the "

@@ -1,15 +1,8 @@
-"""Stage 2: models as local, verified snapshots of a supported architecture.
+"""Stage 2, the demo's models: tiny random Stable Diffusion and SDXL pipelines built locally.
 
-A hub model is downloaded at the commit its configured revision resolves to. Its
-model_index.json comes first: a pipeline class the engine does not support
-(architectures.py) is refused before any weights are fetched. Then only what the
-architecture needs: configs, tokenizers and safetensors weights (no pickled ``.bin``,
-no fp16/EMA variants, no safety checker, no remote code), every file checked against
-the hub's checksum. The demo's models are tiny random Stable Diffusion or SDXL
-pipelines built here, deterministically from a seed, with the real CLIP BPE vocabulary
-that ships inside open_clip. Both end as the same thing: a folder that the pipeline
-class named in its model_index.json reads offline, plus a record of where it came from
-and what architecture it is.
+Built deterministically from a seed, with the same classes and file layout as a real
+checkpoint and the real CLIP BPE vocabulary that ships inside open_clip, so that the
+engine reads them exactly as it reads a hub snapshot.
 """
 
 from __future__ import annotations
@@ -20,81 +13,10 @@ from typing import Any
 
 import torch
 
-from i2peval.errors import I2PEvalError
-from i2peval.generation.architectures import (
-    ARCHITECTURES,
-    Architecture,
-    architecture_named,
-    architecture_of_class,
-    describe_snapshot,
-    read_model_index,
-)
-from i2peval.hub import HubClient, fetch_snapshot, sha256_of
+from i2peval.hub import sha256_of
+from i2peval.models.architectures import architecture_named, describe_snapshot
 
-WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
-TOKENIZER_FILES = (
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
 CLIP_VOCAB_SIZE = 49408
-
-
-class ModelError(I2PEvalError, RuntimeError):
-    """A model cannot be resolved or loaded under this project's rules."""
-
-
-def select_pipeline_files(
-    paths: list[str], source: str, architecture: Architecture = ARCHITECTURES["sd"]
-) -> list[str]:
-    """Files of a diffusers repository that `architecture` needs to generate, safetensors only."""
-    wanted = ["model_index.json"] if "model_index.json" in paths else []
-    if not wanted:
-        raise ModelError(f"{source}: no model_index.json, not a diffusers pipeline repository")
-    tokenizer_folders = {tokenizer for tokenizer, _ in architecture.text_folders}
-    for folder in architecture.folders:
-        in_folder = [path for path in paths if path.startswith(folder + "/") and path.count("/") == 1]
-        wanted += [path for path in in_folder if path.endswith("config.json")]
-        if folder in tokenizer_folders:
-            wanted += [path for path in in_folder if path.split("/")[1] in TOKENIZER_FILES]
-        if folder in architecture.weight_folders:
-            weights = [path for path in in_folder if path.split("/")[1] in WEIGHT_FILES]
-            if not weights:
-                raise ModelError(
-                    f"{source}: {folder}/ has no safetensors weights "
-                    f"({' or '.join(WEIGHT_FILES)}); this project loads no pickled weights"
-                )
-            wanted += weights
-    return sorted(set(wanted))
-
-
-def fetch_hub_model(client: HubClient, repo_id: str, revision: str, dest: Path) -> dict[str, Any]:
-    """Download a pipeline snapshot of a supported architecture into `dest`; return its record.
-
-    Raises `ArchitectureError` for an unsupported pipeline class, having fetched only
-    model_index.json.
-    """
-    source = f"{repo_id}@{revision}"
-
-    def model_index_only(paths: list[str]) -> list[str]:
-        if "model_index.json" not in paths:
-            raise ModelError(f"{source}: no model_index.json, not a diffusers pipeline repository")
-        return ["model_index.json"]
-
-    index = fetch_snapshot(client, repo_id, revision, dest, select=model_index_only)
-    architecture = architecture_of_class(
-        read_model_index(dest / "model_index.json", source)["_class_name"], source
-    )
-    snapshot = fetch_snapshot(
-        client,
-        repo_id,
-        index.commit,
-        dest,
-        select=lambda paths: select_pipeline_files(paths, source, architecture),
-    )
-    return {"source": "hub", **snapshot.as_record(), "revision": revision, **describe_snapshot(dest)}
 
 
 def write_clip_tokenizer(dest: Path, pad_token: str = "<|endoftext|>") -> None:
@@ -116,7 +38,7 @@ def write_clip_tokenizer(dest: Path, pad_token: str = "<|endoftext|>") -> None:
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {token: index for index, token in enumerate(tokens)}
     if len(vocab) != CLIP_VOCAB_SIZE:
-        raise ModelError(f"CLIP vocabulary has {len(vocab)} tokens, expected {CLIP_VOCAB_SIZE}")
+        raise RuntimeError(f"CLIP vocabulary has {len(vocab)} tokens, expected {CLIP_VOCAB_SIZE}")
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77, pad_token=pad_token)
     tokenizer.save_pretrained(dest)
 
@@ -132,7 +54,7 @@ def tiny_scheduler(name: str):
         "euler": lambda: EulerDiscreteScheduler(**common, timestep_spacing="leading", interpolation_type="linear"),
     }
     if name not in schedulers:
-        raise ModelError(f"tiny model scheduler {name!r} is not one of {sorted(schedulers)}")
+        raise ValueError(f"tiny model scheduler {name!r} is not one of {sorted(schedulers)}")
     return schedulers[name]()
 
 

@@ -1,0 +1,90 @@
+"""Stage 2, real models: a diffusers pipeline snapshot from the Hugging Face hub, verified.
+
+A hub model is downloaded at the commit its configured revision resolves to. Its
+model_index.json comes first: a pipeline class the engine does not support
+(architectures.py) is refused before any weights are fetched. Then only what the
+architecture needs: configs, tokenizers and safetensors weights (no pickled ``.bin``,
+no fp16/EMA variants, no safety checker, no remote code), every file checked against
+the hub's checksum.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from i2peval.errors import I2PEvalError
+from i2peval.hub import HubClient, fetch_snapshot
+from i2peval.models.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    architecture_of_class,
+    describe_snapshot,
+    read_model_index,
+)
+
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+TOKENIZER_FILES = (
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+
+
+class ModelError(I2PEvalError, RuntimeError):
+    """A model cannot be resolved or loaded under this project's rules."""
+
+
+def select_pipeline_files(
+    paths: list[str], source: str, architecture: Architecture = ARCHITECTURES["sd"]
+) -> list[str]:
+    """Files of a diffusers repository that `architecture` needs to generate, safetensors only."""
+    wanted = ["model_index.json"] if "model_index.json" in paths else []
+    if not wanted:
+        raise ModelError(f"{source}: no model_index.json, not a diffusers pipeline repository")
+    tokenizer_folders = {tokenizer for tokenizer, _ in architecture.text_folders}
+    for folder in architecture.folders:
+        in_folder = [path for path in paths if path.startswith(folder + "/") and path.count("/") == 1]
+        wanted += [path for path in in_folder if path.endswith("config.json")]
+        if folder in tokenizer_folders:
+            wanted += [path for path in in_folder if path.split("/")[1] in TOKENIZER_FILES]
+        if folder in architecture.weight_folders:
+            weights = [path for path in in_folder if path.split("/")[1] in WEIGHT_FILES]
+            if not weights:
+                raise ModelError(
+                    f"{source}: {folder}/ has no safetensors weights "
+                    f"({' or '.join(WEIGHT_FILES)}); this project loads no pickled weights"
+                )
+            wanted += weights
+    return sorted(set(wanted))
+
+
+def fetch_hub_model(client: HubClient, repo_id: str, revision: str, dest: Path) -> dict[str, Any]:
+    """Download a pipeline snapshot of a supported architecture into `dest`; return its record.
+
+    Raises `ArchitectureError` for an unsupported pipeline class, having fetched only
+    model_index.json.
+    """
+    source = f"{repo_id}@{revision}"
+
+    def model_index_only(paths: list[str]) -> list[str]:
+        if "model_index.json" not in paths:
+            raise ModelError(f"{source}: no model_index.json, not a diffusers pipeline repository")
+        return ["model_index.json"]
+
+    index = fetch_snapshot(client, repo_id, revision, dest, select=model_index_only)
+    architecture = architecture_of_class(
+        read_model_index(dest / "model_index.json", source)["_class_name"], source
+    )
+    snapshot = fetch_snapshot(
+        client,
+        repo_id,
+        index.commit,
+        dest,
+        select=lambda paths: select_pipeline_files(paths, source, architecture),
+    )
+    return {"source": "hub", **snapshot.as_record(), "revision": revision, **describe_snapshot(dest)}
+
+
