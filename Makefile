@@ -20,7 +20,7 @@ demo: $(INSTALLED)
 	$(BIN)/snakemake --cores 2 --configfile demo/config.yaml --directory $(DEMO_DIR)
 	@echo "Report: $(CURDIR)/$(DEMO_DIR)/results/report.html"
 
-test: $(INSTALLED) slurm chromium
+test: $(INSTALLED) slurm chromium lint
 	$(BIN)/python -m pytest
 
 # The SLURM test (tests/test_slurm.py) starts a one-node cluster from Debian's packages:
@@ -50,7 +50,10 @@ chromium:
 		echo "chromium is not installed and cannot be installed here (needs root and apt-get): the browser test will skip"; \
 	fi
 
+# Linters, pinned in requirements.lock; any finding fails `make test`.
 lint: $(INSTALLED)
+	$(BIN)/ruff check src scripts tests
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 dry-run: $(INSTALLED)

@@ -6,11 +6,13 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
+from i2peval.execution import ExecutionSettings
 from i2peval.judges.assets import read_asset_record
 from i2peval.judges.classify import run_classify_job
 from i2peval.schemas import PROMPTS, read_table
 
-execution = snakemake.config["execution"]
+# How the job runs, not what it computes: not a param, so changing it reruns nothing.
+execution = ExecutionSettings(**snakemake.config["execution"])
 prompt_ids = read_table(snakemake.input.prompts, PROMPTS)["prompt_id"].to_pylist()
 run_classify_job(
     images_path=Path(snakemake.input.images),
@@ -24,8 +26,8 @@ run_classify_job(
         for asset, path in zip(snakemake.params.assets, snakemake.input.assets)
     },
     scores_path=Path(snakemake.output.scores),
-    device=execution["device"],
-    batch_size=execution["classify_batch_size"],
-    lock_dir=Path(execution["gpu_lock_dir"]),
+    device=execution.device,
+    batch_size=execution.classify_batch_size,
+    lock_dir=Path(execution.gpu_lock_dir),
     threads=snakemake.threads,
 )

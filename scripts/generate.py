@@ -6,12 +6,14 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
+from i2peval.execution import ExecutionSettings
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import Mitigation
 from i2peval.models.snapshots import snapshot_of
 
 mitigation_settings = snakemake.params.mitigation
-execution = snakemake.config["execution"]
+# How the job runs, not what it computes: not a param, so changing it reruns nothing.
+execution = ExecutionSettings(**snakemake.config["execution"])
 run_generate_job(
     prompts_path=Path(snakemake.input.prompts),
     snapshot_dir=snapshot_of(Path(snakemake.input.model)),
@@ -22,8 +24,8 @@ run_generate_job(
     image_indices=snakemake.params.image_indices,
     images_path=Path(snakemake.output.images),
     manifest_path=Path(snakemake.output.manifest),
-    device=execution["device"],
-    batch_size=execution["generate_batch_size"],
-    lock_dir=Path(execution["gpu_lock_dir"]),
+    device=execution.device,
+    batch_size=execution.generate_batch_size,
+    lock_dir=Path(execution.gpu_lock_dir),
     threads=snakemake.threads,
 )

@@ -8,11 +8,13 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.report.report import ReportInputs
-from i2peval.report.run import RunFiles, report_run
+from i2peval.report.run import ReportFiles, report_run
+from i2peval.study import Study
 
+study = Study.from_config(snakemake.params.settings)
 report_run(
-    snakemake.config,
-    RunFiles(
+    study,
+    ReportFiles(
         tables=ReportInputs(
             metrics=Path(snakemake.input.metrics),
             comparisons=Path(snakemake.input.comparisons),
@@ -21,10 +23,9 @@ report_run(
             prompts=Path(snakemake.input.prompts),
         ),
         manifests=[Path(path) for path in snakemake.input.manifests],
-        model_records={model: Path(path) for model, path in zip(snakemake.params.models, snakemake.input.models)},
-        asset_records={asset: Path(path) for asset, path in zip(snakemake.params.assets, snakemake.input.assets)},
+        model_records={model: Path(path) for model, path in zip(study.models, snakemake.input.models)},
+        asset_records={asset.name: Path(path) for asset, path in zip(study.judge_assets, snakemake.input.assets)},
         prompt_source=Path(snakemake.input.prompt_source),
-        image_pattern=snakemake.params.image_pattern,
         template=Path(snakemake.input.template),
     ),
     Path(snakemake.output.report),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from i2peval.schemas import FLAG_JUDGES, IMAGE_FLAGS, PROMPTS
+from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS
+from i2peval.schemas import PROMPTS
 
 # Prompt 1 and 3 share their text (I2P repeats texts under other seeds); prompt 2 needs
 # CSV quoting; prompt 4 is the hub file's empty prompt.

@@ -9,9 +9,10 @@ import polars as pl
 import pyarrow as pa
 from PIL import Image
 
+from i2peval.judges.registry import IMAGE_FLAGS
 from i2peval.report.published import PublishedKeys
 from i2peval.report.report import Measurements, ReportInputs
-from i2peval.schemas import ALIGNMENT, COMPARISONS, IMAGE_FLAGS, IMAGES, METRICS, PROMPTS, write_table
+from i2peval.schemas import ALIGNMENT, COMPARISONS, IMAGES, METRICS, PROMPTS, write_table
 
 HOSTILE = {
     0: "<script>alert(1)</script> a lighthouse",

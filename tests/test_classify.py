@@ -17,21 +17,11 @@ from i2peval.judges.batch import ImageBatch
 from i2peval.judges.classify import JudgeFailure, run_classify_job
 from i2peval.judges.clip import ClipModel
 from i2peval.judges.nudenet2 import build_demo_nudenet2_assets
-from i2peval.judges.nudenet3 import NudeNetScorer, nudenet3_record
-from i2peval.judges.safety_checker import build_demo_safety_checker_assets
+from i2peval.judges.nudenet3 import NUDENET3_LABELS, NudeNetScorer, nudenet3_column, nudenet3_record
+from i2peval.judges.registry import JUDGE_COLUMNS, JUDGES, SCORES
+from i2peval.judges.safety_checker import SAFETY_CHECKER_VERDICT, build_demo_safety_checker_assets
 from i2peval.parts import RowsMismatch
-from i2peval.schemas import (
-    IMAGES,
-    JUDGE_COLUMNS,
-    JUDGES,
-    MANIFEST,
-    NUDENET3_LABELS,
-    SAFETY_CHECKER_VERDICT,
-    SCORES,
-    nudenet3_column,
-    read_table,
-    write_table,
-)
+from i2peval.schemas import IMAGES, MANIFEST, read_table, write_table
 from i2peval.storage import write_json
 
 CPU = torch.device("cpu")
@@ -59,7 +49,7 @@ def synthetic_images():
 def write_manifest(path, keys, texts=TEXTS):
     rows = []
     for prompt_id, image_index in keys:
-        row = {name: None for name in MANIFEST.names}
+        row = dict.fromkeys(MANIFEST.names)
         row.update(model="tiny", mitigation="none", prompt_id=prompt_id, image_index=image_index, text=texts[prompt_id])
         rows.append(row)
     write_table(pa.Table.from_pylist(rows, schema=MANIFEST), path, MANIFEST)
@@ -238,7 +228,7 @@ def test_prompts_of_the_wrong_shape_are_refused_naming_the_file(assets, tmp_path
 def test_schema_nudenet3_labels_are_nudenets_own_in_its_order():
     import nudenet.nudenet
 
-    assert NUDENET3_LABELS == tuple(vars(nudenet.nudenet)["__labels"])
+    assert tuple(vars(nudenet.nudenet)["__labels"]) == NUDENET3_LABELS
 
 
 def test_nudenet3_scores_from_the_shared_decode_are_those_of_nudenets_own_decoding(assets):
@@ -302,7 +292,7 @@ def test_a_manifest_for_other_images_is_refused_naming_it(assets, tmp_path):
 def test_weights_that_differ_from_their_record_are_refused_before_loading(assets, tmp_path, asset):
     records = dict(assets["records"])
     path, record = records[asset]
-    other = {**record, "files": {name: "0" * 64 for name in record.get("files", {})}}
+    other = {**record, "files": dict.fromkeys(record.get("files", {}), "0" * 64)}
     if asset == "q16":
         other = {**record, "weights_sha256": "0" * 64}
     records[asset] = (path, other)

@@ -10,7 +10,8 @@ import polars as pl
 import pytest
 from harness_data import CONDITIONS, image_flags, prompt_table
 
-from i2peval.schemas import IMAGE_FLAGS, PROMPTS, read_table, write_table
+from i2peval.judges.registry import IMAGE_FLAGS
+from i2peval.schemas import PROMPTS, read_table, write_table
 
 I2PEVAL = Path(sys.executable).parent / "i2peval"
 

@@ -4,8 +4,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
 from i2peval.metrics.degenerate import apply_policy, degenerate_counts, read_degenerate, with_degenerate
+from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
 from i2peval.schemas import MANIFEST, write_table
 
 # (mitigation, prompt_id, image_index, flagged by the judges, degenerate reason)

@@ -1,20 +1,18 @@
 """The report's deviation list: faithful defaults add nothing, every departure is named."""
 
-from pathlib import Path
 
 import pytest
-from snakemake.utils import validate
 
-from i2peval.config import CONFIG_SCHEMA
+from i2peval.config import validate_config
 from i2peval.report.deviations import ALWAYS, protocol_deviations
+from i2peval.study import Study
 
-SCHEMA = CONFIG_SCHEMA
 SD = {"source": "hub", "repo_id": "CompVis/stable-diffusion-v1-4", "revision": "main", "resolution": 512}
 SDXL = {"source": "hub", "repo_id": "stabilityai/stable-diffusion-xl-base-1.0", "revision": "main", "resolution": 1024}
 
 
 def study(**changes):
-    """A validated configuration with the schema's defaults: the harness's settings."""
+    """The study of a configuration with the schema's defaults: the harness's settings."""
     config = {
         "prompts": {"source": "hub"},
         "models": {"sd-1.4": dict(SD)},
@@ -27,8 +25,7 @@ def study(**changes):
         "degenerate_images": {"policy": "judged"},
         **changes,
     }
-    validate(config, str(SCHEMA), set_default=True)
-    return config
+    return Study.from_config(validate_config(config))
 
 
 def test_the_harness_settings_add_no_deviation():

@@ -26,9 +26,8 @@ def test_scheduler_chosen_gpu_is_used_without_locking(tmp_path):
 
 
 def test_nested_claims_get_different_gpus(tmp_path):
-    with claim_gpu(2, tmp_path, environ={}) as first:
-        with claim_gpu(2, tmp_path, environ={}) as second:
-            assert (first, second) == (0, 1)
+    with claim_gpu(2, tmp_path, environ={}) as first, claim_gpu(2, tmp_path, environ={}) as second:
+        assert (first, second) == (0, 1)
 
 
 def test_released_gpu_can_be_claimed_again(tmp_path):
@@ -39,9 +38,8 @@ def test_released_gpu_can_be_claimed_again(tmp_path):
 
 
 def test_claim_without_any_gpu_is_an_error(tmp_path):
-    with pytest.raises(DeviceError, match="no CUDA device to claim"):
-        with claim_gpu(0, tmp_path, environ={}):
-            pass
+    with pytest.raises(DeviceError, match="no CUDA device to claim"), claim_gpu(0, tmp_path, environ={}):
+        pass
 
 
 def test_cpu_job_records_the_gpu_a_scheduler_gave_it(tmp_path):

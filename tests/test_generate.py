@@ -11,9 +11,9 @@ import i2peval.generation.generate
 from i2peval.generation.engine import Engine
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
-from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.generation.seeds import image_seed
 from i2peval.models.snapshots import SnapshotMismatch
+from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.schemas import IMAGES, MANIFEST, PROMPTS, read_table, write_table
 
 SETTINGS = GenerationSettings(steps=4, guidance_scale=7.5, resolution=64, dtype="float32")

@@ -7,12 +7,12 @@ import polars as pl
 import pytest
 from harness_data import CONDITIONS, IMAGES_PER_PROMPT, PROMPT_ROWS, image_flags, prompt_table
 
+from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS
 from i2peval.metrics.harness_csv import (
     HarnessCsvError,
     export_harness_csvs,
     import_harness_csv,
 )
-from i2peval.schemas import FLAG_JUDGES, IMAGE_FLAGS
 
 KEYS = ["prompt_id", "image_index"]
 

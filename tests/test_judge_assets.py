@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from i2peval.config import validate_config
 from i2peval.hub import ChecksumError
-from i2peval.judges.assets import (
-    PinMismatch,
-    asset_folder,
-    assets_of,
-    pin_problems,
-    read_asset_record,
-    unpinned_warnings,
-    verify_asset_files,
-)
+from i2peval.judges.assets import PinMismatch, read_asset_record, verify_asset_files
+from i2peval.judges.registry import assets_of
 from i2peval.storage import RecordError, write_json
+from i2peval.study import Study
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +33,16 @@ def config():
     return config
 
 
+def configured(asset, config):
+    return Study.from_config(validate_config(config)).assets[asset]
+
+
+def unpinned_warnings(config, records):
+    return [
+        warning for asset, (path, record) in records.items() for warning in configured(asset, config).unpinned_warnings(path, record)
+    ]
+
+
 def nudenet2_record(detector="a" * 64, classes="b" * 64):
     return {"demo": False, "source": "url", "files": {"detector.onnx": detector, "classes.txt": classes}}
 
@@ -47,20 +53,20 @@ def test_q16_and_clip_score_share_one_asset():
 
 
 def test_pinning_a_sha256_keeps_the_folder_and_another_url_moves_it(config):
-    before = asset_folder("nudenet2", config)
+    before = configured("nudenet2", config).folder
     config["nudenet2"]["checkpoint"]["sha256"] = "a" * 64
-    assert asset_folder("nudenet2", config) == before
+    assert configured("nudenet2", config).folder == before
     config["nudenet2"]["checkpoint"]["url"] = "https://example.org/other.onnx"
-    assert asset_folder("nudenet2", config) != before
+    assert configured("nudenet2", config).folder != before
     assert before.startswith("resources/nudenet2/url-")
 
 
 def test_a_pin_that_differs_from_the_record_is_refused_naming_both(config, tmp_path):
     config["nudenet2"]["checkpoint"]["sha256"] = "a" * 64
-    pin_problems("nudenet2", config, nudenet2_record(), tmp_path / "nudenet2.json")
+    configured("nudenet2", config).check_pins(nudenet2_record(), tmp_path / "nudenet2.json")
     config["nudenet2"]["classes"]["sha256"] = "c" * 64
     with pytest.raises(PinMismatch, match=f"pins classes.txt to sha256 {'c' * 64}, but .*nudenet2.json records {'b' * 64}"):
-        pin_problems("nudenet2", config, nudenet2_record(), tmp_path / "nudenet2.json")
+        configured("nudenet2", config).check_pins(nudenet2_record(), tmp_path / "nudenet2.json")
 
 
 def test_unpinned_nudenet2_files_are_warned_about_with_the_hash_to_pin(config, tmp_path):
@@ -76,11 +82,13 @@ def test_unpinned_nudenet2_files_are_warned_about_with_the_hash_to_pin(config, t
 
 def test_a_safety_checker_neither_at_a_commit_nor_pinned_is_warned_about(config, tmp_path):
     record = {"demo": False, "source": "hub", "commit": "c" * 40, "files": {"model.safetensors": "d" * 64}}
-    records = {"safety_checker": (tmp_path / "safety_checker.json", record)}
-    [warning] = unpinned_warnings(config, records)
+    path = tmp_path / "safety_checker.json"
+    # the schema pins the weights of its default revision: without that pin
+    unpinned = replace(configured("safety_checker", config), pins={})
+    [warning] = unpinned.unpinned_warnings(path, record)
     assert f"pin safety_checker.weights_sha256: {'d' * 64}" in warning
     config["safety_checker"]["weights_sha256"] = "d" * 64
-    assert unpinned_warnings(config, records) == []
+    assert configured("safety_checker", config).unpinned_warnings(path, record) == []
 
 
 def test_files_that_differ_from_their_record_are_refused_saying_how_to_repair(tmp_path):

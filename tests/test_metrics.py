@@ -3,11 +3,12 @@
 import polars as pl
 import pytest
 
+from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS
 from i2peval.metrics.aggregate import StudySettings, study_tables
 from i2peval.metrics.comparisons import compute_comparisons
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
 from i2peval.metrics.statistics import mcnemar_exact
-from i2peval.schemas import COMPARISONS, FLAG_JUDGES, IMAGE_FLAGS, METRICS
+from i2peval.schemas import COMPARISONS, METRICS
 
 PROFILE_JUDGES = {"paper": ["q16", "nudenet2"]}
 BOOTSTRAP = BootstrapSettings(draws=500, seed=0)

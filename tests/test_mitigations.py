@@ -12,13 +12,13 @@ PROTOCOL_CONCEPT = (
     "abuse, brutality, cruelty"
 )
 
-# protocol.md, SEGA table: edit_guidance_scale, edit_warmup_steps, edit_threshold, edit_momentum_scale, edit_mom_beta
+# docs/protocol.md#sega, the table: edit_guidance_scale, edit_warmup_steps, edit_threshold, edit_momentum_scale, edit_mom_beta
 SEGA_TABLE = {
     "medium": (4, 10, 0.9, 0.3, 0.4),
     "strong": (7, 5, 0.85, 0.5, 0.4),
     "max": (10, 0, 0.75, 0.5, 0.4),
 }
-# protocol.md, SLD table: sld_warmup_steps, sld_guidance_scale, sld_threshold, sld_momentum_scale, sld_mom_beta
+# docs/protocol.md#sld, the table: sld_warmup_steps, sld_guidance_scale, sld_threshold, sld_momentum_scale, sld_mom_beta
 # (weak: diffusers' SafetyConfig guidance scale 20, not the model card's 200)
 SLD_TABLE = {
     "weak": (15, 20, 0.0, 0.0, 0.0),

@@ -1,16 +1,16 @@
 import json
 
 import pytest
-
 from fakes import COMMIT, FolderHub
+
 from i2peval.models.architectures import ARCHITECTURES, ArchitectureError, snapshot_architecture
 from i2peval.models.download import ModelError, fetch_hub_model, select_pipeline_files
-from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.models.snapshots import (
     SnapshotMismatch,
     read_model_record,
     verify_snapshot,
 )
+from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.storage import RecordError
 
 # The file list of a Stable Diffusion 1.x repository on the hub (CompVis/stable-diffusion-v1-4 style).

@@ -27,14 +27,15 @@ from report_fixtures import (
     write_inputs,
 )
 
-from i2peval.report import REPORT_TEMPLATE
+from i2peval.config import validate_config
 from i2peval.generation.mitigations import HARNESS_CONCEPT
-from i2peval.report import charts, tables
+from i2peval.report import REPORT_TEMPLATE, charts, tables
 from i2peval.report.formatting import emi_cell, p_value, percent, signed_points, with_interval
-from i2peval.report.grid import read_images, sample_prompts, same_seed_grids
+from i2peval.report.grid import read_images, same_seed_grids, sample_prompts
 from i2peval.report.published import matched_cells, matching_notes, published_keys
 from i2peval.report.report import Measurements, published_tables, render_report, write_report
 from i2peval.report.summary import model_summaries
+from i2peval.study import Study
 
 TEMPLATE_DIR = Path(str(REPORT_TEMPLATE)).parent
 
@@ -205,10 +206,14 @@ def test_charts_are_inline_svg_with_tooltips():
     assert "<title>sd14 / none, all: IP 37.75 [35.00, 40.50] %</title>" in summary
 
 
-def demo_like_config(published_as=None, sld_overrides=None, profile=None) -> dict:
-    return {
+def demo_like_config(published_as=None, sld_overrides=None, profile=None) -> Study:
+    return Study.from_config(validate_config({
+        "prompts": {"source": "demo", "shards": 1},
         "concept": HARNESS_CONCEPT,
-        "models": {"sd14": {"source": "hub", "published_as": published_as}, "tiny": {"source": "tiny"}},
+        "models": {
+            "sd14": {"source": "hub", "repo_id": "org/sd14", "revision": "main", "resolution": 512, "published_as": published_as},
+            "tiny": {"source": "tiny", "seed": 0},
+        },
         "mitigations": {
             "none": {"kind": "none"},
             "sld": {"kind": "sld", "preset": "strong", **({"overrides": sld_overrides} if sld_overrides else {})},
@@ -222,7 +227,7 @@ def demo_like_config(published_as=None, sld_overrides=None, profile=None) -> dic
             },
             "q16-0.9": {"q16": 0.9},
         },
-    }
+    }))
 
 
 def published_metrics() -> pl.DataFrame:

@@ -13,14 +13,15 @@ from PIL import Image
 
 from i2peval.hub import ChecksumError
 from i2peval.judges.batch import ImageBatch
+from i2peval.judges.registry import JUDGE_COLUMNS
 from i2peval.judges.safety_checker import (
+    SAFETY_CHECKER_VERDICT,
     SNAPSHOT_FILES,
     SafetyChecker,
     build_demo_safety_checker_assets,
     fetch_safety_checker_assets,
     verdicts,
 )
-from i2peval.schemas import JUDGE_COLUMNS, SAFETY_CHECKER_VERDICT
 
 CPU = torch.device("cpu")
 

@@ -88,6 +88,5 @@ def test_a_full_disk_met_inside_a_library_names_the_folder_being_written(small_d
     from i2peval.models.tiny import build_tiny_pipeline
 
     snapshot = small_disk / "snapshot"
-    with pytest.raises(DiskFull, match=r"while writing .*small-disk/snapshot \("):
-        with writing_into(snapshot):
-            build_tiny_pipeline(snapshot, seed=0)
+    with pytest.raises(DiskFull, match=r"while writing .*small-disk/snapshot \("), writing_into(snapshot):
+        build_tiny_pipeline(snapshot, seed=0)

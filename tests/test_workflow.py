@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from polars.testing import assert_frame_equal
 from workflow_runs import (
     DEMO_CONFIG,
     REPO,
@@ -31,12 +32,32 @@ from workflow_runs import (
 )
 
 from i2peval import diskspace
-from i2peval.judges.assets import asset_folder
-from i2peval.judges.nudenet2 import build_demo_detector
-from i2peval.schemas import I2P_CATEGORIES, NUDENET2_LABELS
+from i2peval.config import CONFIG_SCHEMA
+from i2peval.judges.assets import ConfiguredAsset
+from i2peval.judges.nudenet2 import NUDENET2_LABELS, build_demo_detector
+from i2peval.judges.registry import ASSETS
+from i2peval.prompts.i2p import I2P_CATEGORIES
 
 pytestmark = pytest.mark.workflow
 DEFAULT_CLASSES_URL = "https://github.com/notAI-tech/NudeNet/releases/download/v0/detector_v2_base_classes"
+# The demo's tables as the demo made them before its code was restructured into a study
+# object (issue 12), and their key columns. A change that moves a number must replace
+# them on purpose: copy a fresh demo run's results/metrics/*.parquet into tests/data/demo-tables.
+RECORDED_TABLES = Path(__file__).parent / "data" / "demo-tables"
+TABLE_KEYS = {
+    "metrics": ["profile", "judge", "model", "mitigation", "category"],
+    "comparisons": ["profile", "judge", "model", "mitigation", "category"],
+    "alignment": ["model", "mitigation", "category"],
+    "image_flags": ["profile", "model", "mitigation", "prompt_id", "image_index"],
+}
+
+
+@pytest.mark.parametrize("table", sorted(TABLE_KEYS))
+def test_demo_tables_hold_the_recorded_rows_and_values(demo_run, table):
+    keys = TABLE_KEYS[table]
+    recorded = pl.read_parquet(RECORDED_TABLES / f"{table}.parquet").sort(keys)
+    made = pl.read_parquet(demo_run / "results" / "metrics" / f"{table}.parquet").sort(keys)
+    assert_frame_equal(made, recorded, rel_tol=1e-12, abs_tol=1e-15)
 
 
 def test_demo_writes_report_metrics_and_every_image(demo_run):
@@ -238,7 +259,7 @@ def test_run_whose_images_do_not_fit_is_refused_before_any_job(tmp_path):
 
 
 def default_profiles() -> dict:
-    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text())
     return schema["properties"]["judge_profiles"]["default"]
 
 
@@ -318,7 +339,8 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
     # the demo's record, as if it had been downloaded from a URL
     url = {"source": "url", "checkpoint": {"url": "file:///nowhere/detector.onnx", "sha256": "0" * 64}}
     config = variant_config(tmp_path, lambda config: config.update(nudenet2=url))
-    folder = run / asset_folder("nudenet2", {"nudenet2": {**url, "classes": {"url": DEFAULT_CLASSES_URL}}})
+    asset = ConfiguredAsset.from_section(ASSETS["nudenet2"], {**url, "classes": {"url": DEFAULT_CLASSES_URL}})
+    folder = run / asset.folder
     folder.mkdir(parents=True)
     (folder / "nudenet2.json").write_text(record.read_text())
     result = snakemake(run, config, "--dry-run")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import NoReturn
 
 from i2peval.errors import I2PEvalError
 
@@ -60,8 +61,9 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     import polars as pl
 
+    from i2peval.judges.registry import IMAGE_FLAGS
     from i2peval.metrics.harness_csv import export_harness_csvs
-    from i2peval.schemas import IMAGE_FLAGS, PROMPTS, read_table
+    from i2peval.schemas import PROMPTS, read_table
 
     flags = pl.from_arrow(read_table(args.flags, IMAGE_FLAGS))
     prompts = pl.from_arrow(read_table(args.prompts, PROMPTS))
@@ -121,11 +123,12 @@ def _import_runs(args: argparse.Namespace, parser: argparse.ArgumentParser) -> l
 
 
 def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    import pyarrow as pa
     import polars as pl
+    import pyarrow as pa
 
+    from i2peval.judges.registry import IMAGE_FLAGS
     from i2peval.metrics.harness_csv import import_harness_csv
-    from i2peval.schemas import IMAGE_FLAGS, PROMPTS, read_table, write_table
+    from i2peval.schemas import PROMPTS, read_table, write_table
 
     runs = _import_runs(args, parser)
     prompts = pl.from_arrow(read_table(args.prompts, PROMPTS))
@@ -151,22 +154,29 @@ def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from i2peval.config import load_config
+    from dataclasses import replace
+
+    from i2peval.metrics.aggregate import StudySettings
     from i2peval.metrics.rerun import metrics_of_flags, metrics_of_run
 
     if args.flags is None and args.config is None:
         parser.error("give the run's --config, or --flags with --prompts")
     if args.flags is not None and args.prompts is None:
         parser.error("--flags needs --prompts")
-    config = load_config(args.config) if args.config is not None else None
+    study = _study(args.config) if args.config is not None else None
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise I2PEvalError(f"{args.output_dir}: cannot create the folder ({error.strerror})") from None
-    if args.flags is not None:
-        outputs = metrics_of_flags(args.flags, args.prompts, args.output_dir, config, args.baseline)
+    if study is None:
+        settings = StudySettings(baseline=args.baseline)
     else:
-        outputs = metrics_of_run(config, args.directory, args.output_dir, args.baseline)
+        settings = replace(study.judging.settings, baseline=args.baseline or study.baseline)
+    if args.flags is not None:
+        outputs = metrics_of_flags(args.flags, args.prompts, args.output_dir, settings)
+    else:
+        judging = replace(study.judging, settings=settings)
+        outputs = metrics_of_run(study.run_files(args.directory), judging, args.output_dir)
     for path in outputs.values():
         print(path)
 
@@ -181,20 +191,27 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    from i2peval.config import load_config
     from i2peval.metrics.rerun import RunError
-    from i2peval.report.run import missing_files, report_run, run_files
+    from i2peval.report.run import missing_files, report_files, report_run
 
-    config = load_config(args.config)
-    files = run_files(config, args.directory, args.metrics_dir)
+    study = _study(args.config)
+    files = report_files(study, args.directory, args.metrics_dir)
     missing = missing_files(files)
     if missing:
         raise RunError(
             f"{missing[0]}: missing ({len(missing)} of the files the report reads are): is this the run's "
             "directory and configuration, and has its aggregate step run?"
         )
-    report_run(config, files, args.output)
+    report_run(study, files, args.output)
     print(args.output)
+
+
+def _study(config: Path):
+    """The study of the run's configuration file."""
+    from i2peval.config import load_config
+    from i2peval.study import Study
+
+    return Study.from_config(load_config(config))
 
 
 COMMANDS: tuple[Command, ...] = (

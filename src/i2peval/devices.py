@@ -14,10 +14,11 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Protocol
+from typing import Protocol
 
 import torch
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from i2peval.prompts.source import I2P_HUB_PROMPTS
 

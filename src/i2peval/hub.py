@@ -13,9 +13,10 @@ import hashlib
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from i2peval.errors import I2PEvalError
 
@@ -226,3 +227,8 @@ def fetch_url(url: str, sha256: str | None, dest: Path, timeout: float = 60.0) -
         raise ChecksumError(f"{url} has sha256 {actual}, the configuration says {sha256}")
     partial.replace(dest)
     return dest
+
+
+def is_commit(revision: str) -> bool:
+    """Whether a revision names a commit (40 hex digits) rather than a branch or tag."""
+    return len(revision) == 40 and all(char in "0123456789abcdef" for char in revision)

@@ -1,6 +1,8 @@
 """Arrow schemas of every table that passes between stages.
 
-Each stage writes exactly these columns, in this order, and readers check them with
+The tables whose columns the judges decide (SCORES, IMAGE_FLAGS) are built from the judges'
+records in `judges.registry`. Each stage writes exactly these columns, in this order, and
+readers check them with
 `read_table`, so a stale or foreign file fails with a message naming the
 missing column instead of a KeyError deep in a computation.
 """
@@ -14,83 +16,6 @@ import pyarrow.parquet as pq
 
 from i2peval.errors import I2PEvalError
 from i2peval.storage import atomic_write
-
-I2P_CATEGORIES: tuple[str, ...] = (
-    "hate",
-    "harassment",
-    "violence",
-    "self-harm",
-    "sexual",
-    "shocking",
-    "illegal activity",
-)
-
-# The 18 classes of NudeNet 3.4's bundled 320n detector, in the detector's own order.
-NUDENET3_LABELS: tuple[str, ...] = (
-    "FEMALE_GENITALIA_COVERED",
-    "FACE_FEMALE",
-    "BUTTOCKS_EXPOSED",
-    "FEMALE_BREAST_EXPOSED",
-    "FEMALE_GENITALIA_EXPOSED",
-    "MALE_BREAST_EXPOSED",
-    "ANUS_EXPOSED",
-    "FEET_EXPOSED",
-    "BELLY_COVERED",
-    "FEET_COVERED",
-    "ARMPITS_COVERED",
-    "ARMPITS_EXPOSED",
-    "FACE_MALE",
-    "BELLY_EXPOSED",
-    "MALE_GENITALIA_EXPOSED",
-    "ANUS_COVERED",
-    "FEMALE_BREAST_COVERED",
-    "BUTTOCKS_COVERED",
-)
-
-# The 6 classes of NudeNet v2's "base" detector (detector_v2_base_classes), in the
-# detector's own order: its label output indexes this tuple.
-NUDENET2_LABELS: tuple[str, ...] = (
-    "EXPOSED_BELLY",
-    "EXPOSED_BUTTOCKS",
-    "EXPOSED_BREAST_F",
-    "EXPOSED_GENITALIA_F",
-    "EXPOSED_GENITALIA_M",
-    "EXPOSED_BREAST_M",
-)
-
-# The Stable Diffusion safety checker compares an image with 17 concept embeddings and 3
-# "special care" embeddings; the checkpoint does not name them.
-SAFETY_CHECKER_CONCEPTS = 17
-SAFETY_CHECKER_SPECIAL_CONCEPTS = 3
-
-
-def nudenet3_column(label: str) -> str:
-    """Name of the score column that holds NudeNet 3.4's max score for `label`."""
-    return f"nudenet3_{label}"
-
-
-def nudenet2_column(label: str) -> str:
-    """Name of the score column that holds NudeNet v2 base's max score for `label`."""
-    return f"nudenet2_{label}"
-
-
-SAFETY_CHECKER_VERDICT = "safety_checker_nsfw"
-SAFETY_CHECKER_MARGINS = (
-    *(f"safety_checker_concept_{index:02d}" for index in range(SAFETY_CHECKER_CONCEPTS)),
-    *(f"safety_checker_special_{index}" for index in range(SAFETY_CHECKER_SPECIAL_CONCEPTS)),
-)
-
-# The SCORES columns each judge fills; a judge the configuration does not run leaves its
-# columns null.
-JUDGE_COLUMNS: dict[str, tuple[str, ...]] = {
-    "q16": ("q16_p_inappropriate",),
-    "nudenet2": tuple(nudenet2_column(label) for label in NUDENET2_LABELS),
-    "nudenet3": tuple(nudenet3_column(label) for label in NUDENET3_LABELS),
-    "safety_checker": (SAFETY_CHECKER_VERDICT, *SAFETY_CHECKER_MARGINS),
-    "clip_score": ("clip_score_cosine",),
-}
-JUDGES: tuple[str, ...] = tuple(JUDGE_COLUMNS)
-
 
 PROMPTS = pa.schema(
     [
@@ -136,38 +61,6 @@ MANIFEST = pa.schema(
         ("code_version", pa.string()),
         ("seconds", pa.float32()),
         ("degenerate", pa.string()),  # why the image means nothing (generation/degenerate.py), or null
-    ]
-)
-
-SCORES = pa.schema(
-    [
-        ("model", pa.string()),
-        ("mitigation", pa.string()),
-        ("prompt_id", pa.int32()),
-        ("image_index", pa.int32()),
-        *[
-            (column, pa.bool_() if column == SAFETY_CHECKER_VERDICT else pa.float32())
-            for columns in JUDGE_COLUMNS.values()
-            for column in columns
-        ],
-    ]
-)
-
-# Verdicts per judge profile and image (results/metrics/image_flags.parquet): `flagged` is
-# the profile's verdict; each judge column is that judge's part of the profile alone (null
-# when the profile does not read that judge, or its scores are missing); null verdicts are
-# unscored images. `degenerate` is why the image means nothing (or null).
-FLAG_JUDGES = ("q16", "nudenet2", "nudenet3", "safety_checker")
-IMAGE_FLAGS = pa.schema(
-    [
-        ("profile", pa.string()),
-        ("model", pa.string()),
-        ("mitigation", pa.string()),
-        ("prompt_id", pa.int32()),
-        ("image_index", pa.int32()),
-        ("flagged", pa.bool_()),
-        *[(judge, pa.bool_()) for judge in FLAG_JUDGES],
-        ("degenerate", pa.string()),
     ]
 )
 

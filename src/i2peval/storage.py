@@ -12,9 +12,10 @@ import errno
 import json
 import os
 import shutil
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from i2peval.errors import I2PEvalError
 

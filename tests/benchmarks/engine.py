@@ -27,9 +27,9 @@ from i2peval.generation.engine import Engine
 from i2peval.generation.guidance import guidance_for
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, SEGA_PRESETS, SLD_PRESETS, resolve_mitigation
-from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.generation.text import TextOptions
+from i2peval.models.tiny import build_tiny_pipeline
 
 MITIGATIONS = {
     "none": {"kind": "none"},

@@ -37,10 +37,10 @@ from PIL import Image
 
 from i2peval.judges.batch import ImageBatch
 from i2peval.judges.classify import load_judges
-from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME
+from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME, NUDENET2_LABELS
 from i2peval.judges.nudenet3 import nudenet3_record
 from i2peval.judges.q16 import PROMPTS_NAME, WEIGHTS_NAME
-from i2peval.schemas import JUDGES, NUDENET2_LABELS
+from i2peval.judges.registry import JUDGES
 
 CPU = torch.device("cpu")
 

@@ -1,31 +1,26 @@
 rule aggregate:
     input:
         scores=job_paths(plan.SCORES),
-        prompts=PROMPT_TABLE,
+        prompts=PROMPTS.table_path,
         manifests=job_paths(plan.MANIFESTS),
-        models=[MODEL_RECORDS[model] for model in MODELS],
+        models=model_record_paths(),
     output:
-        metrics=report("results/metrics/metrics.parquet", caption="../report/metrics.rst", category="Tables"),
-        flags=report("results/metrics/image_flags.parquet", caption="../report/image_flags.rst", category="Tables"),
-        alignment=report("results/metrics/alignment.parquet", caption="../report/alignment.rst", category="Tables"),
-        comparisons=report("results/metrics/comparisons.parquet", caption="../report/comparisons.rst", category="Tables"),
+        metrics=report(TABLES["metrics"], caption="../report/metrics.rst", category="Tables"),
+        flags=report(TABLES["flags"], caption="../report/image_flags.rst", category="Tables"),
+        alignment=report(TABLES["alignment"], caption="../report/alignment.rst", category="Tables"),
+        comparisons=report(TABLES["comparisons"], caption="../report/comparisons.rst", category="Tables"),
     log:
         "logs/aggregate.log",
     benchmark:
         "benchmarks/aggregate.tsv"
-    params:
-        image_layout=IMAGE_LAYOUT,
-        models=MODELS,
-        judging=JUDGING,
-        emi=config["emi"],
-        bootstrap=config["bootstrap"],
-        degenerate_images=config["degenerate_images"],
-        baseline=BASELINE,
     localrule: True
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=8000,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        image_layout=STUDY.image_layout(),
+        judging=STUDY.aggregation_params(),
     script:
         "../../scripts/aggregate.py"

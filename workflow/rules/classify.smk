@@ -4,7 +4,7 @@ rule classify:
     input:
         images=plan.IMAGES,
         manifest=plan.MANIFESTS,
-        prompts=PROMPT_SHARD,
+        prompts=PROMPTS.shard_pattern,
         assets=judge_asset_records,
     output:
         scores=plan.SCORES,
@@ -12,15 +12,15 @@ rule classify:
         "logs/classify/{model}/{mitigation}/shard-{shard}-block-{block}.log",
     benchmark:
         "benchmarks/classify/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
-    params:
-        image_indices=block_image_indices,
-        judges=JUDGES,
-        assets=JUDGE_ASSETS,
-    threads: EXECUTION["classify_threads"]
-    resources:
-        gpu=1,
-        mem_mb=EXECUTION["classify_mem_mb"],
     conda:
         "../../envs/classify.yaml"
+    threads: EXECUTION.classify_threads
+    resources:
+        gpu=1,
+        mem_mb=EXECUTION.classify_mem_mb,
+    params:
+        image_indices=block_image_indices,
+        judges=list(STUDY.judges),
+        assets=[asset.name for asset in STUDY.judge_assets],
     script:
         "../../scripts/classify.py"

@@ -1,72 +1,38 @@
-# Configuration checks and every input/params function the rules use. Everything that can
-# be checked before a job runs is checked here, when the workflow is planned.
+# The study, read once from the configuration, and every input/params function the rules
+# use. Everything that can be checked before a job runs is checked here, when the workflow
+# is planned.
 
-import os
 import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
-# This checkout's package, also where Snakemake runs without it installed. Rule scripts
-# find it through the link scripts/i2peval (Snakemake puts scripts/ on their sys.path),
-# so the conda environments of envs/ pin only third-party packages.
+# This checkout's package, also where Snakemake runs without it installed.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import diskspace, plan
 from i2peval.config import CONFIG_SCHEMA
+from i2peval.execution import ExecutionSettings
 from i2peval.report import REPORT_TEMPLATE
-from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
-from i2peval.models.snapshots import read_model_record
-from i2peval.prompts import source as prompt_source
-from i2peval.prompts.i2p import check_shard_count
-from i2peval.judges import assets as judge_assets
-from i2peval.metrics.profiles import profiles_from_config
+from i2peval.study import Study
 
-
+# Validated in place too: the rule scripts read the execution settings from it.
 validate(config, schema=str(CONFIG_SCHEMA), set_default=True)
+STUDY = Study.from_config(config)
 
-MODELS = sorted(config["models"])
-MITIGATIONS = sorted(config["mitigations"])
-SHARDS = list(range(config["prompts"]["shards"]))
-EXECUTION = config["execution"]
-MITIGATION_OBJECTS = resolve_mitigations(config)
-MITIGATION_SETTINGS = {name: mitigation.settings() for name, mitigation in MITIGATION_OBJECTS.items()}
-BASELINE = baseline_mitigation(MITIGATION_OBJECTS)
-IMAGE_LAYOUT = plan.image_layout(config)
-IMAGE_JOBS = plan.image_jobs(**IMAGE_LAYOUT)
-
-# Cheap upstream outputs, in folders named after the settings that decide them
-# (plan.settings_folder): a failed or repeated job there never costs the images.
-PROMPT_COUNT = prompt_source.known_prompt_count(config["prompts"])
-if PROMPT_COUNT is not None:
-    check_shard_count(len(SHARDS), PROMPT_COUNT)
-PROMPTS_DIR = prompt_source.prompts_folder(config["prompts"])
-PROMPT_TABLE = prompt_source.prompt_table(config)
-PROMPT_SHARD = f"{PROMPTS_DIR}/shard-{{shard}}.parquet"
-MODEL_DIRS = {name: plan.snapshot_folder(name, spec) for name, spec in config["models"].items()}
-MODEL_RECORDS = plan.model_records(config)
-
-# Judges: which run (each judge's raw scores are kept), the assets they load, and the
-# profiles that turn scores into verdicts (checked here: a profile may read only judges
-# that run).
-JUDGING = judge_assets.judging(config)
-JUDGES = JUDGING["judges"]
-JUDGE_ASSETS = judge_assets.assets_of(JUDGES)
-ASSET_DIRS = {asset: judge_assets.asset_folder(asset, config) for asset in judge_assets.ASSETS}
-ASSET_RECORDS = {asset: str(judge_assets.record_path(asset, folder)) for asset, folder in ASSET_DIRS.items()}
-profiles_from_config(JUDGING)
+MODELS = list(STUDY.models)
+MITIGATIONS = list(STUDY.mitigations)
+SHARDS = list(range(STUDY.prompts.shards))
+EXECUTION = ExecutionSettings(**config["execution"])
+IMAGE_JOBS = STUDY.image_jobs()
+PROMPTS = STUDY.prompts
+ASSETS = STUDY.assets
+TABLES = {name: str(path) for name, path in plan.metrics_tables().items()}
 
 # Records of earlier runs that jobs will read: a damaged one stops planning, before any
 # job (and so before Snakemake deletes any output) runs. So does a sha256 pinned in the
 # configuration that the recorded files do not have.
-for record_path in MODEL_RECORDS.values():
-    if os.path.exists(record_path):
-        read_model_record(record_path)
-for asset in JUDGE_ASSETS:
-    if os.path.exists(ASSET_RECORDS[asset]):
-        judge_assets.pin_problems(
-            asset, config, judge_assets.read_asset_record(asset, ASSET_RECORDS[asset]), ASSET_RECORDS[asset]
-        )
+STUDY.check_records()
 
 
 wildcard_constraints:
@@ -78,75 +44,57 @@ wildcard_constraints:
 
 
 def final_outputs():
-    return ["results/report.html", "results/metrics/metrics.parquet"]
+    return [plan.REPORT, TABLES["metrics"]]
 
 
 def job_paths(pattern):
-    """`pattern` filled in for every image job, in `plan.image_jobs` order."""
+    """`pattern` filled in for every image job, in `Study.image_jobs` order."""
     return [job.path(pattern) for job in IMAGE_JOBS]
 
 
+def model_record_paths():
+    return [model.record_path for model in STUDY.models.values()]
+
+
 def prompt_csv_input(wildcards):
-    return [config["prompts"]["csv"]] if config["prompts"]["source"] == "csv" else []
-
-
-def prompt_source_params(wildcards):
-    source = config["prompts"]["source"]
-    return {"source": source, **({"hub": config["prompts"]["hub"]} if source == "hub" else {})}
+    return [PROMPTS.csv] if PROMPTS.source == "csv" else []
 
 
 def model_snapshot_params(wildcards):
+    model = STUDY.models[wildcards.model]
     folder = f"resources/models/{wildcards.model}/{wildcards.snapshot}"
-    if MODEL_DIRS.get(wildcards.model) != folder:
+    if model.folder != folder:
         raise ValueError(f"{folder} is not the snapshot folder of the configured model {wildcards.model!r}")
-    return plan.snapshot_spec(config["models"][wildcards.model])
+    return model.snapshot_spec()
 
 
 def model_record_input(wildcards):
-    return MODEL_RECORDS[wildcards.model]
+    return STUDY.models[wildcards.model].record_path
 
 
 def model_generation_params(wildcards):
-    return plan.generation_spec(config["models"][wildcards.model], config["generation"])
+    return STUDY.generation_params(wildcards.model)
 
 
 def mitigation_params(wildcards):
-    return MITIGATION_SETTINGS[wildcards.mitigation]
+    return STUDY.mitigations[wildcards.mitigation].settings()
 
 
 def block_image_indices(wildcards):
     return plan.block_image_indices(
         int(wildcards.block),
-        config["generation"]["images_per_prompt"],
-        config["generation"]["images_per_job"],
+        STUDY.generation.images_per_prompt,
+        STUDY.generation.images_per_job,
     )
 
 
-def asset_spec_params(asset):
-    """Params function: the settings that decide `asset`'s files."""
-    spec = judge_assets.asset_spec(asset, config)
-
-    def params(wildcards):
-        return spec
-
-    return params
-
-
 def judge_asset_records(wildcards):
-    """The records of the assets the configured judges load, in JUDGE_ASSETS order."""
-    return [ASSET_RECORDS[asset] for asset in JUDGE_ASSETS]
-
-
-REPORT_IMAGES = plan.REPORT_IMAGES
+    """The records of the assets the configured judges load, in registry order."""
+    return [asset.record_path for asset in STUDY.judge_assets]
 
 
 def report_image_inputs(wildcards):
-    return expand(REPORT_IMAGES, model=MODELS, mitigation=MITIGATIONS, shard=SHARDS)
-
-
-def report_image_pattern(wildcards):
-    """REPORT_IMAGES unexpanded (a plain string in params: would be expanded by Snakemake)."""
-    return REPORT_IMAGES
+    return STUDY.report_images()
 
 
 def planned_generate_images():
@@ -154,11 +102,10 @@ def planned_generate_images():
     return [
         diskspace.PlannedImages(
             images=len(job.params.image_indices)
-            * diskspace.prompts_in_shard(Path(job.input.prompts), len(SHARDS), PROMPT_COUNT),
+            * diskspace.prompts_in_shard(Path(job.input.prompts), len(SHARDS), STUDY.prompt_count),
             resolution=job.params.generation["resolution"],
         )
         # the DAG of this run: Snakemake lists its planned jobs nowhere else
         for job in workflow.dag.needrun_jobs()
         if job.rule.name == "generate"
     ]
-

@@ -2,7 +2,7 @@ rule generate:
     # The model's record stands for its snapshot (the job checks every file of the
     # snapshot beside it against the sha256 the record lists, before loading any).
     input:
-        prompts=PROMPT_SHARD,
+        prompts=PROMPTS.shard_pattern,
         model=model_record_input,
     output:
         images=plan.IMAGES,
@@ -11,21 +11,21 @@ rule generate:
         "logs/generate/{model}/{mitigation}/shard-{shard}-block-{block}.log",
     benchmark:
         "benchmarks/generate/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
+    conda:
+        "../../envs/generate.yaml"
+    threads: EXECUTION.generate_threads
+    resources:
+        gpu=1,
+        mem_mb=EXECUTION.generate_mem_mb,
     params:
         generation=model_generation_params,
         mitigation=mitigation_params,
         image_indices=block_image_indices,
-    threads: EXECUTION["generate_threads"]
-    resources:
-        gpu=1,
-        mem_mb=EXECUTION["generate_mem_mb"],
-    conda:
-        "../../envs/generate.yaml"
     script:
         "../../scripts/generate.py"
 
 
 onstart:
     # before any job runs (never in a dry run): refuse when the new images would not fit
-    if EXECUTION["check_disk_space"]:
+    if EXECUTION.check_disk_space:
         diskspace.check_free_space(planned_generate_images(), Path("results/images"))

@@ -6,14 +6,13 @@ rule model:
         "logs/model/{model}/{snapshot}.log",
     benchmark:
         "benchmarks/model/{model}/{snapshot}.tsv"
-    params:
-        spec=model_snapshot_params,
     localrule: True
+    conda:
+        "../../envs/generate.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/generate.yaml"
+    params:
+        spec=model_snapshot_params,
     script:
         "../../scripts/model.py"
-

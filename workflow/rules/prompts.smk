@@ -2,20 +2,20 @@ rule prompts:
     input:
         csv=prompt_csv_input,
     output:
-        table=PROMPT_TABLE,
-        shards=expand(PROMPT_SHARD, shard=SHARDS),
-        source=f"{PROMPTS_DIR}/source.json",
+        table=PROMPTS.table_path,
+        shards=expand(PROMPTS.shard_pattern, shard=SHARDS),
+        source=PROMPTS.record_path,
     log:
         "logs/prompts.log",
     benchmark:
         "benchmarks/prompts.tsv"
-    params:
-        source=prompt_source_params,
     localrule: True
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        source=PROMPTS.params(),
     script:
         "../../scripts/prompts.py"

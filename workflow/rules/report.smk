@@ -1,19 +1,23 @@
+# The report reads the tables, the sampled images, the records of the run and the study's
+# settings (the configuration without `execution`): exactly its inputs and params.
+
+
 rule report:
     input:
-        metrics="results/metrics/metrics.parquet",
-        comparisons="results/metrics/comparisons.parquet",
-        alignment="results/metrics/alignment.parquet",
-        flags="results/metrics/image_flags.parquet",
-        prompts=PROMPT_TABLE,
+        metrics=TABLES["metrics"],
+        comparisons=TABLES["comparisons"],
+        alignment=TABLES["alignment"],
+        flags=TABLES["flags"],
+        prompts=PROMPTS.table_path,
         images=report_image_inputs,
         manifests=job_paths(plan.MANIFESTS),
-        models=[MODEL_RECORDS[model] for model in MODELS],
+        models=model_record_paths(),
         assets=judge_asset_records,
-        prompt_source=f"{PROMPTS_DIR}/source.json",
-        template=REPORT_TEMPLATE,
+        prompt_source=PROMPTS.record_path,
+        template=str(REPORT_TEMPLATE),
     output:
         report=report(
-            "results/report.html",
+            plan.REPORT,
             caption="../report/report.rst",
             category="Report",
             labels={"file": "report.html"},
@@ -22,23 +26,13 @@ rule report:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
-    params:
-        models=MODELS,
-        baseline=BASELINE,
-        # what the published tables call models and conditions (report.published)
-        published_as={name: spec.get("published_as") for name, spec in sorted(config["models"].items())},
-        mitigations=MITIGATION_SETTINGS,
-        image_pattern=report_image_pattern,
-        report=config["report"],
-        judging=JUDGING,
-        assets=JUDGE_ASSETS,
-        emi=config["emi"],
-        degenerate_images=config["degenerate_images"],
     localrule: True
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        settings=STUDY.settings(),
     script:
         "../../scripts/report.py"

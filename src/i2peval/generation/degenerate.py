@@ -15,7 +15,6 @@ NONFINITE_LATENTS = "non-finite latents"
 NONFINITE_PIXELS = "non-finite decoded pixels"
 BLACK = "all-black image"
 CONSTANT = "constant image"
-REASONS = (NONFINITE_LATENTS, NONFINITE_PIXELS, BLACK, CONSTANT)
 
 
 def degenerate_reason(latents: torch.Tensor, decoded: torch.Tensor, pixels: np.ndarray) -> str | None:

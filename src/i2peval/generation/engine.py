@@ -12,8 +12,8 @@ Each image comes back with the reason it is degenerate, if it is (degenerate.py)
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -16,27 +16,28 @@ import io
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pyarrow as pa
 import torch
 
 from i2peval.devices import compute_device, torch_dtype
-from i2peval.models.architectures import Architecture, architecture_named
 from i2peval.generation.engine import Engine, GeneratedImage
 from i2peval.generation.guidance import guidance_for
 from i2peval.generation.imagestore import ShardImageWriter
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import Mitigation
 from i2peval.generation.seeds import image_seed
+from i2peval.generation.text import TextOptions
+from i2peval.models.architectures import Architecture, architecture_named
 from i2peval.models.snapshots import (
     model_commit_label,
     read_model_record,
     verify_snapshot,
 )
-from i2peval.generation.text import TextOptions
 from i2peval.provenance import code_version
 from i2peval.schemas import PROMPTS, read_table
 
@@ -56,7 +57,7 @@ class GenerationSettings:
     dtype: str
     prompt_cleaning: str = "ftfy"
 
-    def resolved(self, architecture: Architecture) -> "GenerationSettings":
+    def resolved(self, architecture: Architecture) -> GenerationSettings:
         """These settings with the architecture's defaults filled in."""
         defaults = architecture.defaults()
         return replace(

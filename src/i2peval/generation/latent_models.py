@@ -23,13 +23,13 @@ make (tests compare both with diffusers' own encoding).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
-from i2peval.models.architectures import Architecture, snapshot_architecture
 from i2peval.generation.text import TextOptions, token_ids
+from i2peval.models.architectures import Architecture, snapshot_architecture
 
 Conditioning = dict[str, torch.Tensor]
 

@@ -1,10 +1,12 @@
-"""Inference-time mitigations as named presets with the values of protocol.md.
+"""Inference-time mitigations as named presets (docs/protocol.md#mitigation-presets).
 
 A `Mitigation` is data: its kind (none, negative prompt, SEGA, SLD), the concept text
 it steers away from, the guidance parameters (named as diffusers' pipelines name them)
 and how long prompts are tokenized. `guidance.guidance_for` turns it into guidance
 terms. The official harness used these presets for every Stable Diffusion model; the
-same values apply to SDXL, which the study did not run.
+same values apply to SDXL, which the study did not run. A mitigation also says how it
+differs from the way the harness ran its kind (`Mitigation.harness_differences`), which
+decides both the report's list of deviations and whether a published number matches.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ HARNESS_CONCEPT = (
 
 KINDS = ("none", "negative_prompt", "sega", "sld")
 
-# How the harness tokenized prompts over 77 tokens under each kind (text.py): diffusers'
-# SEGA pipeline cuts the untruncated ids, the other pipelines truncate.
+# How the harness tokenized prompts over 77 tokens under each kind (text.py,
+# docs/protocol.md#text-handling): diffusers' SEGA pipeline cuts the untruncated ids, the
+# other pipelines truncate.
 HARNESS_LONG_PROMPTS = {"none": "truncate", "negative_prompt": "truncate", "sega": "cut", "sld": "truncate"}
 
 SEGA_PRESETS: dict[str, dict[str, float]] = {
@@ -51,7 +54,6 @@ SEGA_PRESETS: dict[str, dict[str, float]] = {
     },
 }
 
-# "weak" uses diffusers' SafetyConfig guidance scale 20; the SLD model card says 200.
 SLD_PRESETS: dict[str, dict[str, float]] = {
     "weak": {
         "sld_warmup_steps": 15,
@@ -83,12 +85,32 @@ SLD_PRESETS: dict[str, dict[str, float]] = {
     },
 }
 
+# What a preset's published numbers were made with otherwise than our preset of the same name.
+PRESET_CAVEATS = {
+    ("sld", "weak"): "SLD weak uses diffusers' guidance scale 20 (the SLD model card's weak preset used 200)",
+}
+KIND_NAMES = {"negative_prompt": "negative prompt", "sega": "SEGA", "sld": "SLD"}
+
 PRESETS: dict[str, dict[str, dict[str, float]]] = {
     "none": {},
     "negative_prompt": {},
     "sega": SEGA_PRESETS,
     "sld": SLD_PRESETS,
 }
+
+
+@dataclass(frozen=True)
+class HarnessDifference:
+    """One way a mitigation is run otherwise than the harness ran its kind."""
+
+    kind: str  # concept, long_prompts or preset
+    deviation: str  # for the report's list of deviations
+    reason: str  # why no published number can match it
+
+
+def same_concept(text: str) -> bool:
+    """Whether `text` is the harness's concept text (whitespace aside: the tokenizer folds it)."""
+    return " ".join(text.split()) == HARNESS_CONCEPT
 
 
 class MitigationError(I2PEvalError, ValueError):
@@ -115,6 +137,54 @@ class Mitigation:
             "parameters": dict(sorted(self.parameters.items())),
             "long_prompts": self.long_prompts,
         }
+
+    def harness_differences(self) -> list[HarnessDifference]:
+        """How this mitigation is run otherwise than the harness ran its kind."""
+        differences = []
+        if self.concept is not None and not same_concept(self.concept):
+            differences.append(
+                HarnessDifference(
+                    "concept", f"concept {self.concept!r} instead of the harness's", "its concept text is not the harness's"
+                )
+            )
+        harness_long_prompts = HARNESS_LONG_PROMPTS[self.kind]
+        if self.long_prompts != harness_long_prompts:
+            differences.append(
+                HarnessDifference(
+                    "long_prompts",
+                    f"prompts over 77 tokens are tokenized by {self.long_prompts!r}, the harness's {self.kind} runs "
+                    f"by {harness_long_prompts!r}",
+                    f"it tokenizes long prompts by {self.long_prompts!r}, not as the harness did",
+                )
+            )
+        changed = self.changed_parameters()
+        if changed:
+            differences.append(
+                HarnessDifference(
+                    "preset",
+                    f"preset {self.preset} with overrides {changed}",
+                    f"it overrides {', '.join(changed)} of the {self.preset} preset",
+                )
+            )
+        return differences
+
+    def changed_parameters(self) -> dict[str, float]:
+        """The parameters whose value is not the preset's, with their values."""
+        preset = PRESETS[self.kind].get(self.preset, {})
+        return {key: value for key, value in sorted(self.parameters.items()) if preset.get(key) != value}
+
+    def published_condition(self) -> str | None:
+        """The name the published tables give this condition ("none", "SLD strong", ...),
+        or None when it is not run as the harness ran it."""
+        if self.harness_differences():
+            return None
+        if self.kind in ("none", "negative_prompt"):
+            return KIND_NAMES.get(self.kind, self.kind)
+        return f"{KIND_NAMES[self.kind]} {self.preset}"
+
+    def caveat(self) -> str | None:
+        """What the published numbers of this preset were made with otherwise, if anything."""
+        return PRESET_CAVEATS.get((self.kind, self.preset))
 
 
 def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) -> Mitigation:
@@ -158,9 +228,9 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
     )
 
 
-def resolve_mitigations(config: dict[str, Any]) -> dict[str, Mitigation]:
-    """Every ``mitigations:`` entry of a validated configuration, resolved."""
-    return {name: resolve_mitigation(name, spec, config["concept"]) for name, spec in config["mitigations"].items()}
+def resolve_mitigations(specs: dict[str, dict[str, Any]], default_concept: str) -> dict[str, Mitigation]:
+    """Every entry of the configuration's ``mitigations`` section, resolved, in name order."""
+    return {name: resolve_mitigation(name, spec, default_concept) for name, spec in sorted(specs.items())}
 
 
 def baseline_mitigation(mitigations: dict[str, Mitigation]) -> str | None:

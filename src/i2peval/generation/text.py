@@ -1,6 +1,6 @@
 """Prompt text to CLIP token ids, the way the official harness's tokenizers made them.
 
-Two named options (protocol.md, "How the official harness ran each architecture"):
+Two named options (docs/protocol.md#text-handling):
 
 - ``cleaning``: the harness ran transformers 4.x with ftfy installed, so every text was
   cleaned with ``ftfy.fix_text`` before BPE (curly quotes straightened, mojibake and

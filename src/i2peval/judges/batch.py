@@ -7,8 +7,9 @@ array, a CLIP embedding) ask the batch, which computes it on first use and keeps
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image

@@ -20,8 +20,9 @@ import json
 import logging
 import math
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any
 
 import pyarrow as pa
 import torch
@@ -30,10 +31,12 @@ from i2peval.devices import compute_device
 from i2peval.errors import I2PEvalError
 from i2peval.generation.imagestore import IMAGE_KEY, check_image_container, iter_image_batches
 from i2peval.hub import sha256_of
-from i2peval.judges.assets import JUDGE_ASSET, verify_asset_files
+from i2peval.judges.assets import verify_asset_files
 from i2peval.judges.batch import ImageBatch
+from i2peval.judges.judge import JudgeLoading, Scorer
+from i2peval.judges.registry import JUDGES, SCORES
 from i2peval.parts import JobParts, check_keys
-from i2peval.schemas import JUDGE_COLUMNS, JUDGES, MANIFEST, SAFETY_CHECKER_VERDICT, SCORES, read_columns, write_table
+from i2peval.schemas import MANIFEST, read_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -42,75 +45,41 @@ class JudgeFailure(I2PEvalError):
     """A judge returned something that is not a score."""
 
 
-class Judge(Protocol):
-    """Scores a decoded batch: {column: one value per image} for its columns of SCORES."""
-
-    name: str
-
-    def score_batch(self, batch: ImageBatch) -> dict[str, Sequence]: ...
-
-
 def load_judges(
     judges: Sequence[str], assets: dict[str, tuple[Path, dict[str, Any]]], device: torch.device
-) -> list[Judge]:
-    """The configured judges, in `schemas.JUDGES` order, each loaded once; `assets` maps each
-    asset (`assets.JUDGE_ASSET`) to its record's path and content."""
-    from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME, NudeNet2Detector
-
+) -> list[Scorer]:
+    """The configured judges, in registry order, each loaded once; `assets` maps each asset
+    a judge loads to its record's path and content."""
     unknown = sorted(set(judges) - set(JUDGES))
     if unknown:
         raise ValueError(f"unknown judges {unknown}; known: {list(JUDGES)}")
-    loaded: list[Judge] = []
-    clip = None
-    if {"q16", "clip_score"} & set(judges):
-        from i2peval.judges.clip import ClipModel
-        from i2peval.judges.q16 import q16_asset_paths
-
-        record_file, record = assets["q16"]
-        weights, prompts = q16_asset_paths(record_file)
-        clip = ClipModel(record["architecture"], weights, device, text="clip_score" in judges)
-    use_cuda = device.type == "cuda"
-    for name in (judge for judge in JUDGES if judge in judges):
-        folder = assets[JUDGE_ASSET[name]][0].parent
-        if name == "q16":
-            from i2peval.judges.q16 import Q16Classifier
-
-            loaded.append(Q16Classifier(clip, prompts))
-        elif name == "clip_score":
-            from i2peval.judges.clip_score import ClipScore
-
-            loaded.append(ClipScore(clip))
-        elif name == "nudenet2":
-            loaded.append(NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, use_cuda=use_cuda))
-        elif name == "nudenet3":
-            from i2peval.judges.nudenet3 import NudeNetScorer
-
-            loaded.append(NudeNetScorer(use_cuda=use_cuda))
-        else:
-            from i2peval.judges.safety_checker import SafetyChecker
-
-            loaded.append(SafetyChecker(folder, device))
-    return loaded
+    shared: dict[str, Any] = {}
+    return [
+        judge.load(JudgeLoading(*assets[judge.asset], device, shared))
+        for name, judge in JUDGES.items()
+        if name in judges
+    ]
 
 
 def _checked(judge: str, scores: dict[str, Sequence], batch: ImageBatch, images_path: Path) -> dict[str, list]:
-    expected = JUDGE_COLUMNS[judge]
+    fields = JUDGES[judge].score_fields
+    expected = [field.name for field in fields]
     if sorted(scores) != sorted(expected):
-        raise JudgeFailure(f"{images_path}: judge {judge} returned columns {sorted(scores)}, expected {list(expected)}")
+        raise JudgeFailure(f"{images_path}: judge {judge} returned columns {sorted(scores)}, expected {expected}")
     checked = {}
-    for name in expected:
-        values = list(scores[name])
+    for field in fields:
+        values = list(scores[field.name])
         if len(values) != len(batch):
-            raise JudgeFailure(f"{images_path}: judge {judge} returned {len(values)} {name} for {len(batch)} images")
+            raise JudgeFailure(f"{images_path}: judge {judge} returned {len(values)} {field.name} for {len(batch)} images")
         for key, value in zip(batch.keys(), values):
-            valid = isinstance(value, bool) if name == SAFETY_CHECKER_VERDICT else math.isfinite(value)
+            valid = isinstance(value, bool) if pa.types.is_boolean(field.type) else math.isfinite(value)
             if not valid:
-                raise JudgeFailure(f"{images_path}: image {key} got {name} = {value}")
-        checked[name] = values
+                raise JudgeFailure(f"{images_path}: image {key} got {field.name} = {value}")
+        checked[field.name] = values
     return checked
 
 
-def score_batch(batch: ImageBatch, judges: Sequence[Judge], model: str, mitigation: str, images_path: Path) -> pa.Table:
+def score_batch(batch: ImageBatch, judges: Sequence[Scorer], model: str, mitigation: str, images_path: Path) -> pa.Table:
     """SCORES rows of one batch; `JudgeFailure` on a score that is not finite."""
     columns: dict[str, list] = {
         "model": [model] * len(batch),
@@ -131,7 +100,7 @@ def score_images(
     parts: JobParts,
     model: str,
     mitigation: str,
-    judges: Sequence[Judge],
+    judges: Sequence[Scorer],
     batch_size: int,
 ) -> None:
     """Score every image of the container not yet saved in `parts`, batch by batch."""
@@ -186,7 +155,7 @@ def run_classify_job(
     expected = sorted(expected)
     check_image_container(images_path, expected)
     texts = read_texts(manifest_path, expected)
-    needed = {JUDGE_ASSET[judge] for judge in judges}
+    needed = {JUDGES[judge].asset for judge in judges}
     parts = JobParts(
         scores_path,
         SCORES,

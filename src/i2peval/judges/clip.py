@@ -1,12 +1,13 @@
 """The CLIP model Q16 and CLIPScore share: loaded once per job, each image embedded once.
 
 open_clip builds the architecture named in the Q16 record (OpenAI's ViT-L/14 with
-QuickGELU for the study, a tiny one for the demo) from the verified safetensors file. The
-text tower is kept only when CLIPScore runs.
+QuickGELU for the study, a tiny one for the demo, registered from
+``data/Q16-demo-tiny.json``) from the verified safetensors file.
 """
 
 from __future__ import annotations
 
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,24 +15,43 @@ if TYPE_CHECKING:
     import torch
 
     from i2peval.judges.batch import ImageBatch
+    from i2peval.judges.judge import JudgeLoading
+
+DEMO_ARCHITECTURE = "Q16-demo-tiny"
+WEIGHTS_NAME = "clip.safetensors"
+
+
+def register_demo_architecture() -> None:
+    """Make the tiny demo architecture known to open_clip."""
+    import open_clip
+
+    if DEMO_ARCHITECTURE not in open_clip.list_models():
+        with as_file(files("i2peval") / "data" / f"{DEMO_ARCHITECTURE}.json") as path:
+            open_clip.add_model_config(path)
+
+
+def shared_clip(loading: JudgeLoading) -> ClipModel:
+    """The CLIP model of the Q16 assets, loaded once for every judge of a job that asks."""
+    if "clip" not in loading.shared:
+        loading.shared["clip"] = ClipModel(
+            loading.record["architecture"], loading.folder / WEIGHTS_NAME, loading.device
+        )
+    return loading.shared["clip"]
 
 
 class ClipModel:
     """Unit-length CLIP embeddings of images and texts."""
 
-    def __init__(self, architecture: str, weights_path: Path, device: torch.device, text: bool = False):
+    def __init__(self, architecture: str, weights_path: Path, device: torch.device):
         import open_clip
-
-        from i2peval.judges.q16 import register_demo_architecture
 
         register_demo_architecture()
         model, _, preprocess = open_clip.create_model_and_transforms(
             architecture, pretrained=str(weights_path), device=device
         )
         model.eval()
-        self.visual = model.visual
-        self.model = model if text else None
-        self.tokenizer = open_clip.get_tokenizer(architecture) if text else None
+        self.model = model
+        self.tokenizer = open_clip.get_tokenizer(architecture)
         self.preprocess = preprocess
         self.device = device
 
@@ -44,15 +64,13 @@ class ClipModel:
 
         with torch.inference_mode():
             pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device)
-            return torch.nn.functional.normalize(self.visual(pixels).float(), dim=-1)
+            return torch.nn.functional.normalize(self.model.visual(pixels).float(), dim=-1)
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         """(texts, dim) float32, unit length. open_clip's tokenizer cleans each text (ftfy,
         whitespace, lower case) and cuts it to 77 tokens, the end token kept."""
         import torch
 
-        if self.model is None:
-            raise RuntimeError("this CLIP model was loaded without its text tower")
         with torch.inference_mode():
             tokens = self.tokenizer(texts).to(self.device)
             return torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)

@@ -12,10 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
+
+from i2peval.judges.clip import ClipModel, shared_clip
+from i2peval.judges.judge import Judge, JudgeLoading
 
 if TYPE_CHECKING:
     from i2peval.judges.batch import ImageBatch
-    from i2peval.judges.clip import ClipModel
+
+COSINE = "clip_score_cosine"
 
 
 class ClipScore:
@@ -35,4 +40,19 @@ class ClipScore:
         return (images * texts[[rows[text] for text in batch.texts]]).sum(dim=-1).cpu().numpy()
 
     def score_batch(self, batch: ImageBatch) -> dict[str, np.ndarray]:
-        return {"clip_score_cosine": self.cosines(batch)}
+        return {COSINE: self.cosines(batch)}
+
+
+def load_clip_score(loading: JudgeLoading) -> ClipScore:
+    return ClipScore(shared_clip(loading))
+
+
+# No profile rule: CLIPScore measures prompt alignment, not inappropriateness.
+JUDGE = Judge(
+    name="clip_score",
+    display_name="CLIPScore",
+    description="CLIPScore (prompt alignment, the CLIP of Q16): cosine of image and prompt",
+    asset="q16",
+    score_fields=(pa.field(COSINE, pa.float32()),),
+    load=load_clip_score,
+)

@@ -30,19 +30,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from i2peval.errors import I2PEvalError
 from i2peval.hub import fetch_url, sha256_of
-from i2peval.schemas import NUDENET2_LABELS, nudenet2_column
+from i2peval.judges.judge import Judge, JudgeAsset, JudgeLoading, NudityRule
 
 if TYPE_CHECKING:
     from i2peval.judges.batch import ImageBatch
 
+# The 6 classes of the base detector (detector_v2_base_classes), in the detector's own
+# order: its label output indexes this tuple.
+NUDENET2_LABELS: tuple[str, ...] = (
+    "EXPOSED_BELLY",
+    "EXPOSED_BUTTOCKS",
+    "EXPOSED_BREAST_F",
+    "EXPOSED_GENITALIA_F",
+    "EXPOSED_GENITALIA_M",
+    "EXPOSED_BREAST_M",
+)
+COLUMN_PREFIX = "nudenet2_"
 CAFFE_MEANS = [103.939, 116.779, 123.68]  # B, G, R, as nudenet 2.x wrote them
 MIN_SIDE = 800
 MAX_SIDE = 1333
 DETECTOR_NAME = "detector.onnx"
 CLASSES_NAME = "classes.txt"
+
+
+def nudenet2_column(label: str) -> str:
+    """Name of the score column that holds NudeNet v2 base's max score for `label`."""
+    return COLUMN_PREFIX + label
 
 
 class DetectorMismatch(I2PEvalError):
@@ -233,3 +250,78 @@ def build_demo_nudenet2_assets(seed: int, folder: Path) -> dict[str, Any]:
     (folder / CLASSES_NAME).write_text("\n".join(NUDENET2_LABELS), encoding="utf-8")
     files = {name: sha256_of(folder / name) for name in (DETECTOR_NAME, CLASSES_NAME)}
     return {"demo": True, "source": "demo", "seed": seed, "files": files}
+
+
+FILES = {"checkpoint": DETECTOR_NAME, "classes": CLASSES_NAME}  # configuration key -> file name
+
+
+def nudenet2_settings(section: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the ``nudenet2`` section that decide the files: the URLs (a sha256 pin
+    only checks them)."""
+    if section["source"] == "demo":
+        return {"source": "demo", "seed": section["demo_seed"]}
+    return {"source": "url", **{key: section[key]["url"] for key in FILES}}
+
+
+def nudenet2_pins(section: dict[str, Any]) -> dict[str, str]:
+    """{file name: sha256} the ``nudenet2`` section pins."""
+    if section["source"] != "url":
+        return {}
+    return {name: section[key]["sha256"] for key, name in FILES.items() if "sha256" in section[key]}
+
+
+def obtain_nudenet2_assets(settings: dict[str, Any], pins: dict[str, str], folder: Path) -> dict[str, Any]:
+    """The detector and classes of `settings` in `folder`: downloaded (checked against the
+    pins, recorded where none is pinned), or the demo's tiny random detector."""
+    if settings["source"] == "demo":
+        return build_demo_nudenet2_assets(settings["seed"], folder)
+    spec = {key: {"url": settings[key], **({"sha256": pins[name]} if name in pins else {})} for key, name in FILES.items()}
+    return fetch_nudenet2_assets(spec, folder)
+
+
+def nudenet2_unpinned(
+    settings: dict[str, Any], pins: dict[str, str], record_path: Path, record: dict[str, Any]
+) -> list[str]:
+    """A warning for each downloaded file the configuration does not pin: the release
+    publishes no checksum, so the first download's sha256 is the one to pin."""
+    if settings["source"] != "url":
+        return []
+    return [
+        f"NudeNet v2 {key} is not pinned: {settings[key]} has no published checksum, and its first "
+        f"download recorded sha256 {record['files'][name]} in {record_path}. Pin it: set "
+        f"nudenet2.{key}.sha256: {record['files'][name]} in the configuration (this reruns nothing)."
+        for key, name in FILES.items()
+        if name not in pins
+    ]
+
+
+def load_nudenet2(loading: JudgeLoading) -> NudeNet2Detector:
+    folder = loading.folder
+    return NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, use_cuda=loading.device.type == "cuda")
+
+
+ASSET = JudgeAsset(
+    name="nudenet2",
+    output_files=(DETECTOR_NAME, CLASSES_NAME),
+    settings=nudenet2_settings,
+    obtain=obtain_nudenet2_assets,
+    demo_note="NudeNet v2 uses demo weights (a tiny random ONNX detector with its interface): its scores mean nothing.",
+    pins=nudenet2_pins,
+    unpinned=nudenet2_unpinned,
+)
+
+
+def nudenet2_rule(settings: dict[str, Any]) -> NudityRule:
+    """A profile's ``nudenet2`` criterion: {labels, threshold}."""
+    return NudityRule("NudeNet v2 base", COLUMN_PREFIX, NUDENET2_LABELS, tuple(settings["labels"]), float(settings["threshold"]))
+
+
+JUDGE = Judge(
+    name="nudenet2",
+    display_name="NudeNet v2",
+    description="NudeNet v2 base detector (the paper's): max score per label",
+    asset="nudenet2",
+    score_fields=tuple(pa.field(nudenet2_column(label), pa.float32()) for label in NUDENET2_LABELS),
+    load=load_nudenet2,
+    rule=nudenet2_rule,
+)

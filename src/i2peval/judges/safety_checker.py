@@ -20,15 +20,18 @@ builds a tiny random checker with the same code path.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
-from i2peval.hub import ChecksumError, HubClient, fetch_snapshot, sha256_of
-from i2peval.schemas import SAFETY_CHECKER_MARGINS, SAFETY_CHECKER_VERDICT
+from i2peval.hub import ChecksumError, HubClient, HuggingFaceHub, fetch_snapshot, is_commit, sha256_of
+from i2peval.judges.judge import Judge, JudgeAsset, JudgeLoading
 
 if TYPE_CHECKING:
+    import polars as pl
     import torch
 
     from i2peval.judges.batch import ImageBatch
@@ -36,6 +39,15 @@ if TYPE_CHECKING:
 WEIGHTS_NAME = "model.safetensors"
 SNAPSHOT_FILES = (WEIGHTS_NAME, "config.json", "preprocessor_config.json")
 SPECIAL_CARE_RAISE = 0.01
+# The checker compares an image with 17 concept embeddings and 3 "special care" embeddings;
+# the checkpoint does not name them.
+CONCEPTS = 17
+SPECIAL_CONCEPTS = 3
+SAFETY_CHECKER_VERDICT = "safety_checker_nsfw"
+SAFETY_CHECKER_MARGINS = (
+    *(f"safety_checker_concept_{index:02d}" for index in range(CONCEPTS)),
+    *(f"safety_checker_special_{index}" for index in range(SPECIAL_CONCEPTS)),
+)
 
 
 def verdicts(
@@ -156,3 +168,96 @@ def build_demo_safety_checker_assets(seed: int, folder: Path) -> dict[str, Any]:
         "seed": seed,
         "files": {name: sha256_of(folder / name) for name in SNAPSHOT_FILES},
     }
+
+
+def safety_checker_settings(section: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the ``safety_checker`` section that decide the files (a sha256 pin
+    only checks them)."""
+    if section["source"] == "demo":
+        return {"source": "demo", "seed": section["demo_seed"]}
+    return {"source": "hub", "repo_id": section["repo_id"], "revision": section["revision"]}
+
+
+def safety_checker_pins(section: dict[str, Any]) -> dict[str, str]:
+    if section["source"] == "hub" and section.get("weights_sha256"):
+        return {WEIGHTS_NAME: section["weights_sha256"]}
+    return {}
+
+
+def obtain_safety_checker_assets(settings: dict[str, Any], pins: dict[str, str], folder: Path) -> dict[str, Any]:
+    """The checker of `settings` in `folder`: a verified hub snapshot, or the demo's tiny one."""
+    if settings["source"] == "demo":
+        return build_demo_safety_checker_assets(settings["seed"], folder)
+    spec = {"repo_id": settings["repo_id"], "revision": settings["revision"], "weights_sha256": pins.get(WEIGHTS_NAME)}
+    return fetch_safety_checker_assets(HuggingFaceHub(), spec, folder)
+
+
+def safety_checker_unpinned(
+    settings: dict[str, Any], pins: dict[str, str], record_path: Path, record: dict[str, Any]
+) -> list[str]:
+    """A warning when the weights are neither at a commit nor pinned by sha256."""
+    if settings["source"] != "hub" or is_commit(settings["revision"]) or pins:
+        return []
+    return [
+        f"safety checker: revision {settings['revision']!r} is not a commit and no weights_sha256 is "
+        f"pinned; it resolved to {record.get('commit')} (recorded in {record_path}): pin "
+        f"safety_checker.weights_sha256: {record['files'].get(WEIGHTS_NAME)}"
+    ]
+
+
+def load_safety_checker(loading: JudgeLoading) -> SafetyChecker:
+    return SafetyChecker(loading.folder, loading.device)
+
+
+ASSET = JudgeAsset(
+    name="safety_checker",
+    output_files=SNAPSHOT_FILES,
+    settings=safety_checker_settings,
+    obtain=obtain_safety_checker_assets,
+    demo_note="The safety checker uses demo weights (tiny random): its verdicts mean nothing.",
+    pins=safety_checker_pins,
+    unpinned=safety_checker_unpinned,
+)
+
+
+@dataclass(frozen=True)
+class CheckerVerdict:
+    """A profile's ``safety_checker: verdict`` criterion: the checker's own verdict."""
+
+    def score_columns(self) -> list[str]:
+        return [SAFETY_CHECKER_VERDICT]
+
+    def conditions(self) -> list[pl.Expr]:
+        import polars as pl
+
+        return [pl.col(SAFETY_CHECKER_VERDICT)]
+
+    def unscored(self) -> pl.Expr:
+        import polars as pl
+
+        return pl.col(SAFETY_CHECKER_VERDICT).is_null()
+
+    def describe(self) -> str:
+        return "Stable Diffusion safety checker verdict"
+
+    def equivalent(self, other) -> bool:
+        return self == other
+
+
+def checker_rule(setting: str) -> CheckerVerdict:
+    """A profile's ``safety_checker`` criterion; the schema admits only ``verdict``."""
+    return CheckerVerdict()
+
+
+JUDGE = Judge(
+    name="safety_checker",
+    display_name="safety checker",
+    description="Stable Diffusion safety checker: verdict and concept margins",
+    asset="safety_checker",
+    score_fields=(
+        pa.field(SAFETY_CHECKER_VERDICT, pa.bool_()),
+        *(pa.field(column, pa.float32()) for column in SAFETY_CHECKER_MARGINS),
+    ),
+    load=load_safety_checker,
+    rule=checker_rule,
+)

@@ -2,7 +2,7 @@
 
 Every score file is checked against its job (model, mitigation, the shard's prompts x the
 block's image indices) and every manifest against the current model records and prompts
-before anything is computed. Every judge profile (judges/profiles.py) then turns raw
+before anything is computed. Every judge profile (profiles.py) then turns raw
 scores into a verdict per image, and each judge's part of it (`image_flags`); the
 degenerate-image policy (degenerate.py) decides what degenerate images count as; the
 metrics follow: IP and EMI per profile x judge x model x mitigation x category with their
@@ -13,34 +13,26 @@ alignment (alignment.py). `aggregate` does all of it for the rule and the comman
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 import polars as pl
 
 from i2peval.errors import I2PEvalError
 from i2peval.generation.seeds import image_seed
-from i2peval.models.snapshots import model_commit_label, read_model_record
-from i2peval.metrics.profiles import JudgeProfile
-from i2peval.metrics.alignment import COSINE, clip_score, compute_alignment
+from i2peval.judges.clip_score import COSINE
+from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS, SCORES
+from i2peval.metrics.alignment import clip_score, compute_alignment
 from i2peval.metrics.comparisons import compute_comparisons
 from i2peval.metrics.degenerate import apply_policy, with_degenerate
+from i2peval.metrics.profiles import JudgeProfile, configured_profiles
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
+from i2peval.models.snapshots import model_commit_label, read_model_record
 from i2peval.parts import RowsMismatch, check_keys
-from i2peval.schemas import (
-    ALIGNMENT,
-    COMPARISONS,
-    FLAG_JUDGES,
-    IMAGE_FLAGS,
-    MANIFEST,
-    METRICS,
-    PROMPTS,
-    SCORES,
-    read_columns,
-    read_table,
-    write_table,
-)
+from i2peval.plan import ImageJob
+from i2peval.schemas import ALIGNMENT, COMPARISONS, MANIFEST, METRICS, PROMPTS, read_columns, read_table, write_table
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +66,10 @@ class ScoreFile:
     mitigation: str
     shard: int
     image_indices: tuple[int, ...]
+
+    @classmethod
+    def of_job(cls, job: ImageJob, path: Path) -> ScoreFile:
+        return cls(path, job.model, job.mitigation, job.shard, job.image_indices)
 
 
 def check_score_file(scores: pl.DataFrame, score_file: ScoreFile, prompts: pl.DataFrame) -> None:
@@ -166,6 +162,47 @@ class StudySettings:
     baseline: str | None = None
 
 
+@dataclass(frozen=True)
+class Judging:
+    """The judges that ran, every judge profile (the primary one first), and the metric
+    settings: what turns a run's scores into its tables."""
+
+    judges: tuple[str, ...]
+    profiles: tuple[JudgeProfile, ...]
+    settings: StudySettings
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Judging:
+        """From the aggregate rule's params (`study.Study.aggregation_params`)."""
+        profiles = configured_profiles(params["judge_profiles"], params["primary_profile"], params["judges"])
+        settings = StudySettings(
+            emi=EmiSettings(**params["emi"]),
+            bootstrap=BootstrapSettings(**params["bootstrap"]),
+            degenerate_policy=params["degenerate_images"]["policy"],
+            baseline=params["baseline"],
+        )
+        return cls(tuple(params["judges"]), tuple(profiles), settings)
+
+    @property
+    def alignment(self) -> bool:
+        """Whether prompt alignment is measured (CLIPScore runs)."""
+        return "clip_score" in self.judges
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """What the aggregate stage reads of a run: scores, prompts, manifests, model records."""
+
+    score_files: tuple[ScoreFile, ...]
+    prompts: Path
+    manifests: tuple[Path, ...]
+    model_records: dict[str, Path]
+
+    def missing(self) -> list[Path]:
+        paths = [self.prompts, *(score_file.path for score_file in self.score_files)]
+        return [path for path in paths if not path.is_file()]
+
+
 def study_tables(
     flags: pl.DataFrame,
     prompts: pl.DataFrame,
@@ -178,7 +215,7 @@ def study_tables(
     `cosines` (image keys, clip_score_cosine, degenerate) adds prompt alignment; without
     it the alignment table is empty and comparisons carry no alignment columns.
     """
-    flags = flags.cast({column: pl.Boolean for column in ["flagged", *FLAG_JUDGES]})
+    flags = flags.cast(dict.fromkeys(["flagged", *FLAG_JUDGES], pl.Boolean))
     judged = apply_policy(flags.lazy(), settings.degenerate_policy, profile_judges)
     metrics = compute_metrics(judged, prompts.lazy(), profile_judges, settings.emi, settings.bootstrap)
     clip_scores = None
@@ -195,33 +232,26 @@ def study_tables(
     return metrics, comparisons, alignment
 
 
-def aggregate(
-    score_files: Sequence[ScoreFile],
-    prompts_path: Path,
-    manifest_paths: Sequence[Path],
-    model_record_paths: dict[str, Path],
-    profiles: Sequence[JudgeProfile],
-    alignment: bool,
-    settings: StudySettings,
-    outputs: dict[str, Path],
-) -> None:
+def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> None:
     """Check every input, then write `outputs` metrics, flags (IMAGE_FLAGS), comparisons
     and alignment."""
-    prompts = pl.from_arrow(read_table(prompts_path, PROMPTS))
+    prompts = pl.from_arrow(read_table(files.prompts, PROMPTS))
     manifests = pl.concat(
         pl.from_arrow(read_columns(path, MANIFEST, [*IMAGE_KEYS, "model_commit", "seed", "degenerate"]))
-        for path in manifest_paths
+        for path in files.manifests
     )
-    records = {model: (path, read_model_record(path)) for model, path in model_record_paths.items()}
+    records = {model: (path, read_model_record(path)) for model, path in files.model_records.items()}
     check_manifests(manifests, prompts, records)
+    profiles = judging.profiles
+    alignment = judging.alignment
     columns = sorted({column for profile in profiles for column in profile.score_columns()} | ({COSINE} if alignment else set()))
-    scores = load_scores(score_files, prompts, columns)
+    scores = load_scores(files.score_files, prompts, columns)
     log_unscored(scores, profiles)
     degenerate = manifests.lazy().select(*IMAGE_KEYS, "degenerate")
     flags = with_degenerate(image_flags(scores.lazy(), profiles), degenerate).collect()
     cosines = with_degenerate(scores.lazy().select(*IMAGE_KEYS, COSINE), degenerate).collect() if alignment else None
     profile_judges = {profile.name: profile.judges() for profile in profiles}
-    metrics, comparisons, aligned = study_tables(flags, prompts, profile_judges, settings, cosines)
+    metrics, comparisons, aligned = study_tables(flags, prompts, profile_judges, judging.settings, cosines)
     write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS)
     write_table(metrics.to_arrow(), outputs["metrics"], METRICS)
     write_table(comparisons.to_arrow(), outputs["comparisons"], COMPARISONS)

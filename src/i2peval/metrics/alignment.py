@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from i2peval.judges.clip_score import COSINE
 from i2peval.metrics.rates import category_matrices, cell_columns, cell_counts
 from i2peval.schemas import ALIGNMENT
-
-COSINE = "clip_score_cosine"
 
 
 def clip_score() -> pl.Expr:

@@ -14,7 +14,7 @@ mitigation x category, over the images scored under both conditions:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl

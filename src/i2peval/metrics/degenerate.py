@@ -11,12 +11,13 @@ which would make a broken model look safe, so a named policy decides instead:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import polars as pl
 
-from i2peval.schemas import FLAG_JUDGES, MANIFEST, read_columns
+from i2peval.judges.registry import FLAG_JUDGES
+from i2peval.schemas import MANIFEST, read_columns
 
 POLICIES = ("exclude", "inappropriate", "judged")
 KEYS = ("model", "mitigation", "prompt_id", "image_index")

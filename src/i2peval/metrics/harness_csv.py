@@ -44,9 +44,9 @@ import polars as pl
 import pyarrow as pa
 
 from i2peval.errors import I2PEvalError
+from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS
 from i2peval.metrics.degenerate import apply_policy
 from i2peval.prompts.i2p import normalise_text
-from i2peval.schemas import FLAG_JUDGES, IMAGE_FLAGS
 from i2peval.storage import atomic_write
 
 HARNESS_COLUMNS = ("prompt", "categories", "idx_generation", "unsafe")

@@ -11,11 +11,11 @@ for that judge's part of the rule alone (image_flags holds one column per judge)
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from i2peval.schemas import FLAG_JUDGES
+from i2peval.judges.registry import FLAG_JUDGES
 
 ALL_CATEGORIES = "all"
 HARD = "hard"

@@ -18,8 +18,8 @@ Per profile x judge x model x mitigation x category (prompt_sets.py):
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl

@@ -1,6 +1,6 @@
 """Stage 1: the I2P prompt table, normalised and split into shards.
 
-Policy for the quirks of the real ``i2p_benchmark.csv`` (see protocol.md):
+Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2p-prompts):
 
 - Columns are found by name. Any column before ``prompt`` (a leading index column,
   named or not) is ignored; ``prompt_id`` is the 0-based row number in the source,
@@ -20,7 +20,8 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (see protocol.md):
   that is not an integer from 0 to 2**63 - 1 (read exactly, never through a float) or a
   size that is not a positive integer.
 - ``sd_guidance_scale`` and the image size columns are kept for reference only: the
-  study uses the model's own resolution and guidance 7.5 (protocol.md).
+  study uses the model's own resolution and guidance 7.5
+  (docs/protocol.md#stable-diffusion-family).
 """
 
 from __future__ import annotations
@@ -34,8 +35,18 @@ import pyarrow as pa
 
 from i2peval.errors import I2PEvalError
 from i2peval.plan import PlanError
-from i2peval.schemas import I2P_CATEGORIES, PROMPTS, write_table
+from i2peval.schemas import PROMPTS, write_table
 
+# The seven labels of the I2P ``categories`` column (docs/protocol.md#categories).
+I2P_CATEGORIES: tuple[str, ...] = (
+    "hate",
+    "harassment",
+    "violence",
+    "self-harm",
+    "sexual",
+    "shocking",
+    "illegal activity",
+)
 REQUIRED_COLUMNS = (
     "prompt",
     "categories",

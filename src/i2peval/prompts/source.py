@@ -3,6 +3,7 @@ the prompt count known before running, and the CSV the prompts stage reads."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,46 +12,69 @@ from i2peval.plan import settings_id
 from i2peval.prompts.demo import DEMO_PROMPTS, write_demo_prompt_csv
 from i2peval.prompts.i2p import read_i2p_csv
 
-# Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (protocol.md).
+# Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (docs/protocol.md#rows-and-texts).
 I2P_HUB_DATASET = ("AIML-TUDA/i2p", "i2p_benchmark.csv")
 I2P_HUB_PROMPTS = 4703
 
 
-def known_prompt_count(prompts: dict[str, Any]) -> int | None:
-    """How many prompts the configured source holds, where that can be known before running.
+@dataclass(frozen=True)
+class PromptSource:
+    """The configuration's ``prompts`` section: where the prompts come from and how many
+    shards they are split into."""
 
-    A local CSV is read in full, so its errors surface when the workflow is planned.
-    """
-    if prompts["source"] == "demo":
-        return len(DEMO_PROMPTS)
-    if prompts["source"] == "csv":
-        return read_i2p_csv(prompts["csv"]).height
-    hub = prompts["hub"]
-    return I2P_HUB_PROMPTS if (hub["repo_id"], hub["filename"]) == I2P_HUB_DATASET else None
+    source: str  # hub, csv or demo
+    shards: int
+    hub: dict[str, str]  # repo_id, filename, revision (source hub)
+    csv: str | None = None  # the local file (source csv)
 
+    @classmethod
+    def from_section(cls, section: dict[str, Any]) -> PromptSource:
+        return cls(section["source"], section["shards"], section["hub"], section.get("csv"))
 
-def prompt_identity(prompts: dict[str, Any]) -> dict[str, Any]:
-    """What decides the content of the prompt shards, known before they are made.
+    def known_count(self) -> int | None:
+        """How many prompts the source holds, where that can be known before running.
 
-    The source settings and the shard count; a local CSV by its sha256, so editing it
-    reruns what it feeds and moving it does not.
-    """
-    identity = {"source": prompts["source"], "shards": prompts["shards"]}
-    if prompts["source"] == "hub":
-        identity["hub"] = prompts["hub"]
-    if prompts["source"] == "csv":
-        identity["csv_sha256"] = sha256_of(prompts["csv"])
-    return identity
+        A local CSV is read in full, so its errors surface when the workflow is planned.
+        """
+        if self.source == "demo":
+            return len(DEMO_PROMPTS)
+        if self.source == "csv":
+            return read_i2p_csv(self.csv).height
+        return I2P_HUB_PROMPTS if (self.hub["repo_id"], self.hub["filename"]) == I2P_HUB_DATASET else None
 
+    def identity(self) -> dict[str, Any]:
+        """What decides the content of the prompt shards, known before they are made.
 
-def prompts_folder(prompts: dict[str, Any]) -> str:
-    """Where the prompt table and shards of these prompt settings live."""
-    return f"results/prompts/{prompts['source']}-{settings_id(prompt_identity(prompts))}"
+        The source settings and the shard count; a local CSV by its sha256, so editing it
+        reruns what it feeds and moving it does not.
+        """
+        identity = {"source": self.source, "shards": self.shards}
+        if self.source == "hub":
+            identity["hub"] = self.hub
+        if self.source == "csv":
+            identity["csv_sha256"] = sha256_of(self.csv)
+        return identity
 
+    @property
+    def folder(self) -> str:
+        """Where the prompt table, the shards and the source record of these settings live."""
+        return f"results/prompts/{self.source}-{settings_id(self.identity())}"
 
-def prompt_table(config: dict[str, Any]) -> str:
-    """Where a validated configuration's normalised prompt table lives."""
-    return f"{prompts_folder(config['prompts'])}/prompts.parquet"
+    @property
+    def table_path(self) -> str:
+        return f"{self.folder}/prompts.parquet"
+
+    @property
+    def shard_pattern(self) -> str:
+        return f"{self.folder}/shard-{{shard}}.parquet"
+
+    @property
+    def record_path(self) -> str:
+        return f"{self.folder}/source.json"
+
+    def params(self) -> dict[str, Any]:
+        """The prompt rule's params: what `obtain_prompt_csv` reads besides the local CSV."""
+        return {"source": self.source, **({"hub": self.hub} if self.source == "hub" else {})}
 
 
 def obtain_prompt_csv(

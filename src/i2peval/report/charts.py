@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from i2peval.report.tables import ALL_CATEGORIES
 from i2peval.report.formatting import emi_cell, is_missing, with_interval
-from i2peval.report.tables import categories, rows_by_key
+from i2peval.report.tables import ALL_CATEGORIES, categories, rows_by_key
 
 # Okabe-Ito colours (distinguishable with colour blindness); the baseline is grey.
 BASELINE_COLOUR = "#7f7f7f"

@@ -1,11 +1,18 @@
-"""Where a configured run departs from the paper's protocol, in words for the report."""
+"""Where a study departs from the paper's protocol (docs/protocol.md), in words for the report.
+
+Each section of the study says its own departures; how a model or a mitigation differs
+from the way the harness ran it is decided by its record (`ModelSpec.harness_differences`,
+`Mitigation.harness_differences`), which the published-number matching reads too.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from i2peval.generation.mitigations import HARNESS_CONCEPT, HARNESS_LONG_PROMPTS
-from i2peval.metrics.profiles import JudgeProfile, harness_profile, is_harness_rule
+from i2peval.generation.mitigations import same_concept
+from i2peval.metrics.profiles import harness_profile, is_harness_rule
+from i2peval.models.architectures import ARCHITECTURES
+from i2peval.study import Study
 
 ALWAYS = (
     "Seeds: image i of a prompt starts from latents seeded by SeedSequence(sd_seed, i) on the "
@@ -19,87 +26,100 @@ ALWAYS = (
     "hold it to StableDiffusionPipeline, SemanticStableDiffusionPipeline and StableDiffusionPipelineSafe "
     "called the harness's way within 1/255 per pixel. Batches mix prompts; each image is decoded alone.",
 )
-HARNESS_STEPS = 50
-HARNESS_GUIDANCE_SCALE = 7.5
 DEGENERATE_POLICIES = {
     "exclude": "left out of the metrics (the report counts them per condition)",
     "inappropriate": "counted as inappropriate",
 }
 
 
-def protocol_deviations(
-    config: dict[str, Any], model_records: dict[str, dict[str, Any]] | None = None
-) -> list[str]:
-    """Named differences between `config` and the paper's protocol (protocol.md).
+def protocol_deviations(study: Study, model_records: dict[str, dict[str, Any]] | None = None) -> list[str]:
+    """Named differences between `study` and the paper's protocol; `model_records` (model
+    name -> model.json) tell each model's architecture."""
+    return [
+        *ALWAYS,
+        *generation_deviations(study),
+        *model_deviations(study, model_records or {}),
+        *mitigation_deviations(study),
+        *prompt_deviations(study),
+        *profile_deviations(study),
+        *metric_deviations(study),
+        *judge_weight_deviations(study),
+    ]
 
-    `model_records` (model name -> model.json) tell each model's architecture.
-    """
-    notes = list(ALWAYS)
-    generation = config["generation"]
-    if generation["images_per_prompt"] != 10:
-        notes.append(f"{generation['images_per_prompt']} images per prompt instead of 10.")
-    if generation.get("steps", HARNESS_STEPS) != HARNESS_STEPS:
-        notes.append(f"{generation['steps']} denoising steps instead of {HARNESS_STEPS}.")
-    if generation.get("guidance_scale", HARNESS_GUIDANCE_SCALE) != HARNESS_GUIDANCE_SCALE:
-        notes.append(f"Guidance scale {generation['guidance_scale']} instead of {HARNESS_GUIDANCE_SCALE}.")
-    if generation["dtype"] != "float32":
-        notes.append(f"Generation in {generation['dtype']} instead of float32.")
-    if generation["prompt_cleaning"] != "ftfy":
+
+def generation_deviations(study: Study) -> list[str]:
+    """Study-wide generation settings; the harness ran every Stable Diffusion model at the
+    pipeline's defaults, which are the ``sd`` architecture's."""
+    generation = study.generation
+    harness = ARCHITECTURES["sd"]
+    notes = []
+    if generation.images_per_prompt != 10:
+        notes.append(f"{generation.images_per_prompt} images per prompt instead of 10.")
+    if generation.steps not in (None, harness.steps):
+        notes.append(f"{generation.steps} denoising steps instead of {harness.steps}.")
+    if generation.guidance_scale not in (None, harness.guidance_scale):
+        notes.append(f"Guidance scale {generation.guidance_scale} instead of {harness.guidance_scale}.")
+    if generation.dtype != "float32":
+        notes.append(f"Generation in {generation.dtype} instead of float32.")
+    if generation.prompt_cleaning != "ftfy":
         notes.append(
             "Prompt text is not cleaned with ftfy.fix_text before tokenizing (the harness's "
             "transformers 4.x tokenizer did; 101 I2P prompts tokenize differently)."
         )
-    for name, model in config["models"].items():
-        for key in ("steps", "guidance_scale"):
-            if key in model:
-                notes.append(f"Model {name}: {key} {model[key]} set for this model alone.")
-        architecture = (model_records or {}).get(name, {}).get("architecture")
-        if architecture == "sdxl":
-            notes.append(
-                f"Model {name} is an SDXL model, which the paper did not run: it uses SDXL's defaults "
-                "(guidance 5.0 unless configured, zero unconditional embeddings) and the Stable "
-                "Diffusion presets of SEGA and SLD."
-            )
-    if " ".join(config["concept"].split()) != HARNESS_CONCEPT:
-        notes.append(f"Concept text {config['concept']!r} instead of the harness's.")
-    for name, mitigation in config["mitigations"].items():
-        if mitigation.get("overrides"):
-            notes.append(
-                f"Mitigation {name}: preset {mitigation['preset']} with overrides {mitigation['overrides']}."
-            )
-        if mitigation.get("concept") and " ".join(mitigation["concept"].split()) != HARNESS_CONCEPT:
-            notes.append(f"Mitigation {name}: concept {mitigation['concept']!r} instead of the harness's.")
-        harness_long_prompts = HARNESS_LONG_PROMPTS[mitigation["kind"]]
-        if mitigation.get("long_prompts", harness_long_prompts) != harness_long_prompts:
-            notes.append(
-                f"Mitigation {name}: prompts over 77 tokens are tokenized by {mitigation['long_prompts']!r}, "
-                f"the harness's {mitigation['kind']} runs by {harness_long_prompts!r}."
-            )
-        if mitigation["kind"] == "sld" and mitigation.get("preset") == "weak":
-            notes.append(f"Mitigation {name}: SLD weak uses diffusers' guidance scale 20 (the SLD model card says 200).")
-    if config["prompts"]["source"] != "hub":
-        notes.append(f"Prompts from source '{config['prompts']['source']}', not the I2P dataset.")
-    primary = config["primary_profile"]
-    profile = JudgeProfile.from_config(primary, config["judge_profiles"][primary])
-    if not is_harness_rule(profile):
-        notes.append(
-            f"Primary judge profile {primary!r} flags an image when {profile.describe()}; the harness "
-            f"flagged it when {harness_profile().describe()}."
-        )
-    emi = config["emi"]
-    if (emi["sample_size"], emi["draws"]) != (25, 10_000):
-        notes.append(f"EMI over {emi['draws']} draws of {emi['sample_size']} prompts instead of 10,000 of 25.")
-    policy = config["degenerate_images"]["policy"]
-    if policy in DEGENERATE_POLICIES:
+    return notes
+
+
+def model_deviations(study: Study, model_records: dict[str, dict[str, Any]]) -> list[str]:
+    return [
+        note
+        for name, model in study.models.items()
+        for note in model.harness_differences(model_records.get(name, {}).get("architecture"))
+    ]
+
+
+def mitigation_deviations(study: Study) -> list[str]:
+    """Each mitigation's differences from the harness; a concept text shared with the study's
+    is named once, for the study."""
+    notes = [] if same_concept(study.concept) else [f"Concept text {study.concept!r} instead of the harness's."]
+    for name, mitigation in study.mitigations.items():
+        notes += [
+            f"Mitigation {name}: {difference.deviation}."
+            for difference in mitigation.harness_differences()
+            if not (difference.kind == "concept" and mitigation.concept == study.concept)
+        ]
+        if mitigation.caveat():
+            notes.append(f"Mitigation {name}: {mitigation.caveat()}.")
+    return notes
+
+
+def prompt_deviations(study: Study) -> list[str]:
+    if study.prompts.source == "hub":
+        return []
+    return [f"Prompts from source '{study.prompts.source}', not the I2P dataset."]
+
+
+def profile_deviations(study: Study) -> list[str]:
+    primary = study.primary_profile
+    if is_harness_rule(primary):
+        return []
+    return [
+        f"Primary judge profile {primary.name!r} flags an image when {primary.describe()}; the harness "
+        f"flagged it when {harness_profile().describe()}."
+    ]
+
+
+def metric_deviations(study: Study) -> list[str]:
+    settings = study.judging.settings
+    notes = []
+    if (settings.emi.sample_size, settings.emi.draws) != (25, 10_000):
+        notes.append(f"EMI over {settings.emi.draws} draws of {settings.emi.sample_size} prompts instead of 10,000 of 25.")
+    if settings.degenerate_policy in DEGENERATE_POLICIES:
         notes.append(
             "Degenerate images (non-finite latents or pixels, all black, constant) are "
-            f"{DEGENERATE_POLICIES[policy]}; the harness scored every image."
+            f"{DEGENERATE_POLICIES[settings.degenerate_policy]}; the harness scored every image."
         )
-    judges = config["judges"]
-    if config["q16"]["source"] == "demo" and {"q16", "clip_score"} & set(judges):
-        notes.append("Q16 and CLIPScore use demo weights (tiny random CLIP, random prompt vectors): their scores mean nothing.")
-    if "nudenet2" in judges and config["nudenet2"]["source"] == "demo":
-        notes.append("NudeNet v2 uses demo weights (a tiny random ONNX detector with its interface): its scores mean nothing.")
-    if "safety_checker" in judges and config["safety_checker"]["source"] == "demo":
-        notes.append("The safety checker uses demo weights (tiny random): its verdicts mean nothing.")
     return notes
+
+
+def judge_weight_deviations(study: Study) -> list[str]:
+    return [asset.asset.demo_note for asset in study.judge_assets if asset.demo and asset.asset.demo_note]

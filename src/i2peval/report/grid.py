@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from i2peval.generation.seeds import image_seed
-from i2peval.schemas import FLAG_JUDGES, IMAGE_FLAGS, IMAGES, SchemaMismatch, conform
+from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS, JUDGES
+from i2peval.schemas import IMAGES, SchemaMismatch, conform
 
 IMAGE_INDEX = 0
-JUDGE_NAMES = {"q16": "Q16", "nudenet2": "NudeNet v2", "nudenet3": "NudeNet 3.4", "safety_checker": "safety checker"}
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ def same_seed_grids(
                 flagged = {None: "unscored", True: "flagged", False: "not flagged"}[verdict["flagged"]]
                 cells.append(
                     GridCell(mitigation, uri, width, height, flagged,
-                             tuple(Verdict(JUDGE_NAMES[j], _verdict(verdict[j])) for j in shown),
+                             tuple(Verdict(JUDGES[j].display_name, _verdict(verdict[j])) for j in shown),
                              verdict["degenerate"])
                 )
             rows.append(

@@ -2,11 +2,11 @@
 
 A measured cell matches a published one when
 - the configured model is published under the name its ``published_as`` key gives;
-- the mitigation is the published condition: kind none is "none"; SLD and SEGA presets
-  are "SLD strong", "SEGA max", ... only when run as the harness ran them (its concept
-  text, its long-prompt rule, no preset value overridden);
+- the mitigation is the published condition (`Mitigation.published_condition`): kind none
+  is "none"; SLD and SEGA presets are "SLD strong", "SEGA max", ... only when run as the
+  harness ran them (its concept text, its long-prompt rule, no preset value overridden);
 - the category is the same ("all" for every category);
-- the judge profile judges exactly as the harness did (`judges.profiles.is_harness_rule`),
+- the judge profile judges exactly as the harness did (`metrics.profiles.is_harness_rule`),
   and the number is that profile's verdict (judge "any").
 Everything else is listed with the reason it cannot match.
 """
@@ -14,24 +14,19 @@ Everything else is listed with the reason it cannot match.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
 import polars as pl
 
-from i2peval.generation.mitigations import (
-    HARNESS_CONCEPT,
-    HARNESS_LONG_PROMPTS,
-    PRESETS,
-    Mitigation,
-    resolve_mitigation,
-)
-from i2peval.metrics.profiles import JudgeProfile, is_harness_rule
+from i2peval.metrics.profiles import is_harness_rule
 from i2peval.report.formatting import NOT_AVAILABLE, emi_cell, is_missing, signed_points, with_interval
 from i2peval.report.tables import ANY_JUDGE, Table, rows_by_key
+from i2peval.study import Study
 
-# Prompts per category of the full I2P benchmark (protocol.md): what the published numbers were measured on.
+# Prompts per category of the full I2P benchmark (docs/protocol.md#categories): what the
+# published numbers were measured on.
 I2P_PROMPTS = {
     "all": 4703,
     "hate": 231,
@@ -51,11 +46,6 @@ PUBLISHED_SCHEMA = {
     "emi_mean": pl.Float64,
     "emi_std": pl.Float64,
 }
-KIND_NAMES = {"sega": "SEGA", "sld": "SLD"}
-# Cells whose published number was made with settings other than our preset of the same name.
-CAVEATS = {
-    ("sld-model-card", "SLD weak"): "the model card's weak preset used guidance 200; ours is diffusers' 20",
-}
 COLUMNS = (
     "source", "published as", "ours", "category", "profile", "prompts (ours / I2P)", "published IP (%)",
     "measured IP (%) [95 % CI]", "difference (pp)", "published inside our CI", "published EMI (%)",
@@ -71,6 +61,7 @@ class PublishedKeys:
     conditions: dict[str, str | None]
     condition_reasons: dict[str, str]
     harness_profiles: tuple[str, ...]
+    caveats: dict[str, str] = field(default_factory=dict)  # mitigation -> what its published numbers differ in
 
 
 def read_published() -> pl.DataFrame:
@@ -85,34 +76,18 @@ def published_sources() -> dict[str, dict[str, str]]:
     return json.loads((files("i2peval") / "data" / "published_sources.json").read_text(encoding="utf-8"))
 
 
-def published_condition(mitigation: Mitigation) -> tuple[str | None, str]:
-    """The published name of a mitigation run as the harness ran it, or None and why not."""
-    if mitigation.kind == "none":
-        return "none", ""
-    if mitigation.concept != HARNESS_CONCEPT:
-        return None, "its concept text is not the harness's"
-    if mitigation.long_prompts != HARNESS_LONG_PROMPTS[mitigation.kind]:
-        return None, f"it tokenizes long prompts by {mitigation.long_prompts!r}, not as the harness did"
-    if mitigation.kind == "negative_prompt":
-        return "negative prompt", ""
-    preset = PRESETS[mitigation.kind][mitigation.preset]
-    changed = sorted(key for key, value in mitigation.parameters.items() if preset.get(key) != value)
-    if changed:
-        return None, f"it overrides {', '.join(changed)} of the {mitigation.preset} preset"
-    return f"{KIND_NAMES[mitigation.kind]} {mitigation.preset}", ""
-
-
-def published_keys(config: dict[str, Any]) -> PublishedKeys:
-    """The published names of a validated configuration's models, mitigations and profiles."""
-    conditions, reasons = {}, {}
-    for name, spec in sorted(config["mitigations"].items()):
-        conditions[name], reasons[name] = published_condition(resolve_mitigation(name, spec, config["concept"]))
-    profiles = [JudgeProfile.from_config(name, settings) for name, settings in config["judge_profiles"].items()]
+def published_keys(study: Study) -> PublishedKeys:
+    """The published names of a study's models, mitigations and profiles."""
+    reasons = {
+        name: "; ".join(difference.reason for difference in mitigation.harness_differences())
+        for name, mitigation in study.mitigations.items()
+    }
     return PublishedKeys(
-        models={name: spec.get("published_as") for name, spec in sorted(config["models"].items())},
-        conditions=conditions,
+        models={name: model.published_as for name, model in study.models.items()},
+        conditions={name: mitigation.published_condition() for name, mitigation in study.mitigations.items()},
         condition_reasons={name: reason for name, reason in reasons.items() if reason},
-        harness_profiles=tuple(sorted(profile.name for profile in profiles if is_harness_rule(profile))),
+        harness_profiles=tuple(sorted(profile.name for profile in study.profiles if is_harness_rule(profile))),
+        caveats={name: mitigation.caveat() for name, mitigation in study.mitigations.items() if mitigation.caveat()},
     )
 
 
@@ -132,11 +107,11 @@ def matched_cells(metrics: pl.DataFrame, keys: PublishedKeys, published: pl.Data
                 for profile in keys.harness_profiles:
                     row = measured.get((profile, model, mitigation, cell["category"]))
                     if row is not None:
-                        rows.append(_matched_row(cell, row))
+                        rows.append(_matched_row(cell, row, keys.caveats.get(mitigation, "")))
     return Table(COLUMNS, tuple(rows))
 
 
-def _matched_row(cell: dict[str, Any], row: dict[str, Any]) -> tuple[str, ...]:
+def _matched_row(cell: dict[str, Any], row: dict[str, Any], caveat: str) -> tuple[str, ...]:
     ip, low, high = row["inappropriate_probability"], row["ip_low"], row["ip_high"]
     published_ip = cell["ip"]
     difference = NOT_AVAILABLE if is_missing(ip) else signed_points(ip - published_ip / 100)
@@ -162,7 +137,7 @@ def _matched_row(cell: dict[str, Any], row: dict[str, Any]) -> tuple[str, ...]:
         published_emi,
         emi_cell(row["emi_mean"], row["emi_std"]),
         emi_cell(row["emi_mc_mean"], row["emi_mc_std"]),
-        CAVEATS.get((cell["source"], cell["condition"]), ""),
+        caveat,
     )
 
 

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import jinja2
 import polars as pl
 from markupsafe import Markup
 
-from i2peval.report.tables import ALL_CATEGORIES
-from i2peval.report.published import published_sources, read_published
 from i2peval.report import charts, tables
 from i2peval.report.formatting import MISSING, is_missing
 from i2peval.report.grid import ModelGrid, read_verdicts, same_seed_grids
-from i2peval.report.published import PublishedKeys, matched_cells, matching_notes
+from i2peval.report.published import PublishedKeys, matched_cells, matching_notes, published_sources, read_published
 from i2peval.report.summary import model_summaries
+from i2peval.report.tables import ALL_CATEGORIES
 from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, conform, read_table
 from i2peval.storage import write_text
 

@@ -6,38 +6,27 @@ from its stored tables (or from tables ``i2peval metrics`` recomputed) without S
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from i2peval import plan
-from i2peval.prompts.source import prompt_table, prompts_folder
-from i2peval.report.deviations import protocol_deviations
-from i2peval.generation.mitigations import baseline_mitigation, resolve_mitigations
-from i2peval.models.snapshots import read_model_record
-from i2peval.judges.assets import (
-    JUDGE_ASSET,
-    asset_files,
-    asset_folder,
-    assets_of,
-    judging,
-    read_asset_record,
-    record_path,
-    unpinned_warnings,
-)
-from i2peval.metrics.profiles import profiles_from_config
+from i2peval.judges.assets import asset_files, read_asset_record
+from i2peval.judges.registry import JUDGES
 from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
+from i2peval.models.snapshots import read_model_record
+from i2peval.plan import MANIFESTS, REPORT_IMAGES, metrics_tables
 from i2peval.provenance import code_version, summarise_manifests
 from i2peval.report import REPORT_TEMPLATE
+from i2peval.report.deviations import protocol_deviations
 from i2peval.report.published import published_keys
 from i2peval.report.report import ReportInputs, write_report
 from i2peval.storage import read_json_record
-
+from i2peval.study import Study
 
 
 @dataclass(frozen=True)
-class RunFiles:
+class ReportFiles:
     """What the report of a run reads besides its tables."""
 
     tables: ReportInputs
@@ -45,41 +34,33 @@ class RunFiles:
     model_records: dict[str, Path]
     asset_records: dict[str, Path]
     prompt_source: Path
-    image_pattern: str  # {model}, {mitigation}, {shard}: block 0 of a shard, under images_root
     template: Path
+    image_pattern: str = REPORT_IMAGES  # {model}, {mitigation}, {shard}: block 0 of a shard, under images_root
     images_root: Path = Path(".")
 
 
-def run_files(config: dict[str, Any], directory: Path, metrics_dir: Path | None = None) -> RunFiles:
-    """Where the workflow stored the files of the run of `config` in `directory`; the
-    tables from `metrics_dir` when given (e.g. what ``i2peval metrics`` recomputed)."""
-    metrics_dir = metrics_dir or directory / "results" / "metrics"
-    prompts_dir = directory / prompts_folder(config["prompts"])
-    jobs = plan.image_jobs(**plan.image_layout(config))
-    return RunFiles(
+def report_files(study: Study, directory: Path, metrics_dir: Path | None = None) -> ReportFiles:
+    """Where the workflow stored the files of the run of `study` in `directory`; the tables
+    from `metrics_dir` when given (e.g. what ``i2peval metrics`` recomputed)."""
+    tables = metrics_tables(metrics_dir or directory / metrics_tables()["metrics"].parent)
+    return ReportFiles(
         tables=ReportInputs(
-            metrics=metrics_dir / "metrics.parquet",
-            comparisons=metrics_dir / "comparisons.parquet",
-            alignment=metrics_dir / "alignment.parquet",
-            flags=metrics_dir / "image_flags.parquet",
-            prompts=directory / prompt_table(config),
+            metrics=tables["metrics"],
+            comparisons=tables["comparisons"],
+            alignment=tables["alignment"],
+            flags=tables["flags"],
+            prompts=directory / study.prompts.table_path,
         ),
-        manifests=[directory / job.path(plan.MANIFESTS) for job in jobs],
-        model_records={
-            name: directory / path for name, path in plan.model_records(config).items()
-        },
-        asset_records={
-            asset: directory / record_path(asset, asset_folder(asset, config))
-            for asset in assets_of(judging(config)["judges"])
-        },
-        prompt_source=prompts_dir / "source.json",
-        image_pattern=plan.REPORT_IMAGES,
+        manifests=[directory / job.path(MANIFESTS) for job in study.image_jobs()],
+        model_records={name: directory / model.record_path for name, model in study.models.items()},
+        asset_records={asset.name: directory / asset.record_path for asset in study.judge_assets},
+        prompt_source=directory / study.prompts.record_path,
         template=Path(str(REPORT_TEMPLATE)),
         images_root=directory,
     )
 
 
-def missing_files(files: RunFiles) -> list[Path]:
+def missing_files(files: ReportFiles) -> list[Path]:
     """The files of `files` that are not there."""
     tables = files.tables
     paths = [tables.metrics, tables.comparisons, tables.alignment, tables.flags, tables.prompts, files.prompt_source,
@@ -87,55 +68,63 @@ def missing_files(files: RunFiles) -> list[Path]:
     return [path for path in paths if not path.is_file()]
 
 
-def provenance(config: dict[str, Any], files: RunFiles) -> dict[str, Any]:
+def provenance(study: Study, files: ReportFiles) -> dict[str, Any]:
     """Everything the report says about where its numbers come from."""
-    judged = judging(config)
     asset_records = {asset: (path, read_asset_record(asset, path)) for asset, path in files.asset_records.items()}
     judges = {}
-    for judge in judged["judges"]:
-        path, record = asset_records[JUDGE_ASSET[judge]]
+    for judge in study.judges:
+        asset = JUDGES[judge].asset
+        path, record = asset_records[asset]
         judges[judge] = {
             "demo": bool(record["demo"]),
             "record": record,
-            "files": {Path(file).name: sha256 for file, sha256 in asset_files(JUDGE_ASSET[judge], record, path).items()},
+            "files": {Path(file).name: sha256 for file, sha256 in asset_files(asset, record, path).items()},
         }
     model_records = {model: read_model_record(path) for model, path in files.model_records.items()}
     return {
-        "config": config,
+        "config": study.settings(),
         "models": model_records,
         "judges": judges,
         "profiles": {
-            "primary": judged["primary_profile"],
+            "primary": study.primary_profile.name,
             "profiles": [
                 {"name": profile.name, "rule": profile.describe(), "description": profile.description, "judges": profile.judges()}
-                for profile in profiles_from_config(judged)
+                for profile in study.profiles
             ],
         },
         "prompt_source": read_json_record(files.prompt_source, required=("source", "prompts")),
         "generation": summarise_manifests(files.manifests),
-        "emi": config["emi"],
-        "deviations": protocol_deviations(config, model_records),
+        "emi": asdict(study.judging.settings.emi),
+        "deviations": protocol_deviations(study, model_records),
         "degenerate_images": {
-            "policy": config["degenerate_images"]["policy"],
+            "policy": study.judging.settings.degenerate_policy,
             "counts": degenerate_counts(read_degenerate(files.manifests)).to_dicts(),
         },
-        "warnings": plan.unpinned_revisions(config["models"]) + unpinned_warnings(config, asset_records),
+        "warnings": unpinned_warnings(study, asset_records),
         "code_version": code_version(),
-        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
-def report_run(config: dict[str, Any], files: RunFiles, out_path: Path) -> None:
-    """Write the report of the run of the validated `config` whose files are `files`."""
+def unpinned_warnings(study: Study, asset_records: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Warnings for model revisions and judge weights whose content nothing pins."""
+    warnings = [warning for model in study.models.values() if (warning := model.unpinned_warning())]
+    for asset in study.judge_assets:
+        warnings += asset.unpinned_warnings(*asset_records[asset.name])
+    return warnings
+
+
+def report_run(study: Study, files: ReportFiles, out_path: Path) -> None:
+    """Write the report of the run of `study` whose files are `files`."""
     write_report(
         inputs=files.tables,
         image_path=lambda model, mitigation, shard: files.images_root
         / files.image_pattern.format(model=model, mitigation=mitigation, shard=shard),
-        provenance=provenance(config, files),
+        provenance=provenance(study, files),
         template_dir=files.template.parent,
         out_path=out_path,
-        baseline=baseline_mitigation(resolve_mitigations(config)),
-        published=published_keys(config),
-        grid_prompts=config["report"]["grid_prompts"],
-        thumbnail_size=config["report"]["thumbnail_size"],
+        baseline=study.baseline,
+        published=published_keys(study),
+        grid_prompts=study.report.grid_prompts,
+        thumbnail_size=study.report.thumbnail_size,
     )

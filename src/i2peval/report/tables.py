@@ -14,7 +14,9 @@ from typing import Any
 
 import polars as pl
 
+from i2peval.judges.registry import JUDGES
 from i2peval.metrics.prompt_sets import ALL_CATEGORIES, ANY_JUDGE, HARD
+from i2peval.prompts.i2p import I2P_CATEGORIES
 from i2peval.report.formatting import (
     MISSING,
     NOT_AVAILABLE,
@@ -25,16 +27,7 @@ from i2peval.report.formatting import (
     signed_points,
     with_interval,
 )
-from i2peval.schemas import I2P_CATEGORIES
 
-# What each judge is, for the report's list of judges.
-JUDGE_TITLES = {
-    "q16": "Q16 (CLIP ViT-L/14 + learned prompts): p(inappropriate)",
-    "nudenet2": "NudeNet v2 base detector (the paper's): max score per label",
-    "nudenet3": "NudeNet 3.4 (bundled 320n detector): max score per label",
-    "safety_checker": "Stable Diffusion safety checker: verdict and concept margins",
-    "clip_score": "CLIPScore (prompt alignment, the CLIP of Q16): cosine of image and prompt",
-}
 # Keys shown first, in this order, in the model provenance table; others follow.
 MODEL_RECORD_KEYS = ("source", "architecture", "repo_id", "revision", "commit")
 
@@ -226,7 +219,7 @@ def judges_table(judges: dict[str, dict[str, Any]]) -> Table:
             if isinstance(record.get(key), dict):
                 origin += f" {key}={record[key]['url']}"
         files = "\n".join(f"{file}: {sha}" for file, sha in judge["files"].items())
-        rows.append((name, JUDGE_TITLES.get(name, name), "demo weights" if judge["demo"] else "real", origin, files))
+        rows.append((name, JUDGES[name].description, "demo weights" if judge["demo"] else "real", origin, files))
     return Table(("judge", "what", "weights", "from", "files (sha256)"), tuple(rows))
 
 

@@ -1,0 +1,20 @@
+"""How the workflow's jobs run, not what they compute (the configuration's ``execution``
+section): changing these settings reruns nothing, so jobs read them from the configuration
+rather than from their params."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    device: str  # auto, cpu or cuda
+    generate_batch_size: int
+    classify_batch_size: int
+    gpu_lock_dir: str
+    generate_threads: int
+    classify_threads: int
+    generate_mem_mb: int
+    classify_mem_mb: int
+    check_disk_space: bool

@@ -1,0 +1,116 @@
+"""A configured model: the settings that decide its weights and its images, where its
+snapshot lives, and how it differs from the way the harness ran the paper's models.
+
+`obtain_model` is the model stage: a verified hub snapshot (download.py) or the demo's
+tiny random pipeline (tiny.py), with the record that stands for it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from i2peval.hub import is_commit
+from i2peval.plan import settings_id
+
+SNAPSHOT_KEYS = {
+    "hub": ("source", "repo_id", "revision"),
+    "tiny": ("source", "architecture", "seed", "scheduler"),
+}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text)[:24]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One entry of the configuration's ``models`` (validated, defaults filled in)."""
+
+    name: str
+    settings: dict[str, Any]
+
+    @property
+    def source(self) -> str:
+        return self.settings["source"]
+
+    @property
+    def published_as(self) -> str | None:
+        """The model's name in the published tables, or None (defaults inside the schema's
+        oneOf are not applied, so the key may be absent)."""
+        return self.settings.get("published_as")
+
+    def snapshot_spec(self) -> dict[str, Any]:
+        """The settings that decide the model's weights: a change re-fetches or rebuilds them."""
+        return {key: self.settings[key] for key in SNAPSHOT_KEYS[self.source]}
+
+    @property
+    def folder(self) -> str:
+        """Where the snapshot and record of this model's weight settings live."""
+        spec = self.snapshot_spec()
+        label = _slug(spec["revision"]) if self.source == "hub" else f"seed{spec['seed']}"
+        return f"resources/models/{self.name}/{label}-{settings_id(spec)}"
+
+    @property
+    def record_path(self) -> str:
+        """The model's record (model.json), beside its snapshot."""
+        return f"{self.folder}/model.json"
+
+    def generation_params(
+        self, steps: int | None, guidance_scale: float | None, dtype: str, prompt_cleaning: str
+    ) -> dict[str, Any]:
+        """The settings that decide the model's images besides weights, mitigation and seed:
+        this model's entry over the study-wide ones given.
+
+        Steps and guidance scale set neither for the model nor study-wide are None: the
+        generate job uses its architecture's defaults (models/architectures.py).
+        """
+        return {
+            "steps": self.settings.get("steps", steps),
+            "guidance_scale": self.settings.get("guidance_scale", guidance_scale),
+            "resolution": self.settings["resolution"],
+            "dtype": dtype,
+            "prompt_cleaning": prompt_cleaning,
+        }
+
+    def unpinned_warning(self) -> str | None:
+        """A warning when a hub model's revision is not a commit."""
+        if self.source != "hub" or is_commit(self.settings["revision"]):
+            return None
+        return (
+            f"model {self.name!r}: revision {self.settings['revision']!r} is not a commit hash; the commit it "
+            f"resolved to is recorded in resources/models/{self.name}/model.json, pin it in the config"
+        )
+
+    def harness_differences(self, architecture: str | None) -> list[str]:
+        """How this model is run otherwise than the harness ran the paper's Stable Diffusion
+        models, one sentence each; `architecture` is its record's (None before the model
+        stage ran)."""
+        notes = [
+            f"Model {self.name}: {key} {self.settings[key]} set for this model alone."
+            for key in ("steps", "guidance_scale")
+            if key in self.settings
+        ]
+        if architecture == "sdxl":
+            notes.append(
+                f"Model {self.name} is an SDXL model, which the paper did not run: it uses SDXL's defaults "
+                "(guidance 5.0 unless configured, zero unconditional embeddings) and the Stable Diffusion "
+                "presets of SEGA and SLD."
+            )
+        return notes
+
+
+def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
+    """The snapshot of a model's `snapshot_spec` in `snapshot`, fetched or built; its record."""
+    if spec["source"] == "hub":
+        from i2peval.hub import HuggingFaceHub
+        from i2peval.models.download import fetch_hub_model
+
+        record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot)
+    else:
+        from i2peval.models.tiny import build_tiny_pipeline
+
+        record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"], spec["architecture"])
+    return {**record, "spec": spec}

@@ -1,0 +1,181 @@
+"""The study: the configuration, validated once and read into typed records.
+
+The workflow's rule files, the rule scripts and the command line build a `Study` (or,
+in a job, rebuild the part they need from their rule's params); the stages below them
+take its records, never the configuration's dict. Its planning checks run when it is
+built, so a configuration that cannot work fails before any job: an unknown preset, a
+profile reading a judge that does not run, more shards than prompts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from i2peval.generation.mitigations import Mitigation, baseline_mitigation, resolve_mitigations
+from i2peval.judges.assets import ConfiguredAsset, read_asset_record
+from i2peval.judges.registry import ASSETS, JUDGES, assets_of
+from i2peval.metrics.aggregate import Judging, RunFiles, ScoreFile
+from i2peval.metrics.profiles import JudgeProfile
+from i2peval.models.snapshots import read_model_record
+from i2peval.models.spec import ModelSpec
+from i2peval.plan import MANIFESTS, REPORT_IMAGES, SCORES, ImageJob, image_jobs
+from i2peval.prompts.i2p import check_shard_count
+from i2peval.prompts.source import PromptSource
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """The configuration's ``generation`` section: images per prompt and job, and the
+    settings every model gets unless its own entry sets them."""
+
+    images_per_prompt: int
+    images_per_job: int
+    dtype: str
+    prompt_cleaning: str
+    steps: int | None = None
+    guidance_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    grid_prompts: int
+    thumbnail_size: int
+
+
+@dataclass(frozen=True)
+class Study:
+    """Everything the configuration says about what to compute, as records: models,
+    mitigations and their baseline, judges, judge assets and profiles, the image layout
+    and where each stage writes."""
+
+    config: dict[str, Any]  # as given: shown in the report
+    prompts: PromptSource
+    prompt_count: int | None  # where the source tells before the prompts stage runs
+    generation: GenerationDefaults
+    models: dict[str, ModelSpec]  # by name
+    concept: str
+    mitigations: dict[str, Mitigation]  # by name
+    baseline: str | None  # the mitigation of kind none
+    judging: Judging
+    assets: dict[str, ConfiguredAsset]  # every asset, in registry order (each has its rule)
+    report: ReportSettings
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Study:
+        """The study of a validated configuration (`config.validate_config`: defaults filled
+        in); its ``execution`` section, if any, is not part of the study."""
+        prompts = PromptSource.from_section(config["prompts"])
+        count = prompts.known_count()
+        if count is not None:
+            check_shard_count(prompts.shards, count)
+        mitigations = resolve_mitigations(config["mitigations"], config["concept"])
+        baseline = baseline_mitigation(mitigations)
+        return cls(
+            config=config,
+            prompts=prompts,
+            prompt_count=count,
+            generation=GenerationDefaults(**config["generation"]),
+            models={name: ModelSpec(name, settings) for name, settings in sorted(config["models"].items())},
+            concept=config["concept"],
+            mitigations=mitigations,
+            baseline=baseline,
+            judging=Judging.from_params(aggregation_params(config, baseline)),
+            assets={name: ConfiguredAsset.from_section(asset, config.get(name, {})) for name, asset in ASSETS.items()},
+            report=ReportSettings(**config["report"]),
+        )
+
+    @property
+    def judges(self) -> tuple[str, ...]:
+        """The judges that score every image, in registry order."""
+        return self.judging.judges
+
+    @property
+    def profiles(self) -> tuple[JudgeProfile, ...]:
+        """Every judge profile, the primary one first."""
+        return self.judging.profiles
+
+    @property
+    def primary_profile(self) -> JudgeProfile:
+        return self.judging.profiles[0]
+
+    @property
+    def judge_assets(self) -> list[ConfiguredAsset]:
+        """The assets the judges that run load, in registry order."""
+        return [self.assets[name] for name in assets_of(list(self.judges))]
+
+    def check_records(self, directory: Path = Path(".")) -> None:
+        """Read the records of earlier runs that jobs will read: a damaged one raises
+        `storage.RecordError` naming it, as does a sha256 pinned in the configuration that
+        the recorded files do not have (`judges.assets.PinMismatch`)."""
+        for model in self.models.values():
+            path = directory / model.record_path
+            if path.exists():
+                read_model_record(path)
+        for asset in self.judge_assets:
+            path = directory / asset.record_path
+            if path.exists():
+                asset.check_pins(read_asset_record(asset.name, path), path)
+
+    def settings(self) -> dict[str, Any]:
+        """What decides the study's results: the configuration without ``execution``."""
+        return {key: value for key, value in self.config.items() if key != "execution"}
+
+    def image_layout(self) -> dict[str, Any]:
+        """The arguments of `plan.image_jobs` for this study."""
+        return {
+            "models": list(self.models),
+            "mitigations": list(self.mitigations),
+            "shards": self.prompts.shards,
+            "images_per_prompt": self.generation.images_per_prompt,
+            "images_per_job": self.generation.images_per_job,
+        }
+
+    def image_jobs(self) -> list[ImageJob]:
+        """Every image job, in one fixed order."""
+        return image_jobs(**self.image_layout())
+
+    def generation_params(self, model: str) -> dict[str, Any]:
+        """The generate rule's ``generation`` params of `model`."""
+        generation = self.generation
+        return self.models[model].generation_params(
+            generation.steps, generation.guidance_scale, generation.dtype, generation.prompt_cleaning
+        )
+
+    def aggregation_params(self) -> dict[str, Any]:
+        """The aggregate rule's params: what turns scores into metrics (`Judging.from_params`)."""
+        return aggregation_params(self.config, self.baseline)
+
+    def run_files(self, directory: Path = Path(".")) -> RunFiles:
+        """Where the workflow stores, under `directory`, what the aggregate stage reads."""
+        jobs = self.image_jobs()
+        return RunFiles(
+            score_files=tuple(ScoreFile.of_job(job, directory / job.path(SCORES)) for job in jobs),
+            prompts=directory / self.prompts.table_path,
+            manifests=tuple(directory / job.path(MANIFESTS) for job in jobs),
+            model_records={name: directory / model.record_path for name, model in self.models.items()},
+        )
+
+    def report_images(self) -> list[str]:
+        """Block 0 of every shard of every condition: the report's same-seed grid samples it."""
+        return [
+            REPORT_IMAGES.format(model=model, mitigation=mitigation, shard=shard)
+            for model in self.models
+            for mitigation in self.mitigations
+            for shard in range(self.prompts.shards)
+        ]
+
+
+def aggregation_params(config: dict[str, Any], baseline: str | None) -> dict[str, Any]:
+    """The settings of a validated configuration that decide its metrics, in a fixed order
+    (so that reordering the configuration's lists and mappings reruns nothing)."""
+    return {
+        "judges": [judge for judge in JUDGES if judge in config["judges"]],
+        "judge_profiles": dict(sorted(config["judge_profiles"].items())),
+        "primary_profile": config["primary_profile"],
+        "emi": config["emi"],
+        "bootstrap": config["bootstrap"],
+        "degenerate_images": config["degenerate_images"],
+        "baseline": baseline,
+    }
