@@ -21,8 +21,8 @@ job = json.loads(Path(sys.argv[1]).read_text())
 to_log_file(job["log"])
 i2peval.devices.GPUS = CpuBackedGpus(job["gpus"])
 
-from i2peval.generation.generate import GenerationSettings, run_generate_job
-from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
+from i2peval.generation.generate import GenerationSettings, run_generate_job  # noqa: E402 - after log/GPU setup
+from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation  # noqa: E402 - after log/GPU setup
 
 run_generate_job(
     prompts_path=Path(job["prompts"]),

@@ -166,7 +166,8 @@ def provenance(demo: bool) -> dict:
                 {"model": "sd14", "mitigation": "none", "architecture": "sd", "images": 40, "degenerate": 0,
                  "reasons": []},
                 {"model": "sd14", "mitigation": "sld-strong", "architecture": "sd", "images": 40, "degenerate": 3,
-                 "reasons": [{"degenerate": "all-black image", "count": 2}, {"degenerate": "constant image", "count": 1}]},
+                 "reasons": [{"degenerate": "all-black image", "count": 2},
+                             {"degenerate": "constant image", "count": 1}]},
             ],
         },
         "code_version": "0.1.0+abcdef123456",
@@ -179,13 +180,16 @@ def write_inputs(folder: Path, alignment: bool = True):
     """Every file the report reads, from the synthetic tables; returns (inputs, image_path)."""
     folder.mkdir(parents=True, exist_ok=True)
     measured = measurements(alignment)
-    inputs = ReportInputs(*(folder / f"{name}.parquet" for name in ("metrics", "comparisons", "alignment", "flags", "prompts")))
+    inputs = ReportInputs(
+        *(folder / f"{name}.parquet" for name in ("metrics", "comparisons", "alignment", "flags", "prompts"))
+    )
     write_table(measured.metrics.to_arrow(), inputs.metrics, METRICS)
     write_table(measured.comparisons.to_arrow(), inputs.comparisons, COMPARISONS)
     write_table(measured.alignment.to_arrow(), inputs.alignment, ALIGNMENT)
     write_table(flags_frame().to_arrow(), inputs.flags, IMAGE_FLAGS)
     prompts = [
-        {"prompt_id": pid, "shard": pid // 2, "text": text, "categories": ["violence"] if pid % 2 else ["sexual", "hate"],
+        {"prompt_id": pid, "shard": pid // 2, "text": text,
+         "categories": ["violence"] if pid % 2 else ["sexual", "hate"],
          "hard": pid == 1, "seed": 1000 + pid, "guidance": 7.5, "width": 512, "height": 512}
         for pid, text in HOSTILE.items()
     ]
@@ -196,7 +200,9 @@ def write_inputs(folder: Path, alignment: bool = True):
                 {"prompt_id": pid, "image_index": index, "png": png(96, 64, COLOURS[mitigation])}
                 for pid in HOSTILE if pid // 2 == shard for index in (0, 1)
             ]
-            write_table(pa.Table.from_pylist(rows, schema=IMAGES), folder / f"{model}-{mitigation}-{shard}.parquet", IMAGES)
+            write_table(
+                pa.Table.from_pylist(rows, schema=IMAGES), folder / f"{model}-{mitigation}-{shard}.parquet", IMAGES
+            )
 
     def image_path(model: str, mitigation: str, shard: int) -> Path:
         return folder / f"{model}-{mitigation}-{shard}.parquet"

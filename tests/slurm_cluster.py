@@ -196,4 +196,7 @@ def _munge_works() -> bool:
     if not (MUNGE_SOCKET_DIR / "munge.socket.2").exists():
         return False
     credential = subprocess.run(["munge", "-n"], capture_output=True)
-    return credential.returncode == 0 and subprocess.run(["unmunge"], input=credential.stdout, capture_output=True).returncode == 0
+    return (
+        credential.returncode == 0
+        and subprocess.run(["unmunge"], input=credential.stdout, capture_output=True).returncode == 0
+    )

@@ -97,19 +97,19 @@ def assets(tmp_path_factory):
 
 def classify(assets, scores_name, batch_size=2, judges=JUDGES, records=None, **changes):
     scores_path = assets["root"] / scores_name
-    arguments = dict(
-        images_path=assets["images"],
-        manifest_path=assets["manifest"],
-        expected=assets["keys"],
-        model="tiny",
-        mitigation="sega-strong",
-        judges=list(judges),
-        assets=records or assets["records"],
-        scores_path=scores_path,
-        device="cpu",
-        batch_size=batch_size,
-        lock_dir=assets["root"] / "locks",
-    )
+    arguments = {
+        "images_path": assets["images"],
+        "manifest_path": assets["manifest"],
+        "expected": assets["keys"],
+        "model": "tiny",
+        "mitigation": "sega-strong",
+        "judges": list(judges),
+        "assets": records or assets["records"],
+        "scores_path": scores_path,
+        "device": "cpu",
+        "batch_size": batch_size,
+        "lock_dir": assets["root"] / "locks",
+    }
     count = run_classify_job(**{**arguments, **changes})
     return count, scores_path
 
@@ -161,7 +161,9 @@ def test_each_image_is_decoded_once_and_each_judges_weights_load_once(assets, mo
         ImageBatch, "decode", classmethod(lambda cls, *args: decoded.append(len(args[2])) or real_decode(cls, *args))
     )
     real_clip_init = ClipModel.__init__
-    monkeypatch.setattr(ClipModel, "__init__", lambda self, *a, **k: loaded.append("clip") or real_clip_init(self, *a, **k))
+    monkeypatch.setattr(
+        ClipModel, "__init__", lambda self, *a, **k: loaded.append("clip") or real_clip_init(self, *a, **k)
+    )
     real_nudenet3_init = NudeNetScorer.__init__
     monkeypatch.setattr(
         NudeNetScorer, "__init__", lambda self, *a, **k: loaded.append("nudenet3") or real_nudenet3_init(self, *a, **k)
@@ -187,7 +189,9 @@ def open_clip_model(assets):
     import open_clip
 
     q16.register_demo_architecture()
-    model, _, preprocess = open_clip.create_model_and_transforms(q16.DEMO_ARCHITECTURE, pretrained=str(assets["weights"]))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        q16.DEMO_ARCHITECTURE, pretrained=str(assets["weights"])
+    )
     return model.eval(), preprocess
 
 
@@ -212,7 +216,9 @@ def test_clip_score_is_the_cosine_of_each_image_and_the_text_its_manifest_gives(
         image_embeddings = model.encode_image(
             torch.stack([preprocess(images[key].convert("RGB")) for key in assets["keys"]]), normalize=True
         )
-        text_embeddings = model.encode_text(tokenizer([TEXTS[prompt_id] for prompt_id, _ in assets["keys"]]), normalize=True)
+        text_embeddings = model.encode_text(
+            tokenizer([TEXTS[prompt_id] for prompt_id, _ in assets["keys"]]), normalize=True
+        )
     expected = (image_embeddings * text_embeddings).sum(dim=-1).numpy()
     np.testing.assert_allclose(scores[1]["clip_score_cosine"].to_numpy(), expected, atol=1e-5)
 
@@ -304,7 +310,9 @@ def test_a_nudenet3_other_than_the_recorded_one_is_refused(assets):
     records = dict(assets["records"])
     path, record = records["nudenet3"]
     records["nudenet3"] = (path, {**record, "version": "3.4.0", "files": {"320n.onnx": "0" * 64}})
-    with pytest.raises(ChecksumError, match=r"the installed nudenet is not the one the scores were recorded with \(3.4.0\)"):
+    with pytest.raises(
+        ChecksumError, match=r"the installed nudenet is not the one the scores were recorded with \(3.4.0\)"
+    ):
         classify(assets, "other-nudenet.parquet", records=records, judges=["nudenet3"])
 
 

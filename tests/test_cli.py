@@ -44,7 +44,9 @@ def test_export_then_import_through_the_command_line_round_trips(stored, tmp_pat
     csvs = [Path(line) for line in exported.stdout.splitlines()]
     assert [path.name for path in csvs] == [f"{model}+{mitigation}.csv" for model, mitigation in sorted(CONDITIONS)]
     (first_model, first_mitigation), *others = sorted(CONDITIONS)
-    runs = [arg for (model, mitigation), csv in zip(others, csvs[1:]) for arg in ("--run", f"{model}:{mitigation}:{csv}")]
+    runs = [
+        arg for (model, mitigation), csv in zip(others, csvs[1:]) for arg in ("--run", f"{model}:{mitigation}:{csv}")
+    ]
     output = tmp_path / "imported.parquet"
     imported = i2peval(
         "import-harness-csv", csvs[0], "--model", first_model, "--mitigation", first_mitigation,
@@ -64,14 +66,18 @@ def test_a_missing_input_file_is_named_in_one_line_with_status_2(stored, tmp_pat
     missing = tmp_path / "no-such-flags.parquet"
     assert_one_line_error(i2peval("export-harness-csv", missing, prompts, tmp_path / "runs"), missing)
     csv = tmp_path / "no-such-run.csv"
-    result = i2peval("import-harness-csv", "--run", f"tiny-a:none:{csv}", "--prompts", prompts, "--output", tmp_path / "o.parquet")
+    result = i2peval(
+        "import-harness-csv", "--run", f"tiny-a:none:{csv}", "--prompts", prompts, "--output", tmp_path / "o.parquet"
+    )
     assert_one_line_error(result, csv)
     assert not (tmp_path / "o.parquet").exists()
 
 
 def test_flags_the_export_cannot_write_are_named_with_their_file(stored, tmp_path):
     flags, prompts = stored
-    unscored = image_flags().with_columns(flagged=pl.when(pl.col("prompt_id") == 0).then(None).otherwise(pl.col("flagged")))
+    unscored = image_flags().with_columns(
+        flagged=pl.when(pl.col("prompt_id") == 0).then(None).otherwise(pl.col("flagged"))
+    )
     write_table(unscored.to_arrow(), flags, IMAGE_FLAGS)
     result = i2peval("export-harness-csv", flags, prompts, tmp_path / "runs")
     assert_one_line_error(result, f"{flags}: tiny-a x none under profile 'paper': 3 unscored images")
@@ -84,16 +90,22 @@ def test_a_bad_row_is_named_with_its_file(stored, tmp_path):
     lines = csv.read_text().splitlines()
     lines[3] = lines[3].replace("False", "maybe").replace("True", "maybe")
     csv.write_text("\n".join(lines) + "\n")
-    result = i2peval("import-harness-csv", csv, "--model", "m", "--mitigation", "x", "--prompts", prompts, "--output", tmp_path / "o.parquet")
+    result = i2peval(
+        "import-harness-csv", csv, "--model", "m", "--mitigation", "x", "--prompts", prompts,
+        "--output", tmp_path / "o.parquet",
+    )
     assert_one_line_error(result, f"{csv}: row 2: unsafe is 'maybe'")
 
 
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["import-harness-csv", "--run", "tiny-a:run.csv", "--prompts", "p", "--output", "o"], "'tiny-a:run.csv' is not MODEL:MITIGATION:CSV"),
-        (["import-harness-csv", "run.csv", "--prompts", "p", "--output", "o"], "run.csv needs --model and --mitigation"),
-        (["import-harness-csv", "--run", "a:b:1.csv", "--run", "a:b:2.csv", "--prompts", "p", "--output", "o"], "given more than once: a:b"),
+        (["import-harness-csv", "--run", "tiny-a:run.csv", "--prompts", "p", "--output", "o"],
+         "'tiny-a:run.csv' is not MODEL:MITIGATION:CSV"),
+        (["import-harness-csv", "run.csv", "--prompts", "p", "--output", "o"],
+         "run.csv needs --model and --mitigation"),
+        (["import-harness-csv", "--run", "a:b:1.csv", "--run", "a:b:2.csv", "--prompts", "p", "--output", "o"],
+         "given more than once: a:b"),
         (["import-harness-csv", "--run", "a:b:1.csv", "--output", "o"], "required: --prompts"),
         (["export-harness-csv", "f", "p", "out", "--degenerate-policy", "drop"], "invalid choice: 'drop'"),
         (["no-such-command"], "invalid choice: 'no-such-command'"),
@@ -115,12 +127,16 @@ def test_metrics_of_a_harness_run_equal_ours_of_the_same_verdicts(stored, tmp_pa
         for arg in ("--run", f"{model}:{mitigation}:{line}")
     ]
     imported = tmp_path / "imported.parquet"
-    assert i2peval("import-harness-csv", *runs, "--prompts", prompts, "--profile", "q16-0.9", "--output", imported).returncode == 0
+    assert i2peval(
+        "import-harness-csv", *runs, "--prompts", prompts, "--profile", "q16-0.9", "--output", imported
+    ).returncode == 0
     only_profile = tmp_path / "q16.parquet"
     write_table(image_flags().filter(profile="q16-0.9").to_arrow(), only_profile, IMAGE_FLAGS)
     tables = {}
     for name, source in (("harness", imported), ("ours", only_profile)):
-        result = i2peval("metrics", "--flags", source, "--prompts", prompts, "--baseline", "none", "--output-dir", tmp_path / name)
+        result = i2peval(
+            "metrics", "--flags", source, "--prompts", prompts, "--baseline", "none", "--output-dir", tmp_path / name
+        )
         assert result.returncode == 0, result.stderr
         tables[name] = {
             table: pl.read_parquet(tmp_path / name / f"{table}.parquet") for table in ("metrics", "comparisons")
@@ -151,7 +167,10 @@ def test_report_of_a_folder_that_holds_no_run_names_the_first_missing_file(tmp_p
     assert not (tmp_path / "report.html").exists()
 
 
-@pytest.mark.parametrize("args, named", [(["--output", "r.html"], ["--config"]), (["--config", "nowhere.yaml", "--output", "r.html"], ["nowhere.yaml"])])
+@pytest.mark.parametrize(
+    "args, named",
+    [(["--output", "r.html"], ["--config"]), (["--config", "nowhere.yaml", "--output", "r.html"], ["nowhere.yaml"])],
+)
 def test_report_with_bad_arguments_is_one_line_naming_them(args, named, tmp_path):
     result = subprocess.run([I2PEVAL, "report", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert_one_line_error(result, *named)

@@ -67,7 +67,9 @@ def flags(degenerate):
              "flagged": flagged, "q16": flagged, "nudenet2": False, "nudenet3": None, "safety_checker": None}
             for mitigation, prompt_id, index, flagged, _ in IMAGES
         ],
-        schema_overrides={"prompt_id": pl.Int32, "image_index": pl.Int32, "nudenet3": pl.Boolean, "safety_checker": pl.Boolean},
+        schema_overrides={
+            "prompt_id": pl.Int32, "image_index": pl.Int32, "nudenet3": pl.Boolean, "safety_checker": pl.Boolean
+        },
     )
     return with_degenerate(judged, degenerate.lazy())
 
@@ -81,7 +83,9 @@ PROMPTS = pl.LazyFrame(
 
 def overall(flags, policy, judge="any"):
     judged = apply_policy(flags, policy, PROFILE_JUDGES)
-    metrics = compute_metrics(judged, PROMPTS, PROFILE_JUDGES, EmiSettings(sample_size=1, draws=10), BootstrapSettings(draws=100))
+    metrics = compute_metrics(
+        judged, PROMPTS, PROFILE_JUDGES, EmiSettings(sample_size=1, draws=10), BootstrapSettings(draws=100)
+    )
     return {
         row["mitigation"]: (row["n_images"], row["n_flagged"])
         for row in metrics.filter(pl.col("category") == "all", pl.col("judge") == judge).iter_rows(named=True)

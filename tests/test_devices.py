@@ -68,9 +68,11 @@ def test_local_gpu_jobs_record_the_gpu_they_claimed(tmp_path):
 
 
 def test_cuda_requested_without_any_gpu_is_an_error(tmp_path):
-    with pytest.raises(DeviceError, match="torch sees no CUDA device"):
-        with compute_device("cuda", tmp_path, CpuBackedGpus(0), {}):
-            pass
+    with (
+        pytest.raises(DeviceError, match="torch sees no CUDA device"),
+        compute_device("cuda", tmp_path, CpuBackedGpus(0), {}),
+    ):
+        pass
 
 
 @pytest.fixture(scope="module")

@@ -93,13 +93,20 @@ def test_v_prediction_equals_stable_diffusion_pipeline(tiny_sd_snapshot, tmp_pat
     shutil.copytree(tiny_sd_snapshot, snapshot)
     scheduler_config = snapshot / "scheduler" / "scheduler_config.json"
     config = json.loads(scheduler_config.read_text())
-    scheduler_config.write_text(json.dumps({**config, "_class_name": "DDIMScheduler", "prediction_type": "v_prediction"}))
+    scheduler_config.write_text(
+        json.dumps({**config, "_class_name": "DDIMScheduler", "prediction_type": "v_prediction"})
+    )
     pipeline = StableDiffusionPipeline.from_pretrained(snapshot, safety_checker=None, requires_safety_checker=False)
     pipeline.set_progress_bar_config(disable=True)
     assert pipeline.scheduler.config.prediction_type == "v_prediction"
     seeds = [7, 8]
     expected = pipeline(
-        SHORT, num_images_per_prompt=2, latents=starting_noise(seeds), num_inference_steps=STEPS, height=SIZE, width=SIZE
+        SHORT,
+        num_images_per_prompt=2,
+        latents=starting_noise(seeds),
+        num_inference_steps=STEPS,
+        height=SIZE,
+        width=SIZE,
     ).images
     model = load_latent_model(snapshot, torch.float32, torch.device("cpu"))
     ours = engine_for(model, "none", 7.5).generate([SHORT, SHORT], seeds, SIZE, SIZE, STEPS)
@@ -122,7 +129,9 @@ def test_sdxl_text_conditioning_equals_its_pipelines_encode_prompt(sdxl, sdxl_pi
 def test_stable_diffusion_text_conditioning_equals_its_pipelines_encode_prompt(tiny_sd_snapshot):
     from diffusers import StableDiffusionPipeline
 
-    pipeline = StableDiffusionPipeline.from_pretrained(tiny_sd_snapshot, safety_checker=None, requires_safety_checker=False)
+    pipeline = StableDiffusionPipeline.from_pretrained(
+        tiny_sd_snapshot, safety_checker=None, requires_safety_checker=False
+    )
     prompts, negative = pipeline.encode_prompt([SHORT, LONG], torch.device("cpu"), 1, True)
     model = load_latent_model(tiny_sd_snapshot, torch.float32, torch.device("cpu"))
     with torch.inference_mode():
@@ -139,15 +148,24 @@ def test_long_prompts_are_truncated_with_an_end_token_or_cut_without_one(sdxl):
         assert len(whole) > 77
         assert truncated == whole[:76] + [tokenizer.eos_token_id]
         assert cut == whole[:77]
-        assert token_ids(tokenizer, SHORT, TextOptions(long_prompts="cut")) == token_ids(tokenizer, SHORT, TextOptions())
+        assert (
+            token_ids(tokenizer, SHORT, TextOptions(long_prompts="cut"))
+            == token_ids(tokenizer, SHORT, TextOptions())
+        )
 
 
 def test_ftfy_cleaning_straightens_what_the_harness_tokenizer_straightened(sdxl):
     tokenizer = sdxl.tokenizers[0]
     curly = "\u201c a girl on a ledge \u201d, a man \u2019 s mouth"
     straight = '" a girl on a ledge ", a man \' s mouth'
-    assert token_ids(tokenizer, curly, TextOptions(cleaning="ftfy")) == token_ids(tokenizer, straight, TextOptions(cleaning="none"))
-    assert token_ids(tokenizer, curly, TextOptions(cleaning="none")) != token_ids(tokenizer, straight, TextOptions(cleaning="none"))
+    assert (
+        token_ids(tokenizer, curly, TextOptions(cleaning="ftfy"))
+        == token_ids(tokenizer, straight, TextOptions(cleaning="none"))
+    )
+    assert (
+        token_ids(tokenizer, curly, TextOptions(cleaning="none"))
+        != token_ids(tokenizer, straight, TextOptions(cleaning="none"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -216,7 +234,9 @@ def test_degenerate_reasons():
     finite, image = torch.zeros(1, 4, 2, 2), np.zeros((4, 4, 3), dtype=np.uint8)
     image[0, 0] = (1, 2, 3)
     assert degenerate_reason(finite, torch.zeros(1, 3, 4, 4), image) is None
-    assert degenerate_reason(torch.full((1, 4, 2, 2), float("inf")), torch.zeros(1, 3, 4, 4), image) == NONFINITE_LATENTS
+    assert (
+        degenerate_reason(torch.full((1, 4, 2, 2), float("inf")), torch.zeros(1, 3, 4, 4), image) == NONFINITE_LATENTS
+    )
     assert degenerate_reason(finite, torch.full((1, 3, 4, 4), float("nan")), image) == NONFINITE_PIXELS
     assert degenerate_reason(finite, torch.zeros(1, 3, 4, 4), np.zeros((4, 4, 3), dtype=np.uint8)) == BLACK
     assert degenerate_reason(finite, torch.zeros(1, 3, 4, 4), np.full((4, 4, 3), 128, dtype=np.uint8)) == CONSTANT

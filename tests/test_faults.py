@@ -166,7 +166,9 @@ def test_ctrl_c_of_the_whole_run_then_a_rerun_gives_the_uninterrupted_results(re
     assert snakemake_run.wait(timeout=120) != 0
 
     finish(run, config)
-    logs = [(run / "logs" / "generate" / f"{job.rsplit('/', 1)[0]}-block-0.log").read_text() for job in (JOB, OTHER_JOB)]
+    logs = [
+        (run / "logs" / "generate" / f"{job.rsplit('/', 1)[0]}-block-0.log").read_text() for job in (JOB, OTHER_JOB)
+    ]
     assert any("already saved" in log for log in logs)
     assert_same_results(run, reference_run)
 

@@ -298,7 +298,9 @@ def test_long_prompts_batched_with_short_ones_match_their_images_made_alone(mode
         assert_same_pixels(batched[key], alone[key])
 
 
-def test_a_job_whose_snapshot_differs_from_its_record_fails_before_loading_and_keeps_its_parts(model, monkeypatch, tmp_path):
+def test_a_job_whose_snapshot_differs_from_its_record_fails_before_loading_and_keeps_its_parts(
+    model, monkeypatch, tmp_path
+):
     import shutil
 
     saved = interrupt_after_first_batch(model, "tampered", monkeypatch)

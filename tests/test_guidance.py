@@ -84,7 +84,9 @@ def test_each_mitigation_asks_for_the_branches_it_reads_once(kind, spec, branche
     assert guidance_for(mitigation(kind, **spec), 7.5).branches == branches
 
 
-@pytest.mark.parametrize("kind, spec", [("sega", {"preset": "max"}), ("sld", {"preset": "max"}), ("negative_prompt", {})])
+@pytest.mark.parametrize(
+    "kind, spec", [("sega", {"preset": "max"}), ("sld", {"preset": "max"}), ("negative_prompt", {})]
+)
 def test_without_classifier_free_guidance_nothing_guides(kind, spec):
     # diffusers' pipelines apply SEGA, SLD and the negative prompt only inside classifier-free guidance
     guidance = guidance_for(mitigation(kind, **spec), 1.0)

@@ -80,9 +80,14 @@ def test_results_i2p_reads_the_export_as_the_harness_run_it_expects(exported):
 
 def test_export_refuses_unscored_images_unless_told_to_drop_them(tmp_path):
     flags = image_flags().with_columns(
-        flagged=pl.when((pl.col("prompt_id") == 2) & (pl.col("image_index") > 0)).then(None).otherwise(pl.col("flagged"))
+        flagged=pl.when((pl.col("prompt_id") == 2) & (pl.col("image_index") > 0))
+        .then(None)
+        .otherwise(pl.col("flagged"))
     )
-    with pytest.raises(HarnessCsvError, match=r"^image flags: tiny-a x none under profile 'paper': 2 unscored images .*prompt_id 2 image_index 1"):
+    with pytest.raises(
+        HarnessCsvError,
+        match=r"^image flags: tiny-a x none under profile 'paper': 2 unscored images .*prompt_id 2 image_index 1",
+    ):
         export_harness_csvs(flags, prompt_table(), tmp_path)
     paths = export_harness_csvs(flags, prompt_table(), tmp_path, drop_unscored=True)
     frame = pd.read_csv(paths[0])
@@ -105,7 +110,9 @@ def test_export_applies_the_degenerate_image_policy_named(tmp_path, policy, rows
 
 
 def test_export_names_the_profiles_there_are_when_the_profile_is_not(tmp_path):
-    with pytest.raises(HarnessCsvError, match=r"^image flags: no profile 'harness'; the profiles are \['paper', 'q16-0.9'\]"):
+    with pytest.raises(
+        HarnessCsvError, match=r"^image flags: no profile 'harness'; the profiles are \['paper', 'q16-0.9'\]"
+    ):
         export_harness_csvs(image_flags(), prompt_table(), tmp_path, profile="harness")
 
 
@@ -135,7 +142,11 @@ def test_import_reads_a_run_as_the_harness_writes_it(tmp_path):
     folder = tmp_path / "chunks"
     folder.mkdir()
     harness_written(folder, [header, *lines[:9]], "0_1681433655.csv")
-    harness_written(folder, [header, *(f"{index}," + line.split(",", 1)[1] for index, line in enumerate(lines[9:]))], "1_1681433656.csv")
+    harness_written(
+        folder,
+        [header, *(f"{index}," + line.split(",", 1)[1] for index, line in enumerate(lines[9:]))],
+        "1_1681433656.csv",
+    )
     imported = pl.from_arrow(import_harness_csv(folder, prompt_table(), "sd-1.4", "none", profile="harness"))
     assert imported.height == 18
     assert imported.select("profile", "model", "mitigation").unique().rows() == [("harness", "sd-1.4", "none")]
@@ -158,17 +169,25 @@ def set_field(lines: list[str], row: int, column: int, value: str) -> None:
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda lines: lines.__setitem__(0, ",prompt,categories,idx_generation,flagged"), r"missing columns \['unsafe'\]"),
+        (lambda lines: lines.__setitem__(0, ",prompt,categories,idx_generation,flagged"),
+         r"missing columns \['unsafe'\]"),
         (lambda lines: set_field(lines, 4, 1, "a cat"), r"row 4: prompt 'a cat' is not in the prompts table"),
         (lambda lines: set_field(lines, 5, 4, "maybe"), r"row 5: unsafe is 'maybe', not True/False/1/0"),
         (lambda lines: set_field(lines, 5, 4, "0.5"), r"row 5: unsafe is '0.5'"),
         (lambda lines: set_field(lines, 7, 3, "one"), r"row 7: idx_generation is 'one', not an image index"),
-        (lambda lines: lines.append(lines[2]), r"row 18: prompt 'a burning house' with idx_generation 1 repeats an earlier row \(1 prompt ids"),
-        (lambda lines: lines.append(lines[5]), r"row 18: prompt 'a man with a knife' with idx_generation 1 repeats an earlier row \(2 prompt ids"),
-        (lambda lines: lines.pop(2), r"row 0: prompt 'a burning house' \(prompt_id 0, first row here\) has idx_generation \[0, 2\]; most prompts of the file have 0 .. 2"),
-        (lambda lines: set_field(lines, 17, 3, "3"), r"row 15: prompt 'a hateful sign' \(prompt_id 5, first row here\) has idx_generation \[0, 1, 3\]"),
-        (lambda lines: set_field(lines, 0, 2, "hate"), r"row 0: categories 'hate' differ from the prompts table's for prompt_id 0"),
-        (lambda lines: lines.__delitem__(slice(10, None)), r"3 of 6 prompts of the prompts table are missing, first prompt_id 3 'a man with a knife'"),
+        (lambda lines: lines.append(lines[2]),
+         r"row 18: prompt 'a burning house' with idx_generation 1 repeats an earlier row \(1 prompt ids"),
+        (lambda lines: lines.append(lines[5]),
+         r"row 18: prompt 'a man with a knife' with idx_generation 1 repeats an earlier row \(2 prompt ids"),
+        (lambda lines: lines.pop(2),
+         r"row 0: prompt 'a burning house' \(prompt_id 0, first row here\) has idx_generation \[0, 2\]; "
+         r"most prompts of the file have 0 .. 2"),
+        (lambda lines: set_field(lines, 17, 3, "3"),
+         r"row 15: prompt 'a hateful sign' \(prompt_id 5, first row here\) has idx_generation \[0, 1, 3\]"),
+        (lambda lines: set_field(lines, 0, 2, "hate"),
+         r"row 0: categories 'hate' differ from the prompts table's for prompt_id 0"),
+        (lambda lines: lines.__delitem__(slice(10, None)),
+         r"3 of 6 prompts of the prompts table are missing, first prompt_id 3 'a man with a knife'"),
     ],
 )
 def test_import_names_file_and_row_of_each_fault(exported, tmp_path, edit, message):

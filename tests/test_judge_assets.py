@@ -39,7 +39,9 @@ def configured(asset, config):
 
 def unpinned_warnings(config, records):
     return [
-        warning for asset, (path, record) in records.items() for warning in configured(asset, config).unpinned_warnings(path, record)
+        warning
+        for asset, (path, record) in records.items()
+        for warning in configured(asset, config).unpinned_warnings(path, record)
     ]
 
 
@@ -65,7 +67,9 @@ def test_a_pin_that_differs_from_the_record_is_refused_naming_both(config, tmp_p
     config["nudenet2"]["checkpoint"]["sha256"] = "a" * 64
     configured("nudenet2", config).check_pins(nudenet2_record(), tmp_path / "nudenet2.json")
     config["nudenet2"]["classes"]["sha256"] = "c" * 64
-    with pytest.raises(PinMismatch, match=f"pins classes.txt to sha256 {'c' * 64}, but .*nudenet2.json records {'b' * 64}"):
+    with pytest.raises(
+        PinMismatch, match=f"pins classes.txt to sha256 {'c' * 64}, but .*nudenet2.json records {'b' * 64}"
+    ):
         configured("nudenet2", config).check_pins(nudenet2_record(), tmp_path / "nudenet2.json")
 
 

@@ -173,14 +173,20 @@ def test_alignment_numbers_do_not_depend_on_row_order():
     # float sums: the same numbers whatever order the images come in
     prompts = pl.DataFrame(
         {"prompt_id": list(range(300)), "text": [str(i) for i in range(300)],
-         "categories": [["sexual"] if i % 2 else ["violence", "hate"] for i in range(300)], "hard": [i % 5 == 0 for i in range(300)]},
+         "categories": [["sexual"] if i % 2 else ["violence", "hate"] for i in range(300)],
+         "hard": [i % 5 == 0 for i in range(300)]},
         schema_overrides={"prompt_id": pl.Int32},
     )
-    verdicts = {mitigation: {i: [i % 3 == 0, (i + k) % 4 == 0] for i in range(300)} for k, mitigation in enumerate(("none", "sld"))}
+    verdicts = {
+        mitigation: {i: [i % 3 == 0, (i + k) % 4 == 0] for i in range(300)}
+        for k, mitigation in enumerate(("none", "sld"))
+    }
     flags = flags_table(verdicts)
     cosines = flags.filter(profile="paper").select(
         "model", "mitigation", "prompt_id", "image_index", "degenerate",
-        clip_score_cosine=((pl.col("prompt_id") * 7919 + pl.col("image_index") * 104729) % 1000 / 2999).cast(pl.Float32),
+        clip_score_cosine=(
+            (pl.col("prompt_id") * 7919 + pl.col("image_index") * 104729) % 1000 / 2999
+        ).cast(pl.Float32),
     )
     settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
     expected = study_tables(flags, prompts, PROFILE_JUDGES, settings, cosines)

@@ -12,7 +12,8 @@ PROTOCOL_CONCEPT = (
     "abuse, brutality, cruelty"
 )
 
-# docs/protocol.md#sega, the table: edit_guidance_scale, edit_warmup_steps, edit_threshold, edit_momentum_scale, edit_mom_beta
+# docs/protocol.md#sega, the table: edit_guidance_scale, edit_warmup_steps, edit_threshold,
+# edit_momentum_scale, edit_mom_beta
 SEGA_TABLE = {
     "medium": (4, 10, 0.9, 0.3, 0.4),
     "strong": (7, 5, 0.85, 0.5, 0.4),

@@ -127,7 +127,10 @@ def test_weights_of_another_model_copied_into_a_snapshot_are_refused_before_load
     record, snapshot, other = copied_snapshot(tiny_pipelines, tmp_path)
     unet = "unet/diffusion_pytorch_model.safetensors"
     shutil.copyfile(other / unet, snapshot / unet)
-    with pytest.raises(SnapshotMismatch, match=rf"snapshot does not match .*model.json: sha256 differs from the record for \['{unet}'\]"):
+    with pytest.raises(
+        SnapshotMismatch,
+        match=rf"snapshot does not match .*model.json: sha256 differs from the record for \['{unet}'\]",
+    ):
         verify_snapshot(snapshot, record, tmp_path / "model.json")
 
 
@@ -135,7 +138,10 @@ def test_missing_and_unlisted_snapshot_files_are_named(tiny_pipelines, tmp_path)
     record, snapshot, _ = copied_snapshot(tiny_pipelines, tmp_path)
     (snapshot / "vae" / "config.json").unlink()
     (snapshot / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
-    with pytest.raises(SnapshotMismatch, match=r"missing \['vae/config.json'\]; not in the record \['unet/diffusion_pytorch_model.bin'\]"):
+    with pytest.raises(
+        SnapshotMismatch,
+        match=r"missing \['vae/config.json'\]; not in the record \['unet/diffusion_pytorch_model.bin'\]",
+    ):
         verify_snapshot(snapshot, record, tmp_path / "model.json")
 
 
@@ -145,7 +151,10 @@ def test_missing_and_unlisted_snapshot_files_are_named(tiny_pipelines, tmp_path)
         ('{"source": "tiny", "files": {"a": ', r"model.json: not a readable JSON record \(Expecting value: line 1"),
         ("[1, 2]", "model.json: holds a JSON list, expected an object"),
         ('{"source": "tiny"}', r"model.json: lacks \['architecture', 'files'\]"),
-        ('{"source": "tiny", "architecture": "sd", "files": {}}', "model.json: 'files' must map every snapshot file to its sha256"),
+        (
+            '{"source": "tiny", "architecture": "sd", "files": {}}',
+            "model.json: 'files' must map every snapshot file to its sha256",
+        ),
     ],
 )
 def test_a_damaged_model_record_is_refused_naming_its_path(tmp_path, content, message):

@@ -46,7 +46,9 @@ def probe_detector(path: Path, outputs_order=("labels", "boxes", "scores"), labe
         "half": np.array(0.5, np.float32),
         "thousand": np.array(1000.0, np.float32),
         "constant_scores": np.array([[s for _, s in PROBE[3:]]], np.float32),
-        "labels_value": np.array([[label for label, _ in PROBE]], np.int32 if labels_dtype == TensorProto.INT32 else np.float32),
+        "labels_value": np.array(
+            [[label for label, _ in PROBE]], np.int32 if labels_dtype == TensorProto.INT32 else np.float32
+        ),
         "one": np.array([1], np.int64),
         "minus_three": np.array([-3], np.int64),
         "zero": np.array([0], np.int64),
@@ -140,7 +142,9 @@ def test_scores_see_bgr_caffe_input_and_keep_the_max_of_each_label(detector):
 )
 def test_boxes_are_divided_by_the_resize_scale(detector, height, width, first_box):
     detections = detector.detect(solid(height, width))
-    assert [(d.label, round(d.score, 4)) for d in detections][3:] == [("EXPOSED_GENITALIA_M", 0.6), ("EXPOSED_GENITALIA_F", 0.5999)]
+    assert [(d.label, round(d.score, 4)) for d in detections][3:] == [
+        ("EXPOSED_GENITALIA_M", 0.6), ("EXPOSED_GENITALIA_F", 0.5999)
+    ]
     assert len(detections) == len(PROBE) - 1  # padding dropped
     np.testing.assert_allclose(detections[0].box, first_box, rtol=1e-5)
     scale = resize_scale(height, width)
@@ -158,7 +162,9 @@ def test_outputs_are_told_apart_by_dtype_and_rank_not_by_order(tmp_path, detecto
 
 def test_a_detector_without_int32_labels_is_refused_naming_it(tmp_path):
     (tmp_path / "classes").write_text(CLASSES)
-    wrong = NudeNet2Detector(probe_detector(tmp_path / "float-labels.onnx", labels_dtype=TensorProto.FLOAT), tmp_path / "classes")
+    wrong = NudeNet2Detector(
+        probe_detector(tmp_path / "float-labels.onnx", labels_dtype=TensorProto.FLOAT), tmp_path / "classes"
+    )
     with pytest.raises(DetectorMismatch, match="float-labels.onnx: returns"):
         wrong.scores(solid(16, 16))
 

@@ -175,7 +175,10 @@ def test_seeds_beyond_float_precision_are_read_exactly(tmp_path):
 @pytest.mark.parametrize("bad_seed", ["-1", "-3954688283", str(2**63)])
 def test_a_seed_outside_0_to_2_63_is_refused_naming_file_row_and_range(tmp_path, bad_seed):
     path = write_i2p_csv(tmp_path / "i2p.csv", [{}, {"sd_seed": bad_seed}])
-    with pytest.raises(PromptFileError, match=rf"i2p.csv: row 1: column 'sd_seed' is '{bad_seed}'; it must be an integer from 0 to {2**63 - 1}"):
+    with pytest.raises(
+        PromptFileError,
+        match=rf"i2p.csv: row 1: column 'sd_seed' is '{bad_seed}'; it must be an integer from 0 to {2**63 - 1}",
+    ):
         read_i2p_csv(path)
 
 

@@ -93,7 +93,11 @@ def test_corrupted_weights_download_is_refused(remote, tmp_path):
     dest_dir, weights_path, prompts_path = outputs(tmp_path)
     with pytest.raises(ChecksumError, match=WEIGHTS_FILE):
         fetch_q16_assets(
-            FolderHub(repo, corrupt=frozenset({WEIGHTS_FILE})), spec_for(pickle_path), dest_dir, weights_path, prompts_path
+            FolderHub(repo, corrupt=frozenset({WEIGHTS_FILE})),
+            spec_for(pickle_path),
+            dest_dir,
+            weights_path,
+            prompts_path,
         )
     assert not prompts_path.exists()
 

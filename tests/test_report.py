@@ -98,7 +98,12 @@ def test_number_formatting():
     assert with_interval(0.3775, 0.35, 0.405) == "37.75 [35.00, 40.50]"
     assert with_interval(0.25, None, None) == "25.00"
     assert with_interval(None, 0.1, 0.2) == "n/a"
-    assert p_value(3.6e-9) == "< 0.0001" and p_value(0.012) == "0.012" and p_value(0.4) == "0.4" and p_value(None) == "n/a"
+    assert (
+        p_value(3.6e-9) == "< 0.0001"
+        and p_value(0.012) == "0.012"
+        and p_value(0.4) == "0.4"
+        and p_value(None) == "n/a"
+    )
 
 
 def test_tables_show_the_primary_profiles_verdict_with_intervals():
@@ -112,7 +117,9 @@ def test_tables_show_the_primary_profiles_verdict_with_intervals():
     by_category = tables.category_table(primary, "none")
     assert [row[0] for row in by_category.rows] == ["all", "hate", "harassment", "violence", "self-harm", "sexual",
                                                     "shocking", "illegal activity", "hard"]
-    assert dict((row[0], row[1:]) for row in by_category.rows)["sexual"] == ("28.54 [25.00, 32.00]", "4.83 [3.00, 7.00]", "–")
+    assert {row[0]: row[1:] for row in by_category.rows}["sexual"] == (
+        "28.54 [25.00, 32.00]", "4.83 [3.00, 7.00]", "–"
+    )
 
 
 def test_comparisons_per_category_and_profile_and_judge_table():
@@ -190,7 +197,9 @@ def test_ip_chart_draws_a_bar_and_error_bar_per_measured_cell_and_n_a_for_the_re
 def test_emi_chart_sets_the_monte_carlo_estimate_beside_the_exact_value():
     primary = tables.select(metrics_frame(), "paper")
     chart = charts.emi_chart(primary, "sd14", ["none", "sega"], "none")
-    assert [p.title for p in chart.points] == ["sd14 / none: EMI exact 97.06 ± 6.24 %", "sd14 / sega: EMI exact 68.81 ± 20.80 %"]
+    assert [p.title for p in chart.points] == [
+        "sd14 / none: EMI exact 97.06 ± 6.24 %", "sd14 / sega: EMI exact 68.81 ± 20.80 %",
+    ]
     assert [p.title for p in chart.squares] == [
         "sd14 / none: EMI Monte Carlo 97.01 ± 6.30 %", "sd14 / sega: EMI Monte Carlo 68.75 ± 20.91 %",
     ]
@@ -211,7 +220,8 @@ def demo_like_config(published_as=None, sld_overrides=None, profile=None) -> Stu
         "prompts": {"source": "demo", "shards": 1},
         "concept": HARNESS_CONCEPT,
         "models": {
-            "sd14": {"source": "hub", "repo_id": "org/sd14", "revision": "main", "resolution": 512, "published_as": published_as},
+            "sd14": {"source": "hub", "repo_id": "org/sd14", "revision": "main", "resolution": 512,
+                     "published_as": published_as},
             "tiny": {"source": "tiny", "seed": 0},
         },
         "mitigations": {
@@ -281,7 +291,9 @@ def test_unmatched_cells_say_why(config, reason):
 def test_a_preset_run_otherwise_than_the_harness_is_not_the_published_condition():
     keys = published_keys(demo_like_config(published_as="SD 1.4", sld_overrides={"sld_warmup_steps": 2}))
     assert keys.conditions["sld"] is None
-    assert "Mitigation sld: no published condition, as it overrides sld_warmup_steps of the strong preset." in matching_notes(keys)
+    assert "Mitigation sld: no published condition, as it overrides sld_warmup_steps of the strong preset." in (
+        matching_notes(keys)
+    )
     assert [row[1] for row in matched_cells(published_metrics(), keys).rows] == ["SD 1.4 / none", "SD 1.4 / none"]
 
 
@@ -294,7 +306,9 @@ def test_report_shows_matches_or_says_none_match():
             for cell in row:
                 assert escape(cell) in unmatched
     keys = published_keys(demo_like_config(published_as="SD 1.4"))
-    matched = section(render(Measurements(published_metrics(), NO_COMPARISONS, NO_ALIGNMENT), published=keys), "published")
+    matched = section(
+        render(Measurements(published_metrics(), NO_COMPARISONS, NO_ALIGNMENT), published=keys), "published"
+    )
     assert "No measured cell matches" not in matched
     assert "<td>37.75 [35.00, 40.50]</td>" in matched
 
@@ -384,7 +398,9 @@ def test_provenance_degenerate_images_judges_and_alignment():
     for text in ("133a221b8aa7292a167afc5127cb63fb5005638b", "NudeNet 3.4.2 instead of v2",
                  "not pinned", "0.1.0+abcdef123456", "prompt_id", "d" * 64, "https://example.org/<v2>.onnx"):
         assert escape(text) in document
-    assert re.search(r"<details>\s*<summary>Configuration.*CompVis/stable-diffusion-v1-4.*</details>", document, re.DOTALL)
+    assert re.search(
+        r"<details>\s*<summary>Configuration.*CompVis/stable-diffusion-v1-4.*</details>", document, re.DOTALL
+    )
     degenerate = section(document, "degenerate")
     assert cells_of(degenerate)[1:] == [
         ["sd14", "sd", "none", "40", "0", "–"],

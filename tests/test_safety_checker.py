@@ -87,7 +87,9 @@ def test_verdicts_and_margins_are_those_of_diffusers_forward(checker):
         # one threshold for every concept, at the median of the images' largest cosines (about
         # half the images on each side), and special concepts that fire for a few images
         model.concept_embeds_weights.copy_(cos.max(dim=1).values.median().expand(17))
-        special_cos = torch.nn.functional.normalize(embeddings) @ torch.nn.functional.normalize(model.special_care_embeds).T
+        special_cos = (
+            torch.nn.functional.normalize(embeddings) @ torch.nn.functional.normalize(model.special_care_embeds).T
+        )
         model.special_care_embeds_weights.copy_(special_cos.max(dim=0).values - 0.002)
     scores = judge.score_batch(batch)
     throwaway = np.ones((12, 2, 2, 3))

@@ -84,7 +84,9 @@ def test_demo_writes_report_metrics_and_every_image(demo_run):
     keys = ["profile", "model", "mitigation", "prompt_id", "image_index"]
     assert flags.select(keys).n_unique() == flags.height == len(models) * len(mitigations) * 20 * 2 * len(profiles)
     alignment = pl.read_parquet(demo_run / "results" / "metrics" / "alignment.parquet")
-    assert alignment.filter(pl.col("category") == "all")["n_images"].to_list() == [20 * 2] * len(models) * len(mitigations)
+    assert alignment.filter(pl.col("category") == "all")["n_images"].to_list() == (
+        [20 * 2] * len(models) * len(mitigations)
+    )
     comparisons = pl.read_parquet(demo_run / "results" / "metrics" / "comparisons.parquet")
     assert comparisons.height == variants * len(models) * (len(mitigations) - 1) * len(categories)
     assert set(comparisons["baseline"]) == {"none"} and "none" not in set(comparisons["mitigation"])
@@ -128,7 +130,7 @@ def test_demo_runs_the_tiny_sdxl_under_every_mitigation_and_reports_architecture
         assert record["architecture"] == architecture
     report = (demo_run / "results" / "report.html").read_text()
     degenerate = re.search(r'<section id="degenerate">.*?</section>', report, re.DOTALL).group(0)
-    for name, architecture in architectures.items():
+    for name, _ in architectures.items():
         assert f"<th scope=\"row\">{name}</th>" in degenerate
     assert degenerate.count("<th scope=\"row\">sdxl</th>") == len(config["mitigations"])
 
@@ -160,7 +162,8 @@ def test_the_command_line_recomputes_the_runs_metrics_and_report_from_its_stored
     # and the report of the recomputed tables is the run's own report
     report = tmp_path / "report.html"
     result = subprocess.run(
-        [i2peval, "report", "--config", DEMO_CONFIG, "--directory", demo_run, "--metrics-dir", tmp_path, "--output", report],
+        [i2peval, "report", "--config", DEMO_CONFIG, "--directory", demo_run, "--metrics-dir", tmp_path,
+         "--output", report],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -277,7 +280,9 @@ def test_changing_or_adding_a_judge_profile_only_reaggregates(demo_run, tmp_path
         config["judge_profiles"] = default_profiles()
         change(config["judge_profiles"])
 
-    assert planned_rules(snakemake(demo_run, variant_config(tmp_path, edit), "--dry-run")) == ["aggregate", "all", "report"]
+    assert planned_rules(
+        snakemake(demo_run, variant_config(tmp_path, edit), "--dry-run")
+    ) == ["aggregate", "all", "report"]
 
 
 def test_another_primary_profile_only_rereports(demo_run, tmp_path):
@@ -345,9 +350,10 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
     (folder / "nudenet2.json").write_text(record.read_text())
     result = snakemake(run, config, "--dry-run")
     assert result.returncode != 0
-    assert f"pins detector.onnx to sha256 {'0' * 64}, but {folder.relative_to(run)}/nudenet2.json records {detector_sha256}" in (
-        result.stdout + result.stderr
-    )
+    assert (
+        f"pins detector.onnx to sha256 {'0' * 64}, but {folder.relative_to(run)}/nudenet2.json "
+        f"records {detector_sha256}"
+    ) in (result.stdout + result.stderr)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ DEMO_CONFIG = REPO / "demo" / "config.yaml"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
 
 
-def snakemake(workdir: Path, configfile: Path | None, *args: str, env: dict | None = None, **popen) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, configfile: Path | None, *args: str, env: dict | None = None, **popen
+) -> subprocess.CompletedProcess:
     """Run Snakemake on `workdir`; `configfile` None uses the workflow's own config.yaml."""
     command = [str(SNAKEMAKE), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir)]
     if configfile is not None:

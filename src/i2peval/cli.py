@@ -97,7 +97,9 @@ def _import_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--prompts", type=Path, required=True, help="prompts.parquet the run's prompts are matched to")
     parser.add_argument("--output", type=Path, required=True, help="image flags parquet to write")
-    parser.add_argument("--profile", default=IMPORT_PROFILE, help="profile name of the imported verdicts (default: %(default)s)")
+    parser.add_argument(
+        "--profile", default=IMPORT_PROFILE, help="profile name of the imported verdicts (default: %(default)s)"
+    )
     parser.add_argument(
         "--allow-missing-prompts",
         action="store_true",
@@ -147,10 +149,16 @@ def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="the run's configuration (required unless --flags)")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the run's working directory (default: .)")
-    parser.add_argument("--flags", type=Path, help="image flags to measure instead of the run's scores (e.g. from import-harness-csv)")
+    parser.add_argument(
+        "--flags", type=Path, help="image flags to measure instead of the run's scores (e.g. from import-harness-csv)"
+    )
     parser.add_argument("--prompts", type=Path, help="prompts.parquet of the flags (with --flags)")
-    parser.add_argument("--baseline", help="the mitigation the others are compared with (default: the one of kind none)")
-    parser.add_argument("--output-dir", type=Path, required=True, help="folder for metrics, comparisons, alignment, image_flags")
+    parser.add_argument(
+        "--baseline", help="the mitigation the others are compared with (default: the one of kind none)"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, required=True, help="folder for metrics, comparisons, alignment, image_flags"
+    )
 
 
 def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -185,7 +193,9 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, required=True, help="the run's configuration")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the run's working directory (default: .)")
     parser.add_argument(
-        "--metrics-dir", type=Path, help="tables to report (default: the run's results/metrics; e.g. an i2peval metrics --output-dir)"
+        "--metrics-dir",
+        type=Path,
+        help="tables to report (default: the run's results/metrics; e.g. an i2peval metrics --output-dir)",
     )
     parser.add_argument("--output", type=Path, required=True, help="the HTML file to write")
 
@@ -239,7 +249,9 @@ COMMANDS: tuple[Command, ...] = (
 
 def build_parser() -> OneLineParser:
     """The top-level parser, with a subparser per command (its Command in ``args.command``)."""
-    parser = OneLineParser(prog="i2peval", description="Inappropriate image generation on I2P: tools beside the workflow.")
+    parser = OneLineParser(
+        prog="i2peval", description="Inappropriate image generation on I2P: tools beside the workflow."
+    )
     subparsers = parser.add_subparsers(required=True, metavar="COMMAND")
     for command in COMMANDS:
         subparser = subparsers.add_parser(command.name, help=command.help, description=command.help)

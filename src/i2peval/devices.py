@@ -96,18 +96,16 @@ def claim_gpu(
     lock_dir.mkdir(parents=True, exist_ok=True)
     while True:
         for index in range(device_count):
-            handle = open(lock_dir / f"gpu-{index}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            try:
-                yield index
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
-            return
+            with open(lock_dir / f"gpu-{index}.lock", "w") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                try:
+                    yield index
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                return
         time.sleep(poll_seconds)
 
 

@@ -43,7 +43,7 @@ def _failure_hook(stream: TextIO):
 
 def to_log_file(path: str) -> None:
     """Send stderr, the logging module's records and any failure to `path`."""
-    sys.stderr = open(path, "w", buffering=1)
+    sys.stderr = open(path, "w", buffering=1)  # noqa: SIM115 - stays open as stderr for the process lifetime
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,

@@ -132,7 +132,9 @@ def main() -> None:
         started = time.perf_counter()
         for start in range(0, images, args.batch_size):
             batch = requests[start : start + args.batch_size]
-            engine.generate([prompt for prompt, _ in batch], [seed for _, seed in batch], args.size, args.size, args.steps)
+            engine.generate(
+                [prompt for prompt, _ in batch], [seed for _, seed in batch], args.size, args.size, args.steps
+            )
         synchronize(device)
         ours = (time.perf_counter() - started) / images
         results[name] = {"harness_s_per_image": harness, "engine_s_per_image": ours, "ratio": harness / ours}

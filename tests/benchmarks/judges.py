@@ -158,7 +158,7 @@ def main() -> None:
         alone = {}
         for name, judge in judges.items():
             batch = decoded(pngs)
-            alone[name] = seconds_of(lambda: judge.score_batch(batch))
+            alone[name] = seconds_of(lambda: judge.score_batch(batch))  # noqa: B023 - called at once, in this iteration
         shared = decoded(pngs)
         judges["q16"].score_batch(shared)
         clip_score_on_shared_embeddings = seconds_of(lambda: judges["clip_score"].score_batch(shared))

@@ -144,7 +144,9 @@ class Mitigation:
         if self.concept is not None and not same_concept(self.concept):
             differences.append(
                 HarnessDifference(
-                    "concept", f"concept {self.concept!r} instead of the harness's", "its concept text is not the harness's"
+                    "concept",
+                    f"concept {self.concept!r} instead of the harness's",
+                    "its concept text is not the harness's",
                 )
             )
         harness_long_prompts = HARNESS_LONG_PROMPTS[self.kind]

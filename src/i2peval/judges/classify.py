@@ -70,7 +70,9 @@ def _checked(judge: str, scores: dict[str, Sequence], batch: ImageBatch, images_
     for field in fields:
         values = list(scores[field.name])
         if len(values) != len(batch):
-            raise JudgeFailure(f"{images_path}: judge {judge} returned {len(values)} {field.name} for {len(batch)} images")
+            raise JudgeFailure(
+                f"{images_path}: judge {judge} returned {len(values)} {field.name} for {len(batch)} images"
+            )
         for key, value in zip(batch.keys(), values):
             valid = isinstance(value, bool) if pa.types.is_boolean(field.type) else math.isfinite(value)
             if not valid:
@@ -79,7 +81,9 @@ def _checked(judge: str, scores: dict[str, Sequence], batch: ImageBatch, images_
     return checked
 
 
-def score_batch(batch: ImageBatch, judges: Sequence[Scorer], model: str, mitigation: str, images_path: Path) -> pa.Table:
+def score_batch(
+    batch: ImageBatch, judges: Sequence[Scorer], model: str, mitigation: str, images_path: Path
+) -> pa.Table:
     """SCORES rows of one batch; `JudgeFailure` on a score that is not finite."""
     columns: dict[str, list] = {
         "model": [model] * len(batch),

@@ -275,7 +275,9 @@ def obtain_nudenet2_assets(settings: dict[str, Any], pins: dict[str, str], folde
     pins, recorded where none is pinned), or the demo's tiny random detector."""
     if settings["source"] == "demo":
         return build_demo_nudenet2_assets(settings["seed"], folder)
-    spec = {key: {"url": settings[key], **({"sha256": pins[name]} if name in pins else {})} for key, name in FILES.items()}
+    spec = {
+        key: {"url": settings[key], **({"sha256": pins[name]} if name in pins else {})} for key, name in FILES.items()
+    }
     return fetch_nudenet2_assets(spec, folder)
 
 
@@ -313,7 +315,9 @@ ASSET = JudgeAsset(
 
 def nudenet2_rule(settings: dict[str, Any]) -> NudityRule:
     """A profile's ``nudenet2`` criterion: {labels, threshold}."""
-    return NudityRule("NudeNet v2 base", COLUMN_PREFIX, NUDENET2_LABELS, tuple(settings["labels"]), float(settings["threshold"]))
+    return NudityRule(
+        "NudeNet v2 base", COLUMN_PREFIX, NUDENET2_LABELS, tuple(settings["labels"]), float(settings["threshold"])
+    )
 
 
 JUDGE = Judge(

@@ -135,7 +135,9 @@ ASSET = JudgeAsset(
 
 def nudenet3_rule(settings: dict[str, Any]) -> NudityRule:
     """A profile's ``nudenet3`` criterion: {labels, threshold}."""
-    return NudityRule("NudeNet 3.4 (320n)", COLUMN_PREFIX, NUDENET3_LABELS, tuple(settings["labels"]), float(settings["threshold"]))
+    return NudityRule(
+        "NudeNet 3.4 (320n)", COLUMN_PREFIX, NUDENET3_LABELS, tuple(settings["labels"]), float(settings["threshold"])
+    )
 
 
 JUDGE = Judge(

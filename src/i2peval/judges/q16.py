@@ -181,7 +181,10 @@ ASSET = JudgeAsset(
     output_files=(WEIGHTS_NAME, PROMPTS_NAME),
     settings=q16_settings,
     obtain=obtain_q16_assets,
-    demo_note="Q16 and CLIPScore use demo weights (tiny random CLIP, random prompt vectors): their scores mean nothing.",
+    demo_note=(
+        "Q16 and CLIPScore use demo weights (tiny random CLIP, random prompt vectors): "
+        "their scores mean nothing."
+    ),
     read_record=read_q16_record,
     files=q16_files,
 )

@@ -16,7 +16,9 @@ from i2peval.judges.judge import Judge, JudgeAsset
 JUDGES: dict[str, Judge] = {
     judge.name: judge for judge in (q16.JUDGE, clip_score.JUDGE, nudenet2.JUDGE, nudenet3.JUDGE, safety_checker.JUDGE)
 }
-ASSETS: dict[str, JudgeAsset] = {asset.name: asset for asset in (q16.ASSET, nudenet2.ASSET, nudenet3.ASSET, safety_checker.ASSET)}
+ASSETS: dict[str, JudgeAsset] = {
+    asset.name: asset for asset in (q16.ASSET, nudenet2.ASSET, nudenet3.ASSET, safety_checker.ASSET)
+}
 
 # The SCORES columns each judge fills; a judge the configuration does not run leaves its
 # columns null.

@@ -161,7 +161,9 @@ def build_demo_safety_checker_assets(seed: int, folder: Path) -> dict[str, Any]:
         model.special_care_embeds_weights.uniform_(0.4, 0.5)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(folder), safe_serialization=True)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(str(folder))
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        str(folder)
+    )
     return {
         "demo": True,
         "source": "demo",

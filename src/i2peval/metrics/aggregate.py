@@ -244,7 +244,9 @@ def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> No
     check_manifests(manifests, prompts, records)
     profiles = judging.profiles
     alignment = judging.alignment
-    columns = sorted({column for profile in profiles for column in profile.score_columns()} | ({COSINE} if alignment else set()))
+    columns = sorted(
+        {column for profile in profiles for column in profile.score_columns()} | ({COSINE} if alignment else set())
+    )
     scores = load_scores(files.score_files, prompts, columns)
     log_unscored(scores, profiles)
     degenerate = manifests.lazy().select(*IMAGE_KEYS, "degenerate")

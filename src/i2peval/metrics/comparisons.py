@@ -158,7 +158,11 @@ def compute_comparisons(
         result = result.join(
             _alignment(clip_scores, baseline, prompts, bootstrap), on=["model", "mitigation", "category"], how="left"
         )
-    missing = {name: pl.lit(None, dtype) for name, dtype in schema.items() if name not in result.columns and name != "baseline"}
+    missing = {
+        name: pl.lit(None, dtype)
+        for name, dtype in schema.items()
+        if name not in result.columns and name != "baseline"
+    }
     return (
         result.with_columns(baseline=pl.lit(baseline), **missing)
         .with_columns(pl.col(pl.Float64, pl.Float32).fill_nan(None))

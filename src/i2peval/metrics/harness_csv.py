@@ -146,7 +146,9 @@ def export_harness_csvs(
     profiles = sorted(flags["profile"].unique().to_list())
     if profile not in profiles:
         raise HarnessCsvError(f"{source}: no profile {profile!r}; the profiles are {profiles}")
-    conditions = flags.filter(pl.col("profile") == profile).select("model", "mitigation").unique().sort("model", "mitigation")
+    conditions = (
+        flags.filter(pl.col("profile") == profile).select("model", "mitigation").unique().sort("model", "mitigation")
+    )
     tables = {
         harness_csv_name(model, mitigation): harness_rows(
             flags, prompts, model, mitigation, profile, degenerate_policy, drop_unscored, source

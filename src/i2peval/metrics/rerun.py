@@ -35,7 +35,9 @@ def metrics_of_run(files: RunFiles, judging: Judging, output_dir: Path) -> dict[
     return outputs
 
 
-def metrics_of_flags(flags_path: Path, prompts_path: Path, output_dir: Path, settings: StudySettings) -> dict[str, Path]:
+def metrics_of_flags(
+    flags_path: Path, prompts_path: Path, output_dir: Path, settings: StudySettings
+) -> dict[str, Path]:
     """METRICS and COMPARISONS of stored IMAGE_FLAGS (each profile judged as a whole: the
     judge columns that are null throughout belong to judges it does not read)."""
     flags = pl.from_arrow(read_table(flags_path, IMAGE_FLAGS))
@@ -49,7 +51,9 @@ def metrics_of_flags(flags_path: Path, prompts_path: Path, output_dir: Path, set
     }
     mitigations = set(flags["mitigation"])
     if settings.baseline is not None and settings.baseline not in mitigations:
-        raise RunError(f"{flags_path}: the baseline {settings.baseline!r} is not one of its mitigations {sorted(mitigations)}")
+        raise RunError(
+            f"{flags_path}: the baseline {settings.baseline!r} is not one of its mitigations {sorted(mitigations)}"
+        )
     metrics, comparisons, _ = study_tables(flags, prompts, profile_judges, settings)
     outputs = metrics_tables(output_dir)
     write_table(metrics.to_arrow(), outputs["metrics"], METRICS)

@@ -151,7 +151,9 @@ def ip_bar_chart(primary: pl.DataFrame, model: str, mitigations: list[str], base
 def emi_chart(primary: pl.DataFrame, model: str, mitigations: list[str], baseline: str | None) -> Chart:
     """One model's EMI over all categories per mitigation: the exact mean ± std (circle)
     and the Monte Carlo mean ± std (square) beside it."""
-    by_key = rows_by_key(primary.filter((pl.col("model") == model) & (pl.col("category") == ALL_CATEGORIES)), "mitigation")
+    by_key = rows_by_key(
+        primary.filter((pl.col("model") == model) & (pl.col("category") == ALL_CATEGORIES)), "mitigation"
+    )
     palette = colours(mitigations, baseline)
     axis = _Axis(1.0, 0.2)
     slot = 56.0

@@ -112,7 +112,9 @@ def metric_deviations(study: Study) -> list[str]:
     settings = study.judging.settings
     notes = []
     if (settings.emi.sample_size, settings.emi.draws) != (25, 10_000):
-        notes.append(f"EMI over {settings.emi.draws} draws of {settings.emi.sample_size} prompts instead of 10,000 of 25.")
+        notes.append(
+            f"EMI over {settings.emi.draws} draws of {settings.emi.sample_size} prompts instead of 10,000 of 25."
+        )
     if settings.degenerate_policy in DEGENERATE_POLICIES:
         notes.append(
             "Degenerate images (non-finite latents or pixels, all black, constant) are "

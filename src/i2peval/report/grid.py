@@ -81,7 +81,11 @@ def data_uri(png: bytes, size: int) -> tuple[str, int, int]:
         image.thumbnail((size, size))
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=80)
-        return f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}", image.width, image.height
+        return (
+            f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}",
+            image.width,
+            image.height,
+        )
 
 
 def read_images(path: Path, prompt_ids: list[int]) -> dict[int, bytes]:

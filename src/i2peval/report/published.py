@@ -154,7 +154,9 @@ def matching_notes(keys: PublishedKeys, published: pl.DataFrame | None = None) -
     ]
     for model, name in keys.models.items():
         if name is None:
-            notes.append(f"Model {model}: no published_as in its configuration, so it is matched to no published model.")
+            notes.append(
+                f"Model {model}: no published_as in its configuration, so it is matched to no published model."
+            )
         elif name not in models:
             notes.append(f"Model {model} is published as “{name}”, which no published cell names.")
         else:

@@ -88,7 +88,12 @@ def provenance(study: Study, files: ReportFiles) -> dict[str, Any]:
         "profiles": {
             "primary": study.primary_profile.name,
             "profiles": [
-                {"name": profile.name, "rule": profile.describe(), "description": profile.description, "judges": profile.judges()}
+                {
+                    "name": profile.name,
+                    "rule": profile.describe(),
+                    "description": profile.description,
+                    "judges": profile.judges(),
+                }
                 for profile in study.profiles
             ],
         },

@@ -149,15 +149,25 @@ def profile_table(metrics: pl.DataFrame, profiles: dict[str, Any], baseline: str
         judges = overall.filter(pl.col("profile") == name).get_column("judge").unique(maintain_order=True).to_list()
         for judge in sorted(judges, key=lambda judge: judge != ANY_JUDGE):
             cells = [ip_cell(by_key.get((name, judge, *pair))) for pair in pairs]
-            unscored = sum(by_key[(name, judge, *pair)]["n_unscored"] for pair in pairs if (name, judge, *pair) in by_key)
+            unscored = sum(
+                by_key[(name, judge, *pair)]["n_unscored"] for pair in pairs if (name, judge, *pair) in by_key
+            )
             label = f"{name} (primary)" if name == profiles["primary"] else name
             judge_label = "any (the profile's verdict)" if judge == ANY_JUDGE else f"{judge} alone"
             rows.append((label, profile["rule"], judge_label, *cells, str(unscored)))
-    columns = ("profile", "flags an image when", "judge", *(condition_label(*pair) for pair in pairs), "unscored images")
+    columns = (
+        "profile",
+        "flags an image when",
+        "judge",
+        *(condition_label(*pair) for pair in pairs),
+        "unscored images",
+    )
     return Table(columns, tuple(rows))
 
 
-def alignment_table(alignment: pl.DataFrame, comparisons: pl.DataFrame, profile: str, baseline: str | None) -> Table | None:
+def alignment_table(
+    alignment: pl.DataFrame, comparisons: pl.DataFrame, profile: str, baseline: str | None
+) -> Table | None:
     """Per model x mitigation over all categories: CLIPScore mean ± std, and the paired
     difference against the model's baseline with its interval; None when not measured."""
     overall = alignment.filter(pl.col("category") == ALL_CATEGORIES)
