@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -172,6 +173,34 @@ def test_the_command_line_recomputes_the_runs_metrics_and_report_from_its_stored
         return re.sub(r"(?i)generated \d{4}-\d\d-\d\dT[\d:+-]+", "generated", html)
 
     assert without_time(report.read_text()) == without_time((demo_run / "results" / "report.html").read_text())
+
+
+def test_an_installed_wheel_reports_a_run_from_its_own_schema_and_template(demo_run, tmp_path):
+    """The configuration schema, the report template and the data files ship in the wheel:
+    `i2peval report` runs from an installed package, away from this checkout."""
+    source, wheels, site = tmp_path / "source", tmp_path / "wheels", tmp_path / "site"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", wheels, source]
+    subprocess.run(build, check=True, capture_output=True, timeout=300)
+    [wheel] = wheels.glob("i2peval-*.whl")
+    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True, timeout=300)
+    installed = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import i2peval; print(i2peval.__file__)"],
+        capture_output=True, text=True, env=installed, cwd=tmp_path, check=True,
+    )
+    assert Path(where.stdout.strip()).is_relative_to(site)
+    report = tmp_path / "report.html"
+    result = subprocess.run(
+        [sys.executable, "-m", "i2peval.cli", "report", "--config", DEMO_CONFIG, "--directory", demo_run,
+         "--output", report],
+        capture_output=True, text=True, env=installed, cwd=tmp_path, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Deviations from the paper" in report.read_text()
 
 
 def test_finished_demo_has_nothing_to_do(demo_run):

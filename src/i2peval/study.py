@@ -9,6 +9,7 @@ profile reading a judge that does not run, more shards than prompts.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ class Study:
     mitigations and their baseline, judges, judge assets and profiles, the image layout
     and where each stage writes."""
 
-    config: dict[str, Any]  # as given: shown in the report
+    config: dict[str, Any]  # validated; `settings()` is what the report shows and its rule reruns on
     prompts: PromptSource
     prompt_count: int | None  # where the source tells before the prompts stage runs
     generation: GenerationDefaults
@@ -119,8 +120,10 @@ class Study:
                 asset.check_pins(read_asset_record(asset.name, path), path)
 
     def settings(self) -> dict[str, Any]:
-        """What decides the study's results: the configuration without ``execution``."""
-        return {key: value for key, value in self.config.items() if key != "execution"}
+        """What decides the study's results: the configuration without ``execution``, keys
+        sorted (so that reordering the configuration reruns nothing)."""
+        settings = {key: value for key, value in self.config.items() if key != "execution"}
+        return json.loads(json.dumps(settings, sort_keys=True))
 
     def image_layout(self) -> dict[str, Any]:
         """The arguments of `plan.image_jobs` for this study."""
