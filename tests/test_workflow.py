@@ -186,7 +186,8 @@ def test_an_installed_wheel_reports_a_run_from_its_own_schema_and_template(demo_
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", wheels, source]
     subprocess.run(build, check=True, capture_output=True, timeout=300)
     [wheel] = wheels.glob("i2peval-*.whl")
-    subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, capture_output=True, timeout=300)
+    install = [*pip, "install", "--no-deps", "--target", site, wheel]
+    subprocess.run(install, check=True, capture_output=True, timeout=300)
     installed = {**os.environ, "PYTHONPATH": str(site)}
     where = subprocess.run(
         [sys.executable, "-c", "import i2peval; print(i2peval.__file__)"],
