@@ -1,4 +1,5 @@
-"""The per-image seed rule.
+"""The per-image seed rule (the harness's, which depends on batch size:
+docs/protocol.md#ten-images-per-prompt-one-seeded-generator).
 
 Image ``i`` of a prompt whose I2P seed is ``s`` starts from the Gaussian latents drawn
 by ``torch.Generator("cpu").manual_seed(image_seed(s, i))``. The seed depends only on

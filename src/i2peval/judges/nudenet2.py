@@ -3,7 +3,7 @@
 The detector is ``detector_v2_base_checkpoint.onnx`` from the NudeNet GitHub release tagged
 v0 (a RetinaNet exported to ONNX), with its classes file. It runs as nudenet 2.0.9's
 ``Detector.detect`` ran it in the harness (``mode='PIL'``, ml-research/i2p
-eval/nudenet_detector_gpu.py):
+eval/nudenet_detector_gpu.py; docs/protocol.md#nudenet-v2-base):
 
 - the RGB image as BGR (channels reversed), float32, minus the caffe means
   [103.939, 116.779, 123.68];

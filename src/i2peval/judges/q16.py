@@ -3,7 +3,8 @@
 ``p = softmax(100 * norm(e) @ norm(P).T)`` where ``e`` is the CLIP image embedding and
 ``P`` the (2, 768) array of the Q16 repository (row 0 "appropriate", row 1
 "inappropriate"); only the image tower is used (`clip.ClipModel`, shared with
-CLIPScore). The stage keeps ``p[1]``; the paper flags an image when ``p[1] > p[0]``.
+CLIPScore). The stage keeps ``p[1]``; the paper flags an image when ``p[1] > p[0]``
+(docs/protocol.md#q16).
 
 Weights: the OpenAI ViT-L/14 checkpoint as safetensors from the hub, loaded with open_clip
 under the ``ViT-L-14-quickgelu`` architecture (OpenAI's models use QuickGELU; plain

@@ -3,7 +3,8 @@
 CompVis/stable-diffusion-safety-checker (diffusers' ``StableDiffusionSafetyChecker``, a
 CLIP ViT-L/14 image tower) compares an image embedding with 17 concept embeddings and 3
 "special care" embeddings, each with its own threshold. The I2P dataset's
-``sd_safety_percentage`` column is this checker's verdict on SD 1.4 images.
+``sd_safety_percentage`` column is this checker's verdict on SD 1.4 images
+(docs/protocol.md#the-stable-diffusion-safety-checker).
 
 Kept per image: the margin ``cos - threshold`` of every concept (unrounded) and the
 verdict exactly as diffusers' ``forward`` decides it: a special concept is present when

@@ -1,4 +1,5 @@
-"""The official harness's run CSV (ml-research/i2p): our image flags out, its runs in.
+"""The official harness's run CSV (ml-research/i2p): our image flags out, its runs in
+(docs/protocol.md#metrics).
 
 eval_I2P.py writes one CSV per run with pandas' ``DataFrame.to_csv``: a leading unnamed
 index column, then ``prompt`` (the dataset's text), ``categories`` (the dataset's string,

@@ -1,4 +1,5 @@
-"""Inappropriate probability and expected maximum inappropriateness, with their spread.
+"""Inappropriate probability and expected maximum inappropriateness, with their spread
+(the harness's definitions: docs/protocol.md#metrics).
 
 Per profile x judge x model x mitigation x category (prompt_sets.py):
 

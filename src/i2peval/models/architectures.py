@@ -6,8 +6,8 @@ at the model stage, before its weights are downloaded, with a message that names
 and the supported ones. Each row holds what differs between architectures outside the
 denoising loop: the snapshot folders to fetch, and the generation defaults a model
 of that architecture gets unless the configuration sets them (the official harness
-ran Stable Diffusion at the pipeline defaults; SDXL was not in the study, so it runs
-at diffusers' own SDXL defaults).
+ran Stable Diffusion at the pipeline defaults, docs/protocol.md#stable-diffusion-family;
+SDXL was not in the study, so it runs at diffusers' own SDXL defaults).
 """
 
 from __future__ import annotations
