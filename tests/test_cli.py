@@ -8,9 +8,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+import yaml
 from harness_data import CONDITIONS, image_flags, prompt_table
 
 from i2peval.judges.registry import IMAGE_FLAGS
+from i2peval.prompts.demo import write_demo_prompt_csv
 from i2peval.schemas import PROMPTS, read_table, write_table
 
 I2PEVAL = Path(sys.executable).parent / "i2peval"
@@ -174,6 +176,44 @@ def test_report_of_a_folder_that_holds_no_run_names_the_first_missing_file(tmp_p
 def test_report_with_bad_arguments_is_one_line_naming_them(args, named, tmp_path):
     result = subprocess.run([I2PEVAL, "report", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert_one_line_error(result, *named)
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", ["cannot read the configuration"]),
+        (b"prompts:\n  source: demo\n  shards: [1\nmodels: {}\n", ["not valid YAML at line"]),
+        (b"prompts: {source: demo}\nprompts: {source: hub}\n", ["key 'prompts' is written twice", "lines 1 and 2"]),
+        (
+            b"prompts: {source: demo}\nmodels: {}\nmitigations: {none: {kind: none}}\n",
+            ["models: {} should be non-empty"],
+        ),
+    ],
+)
+def test_a_bad_configuration_is_one_line_naming_the_file_and_what_is_wrong(content, named, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_bytes(content)
+    for command in (["metrics", "--output-dir", tmp_path / "out"], ["report", "--output", tmp_path / "r.html"]):
+        result = i2peval(*command, "--config", config)
+        assert_one_line_error(result, config, *named)
+
+
+def test_a_relative_prompt_file_is_read_from_the_runs_folder_as_snakemake_reads_it(tmp_path):
+    run = tmp_path / "run"
+    write_demo_prompt_csv(run / "prompts.csv")
+    config = yaml.safe_load((Path(__file__).parents[1] / "demo" / "config.yaml").read_text())
+    config["prompts"] = {"source": "csv", "csv": "prompts.csv", "shards": 1}
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    # from a folder without prompts.csv: the run's own copy is found (the run has no tables yet)
+    result = i2peval("report", "--config", config_path, "--directory", run, "--output", tmp_path / "r.html")
+    assert_one_line_error(result, run / "results" / "metrics" / "metrics.parquet")
+
+
+def test_a_report_output_that_is_a_folder_is_named(tmp_path):
+    config = Path(__file__).parents[1] / "demo" / "config.yaml"
+    result = i2peval("report", "--config", config, "--directory", tmp_path, "--output", tmp_path)
+    assert_one_line_error(result, f"{tmp_path} is a folder")
 
 
 def test_metrics_with_a_baseline_the_flags_lack_names_it(stored, tmp_path):

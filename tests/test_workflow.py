@@ -398,7 +398,34 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
             lambda config: config["mitigations"]["sld-strong"]["overrides"].update(sld_warmup=1),
             "overrides ['sld_warmup'] are not sld parameters",
         ),
-        (lambda config: config["models"]["tiny-xl"].update(architecture="if"), "'architecture': 'if'"),
+        (
+            lambda config: config["models"]["tiny-xl"].update(architecture="if"),
+            "models.tiny-xl.architecture: 'if' is not one of ['sd', 'sdxl']",
+        ),
+        (
+            lambda config: config["models"]["tiny-a"].update(resolution=60),
+            "models.tiny-a.resolution: 60 is not a multiple of 8",
+        ),
+        (
+            lambda config: config["models"]["tiny-a"].update(source="safe"),
+            "models.tiny-a.source: 'safe' is not one of ['hub', 'tiny']",
+        ),
+        (
+            lambda config: config["mitigations"]["sega-strong"]["overrides"].update(edit_warmup_steps=-1),
+            "mitigations.sega-strong.overrides.edit_warmup_steps: -1 is less than the minimum of 0",
+        ),
+        (
+            lambda config: config["mitigations"]["sega-strong"]["overrides"].update(edit_warmup_steps=2.5),
+            "mitigations.sega-strong.overrides.edit_warmup_steps: 2.5 is not of type 'integer'",
+        ),
+        (
+            lambda config: config["mitigations"]["sega-strong"]["overrides"].update(edit_threshold=1.5),
+            "mitigations.sega-strong.overrides.edit_threshold: 1.5 is greater than the maximum of 1",
+        ),
+        (
+            lambda config: config["mitigations"]["sld-strong"]["overrides"].update(sld_guidance_scale=-2000),
+            "mitigations.sld-strong.overrides.sld_guidance_scale: -2000 is less than the minimum of 0",
+        ),
         (lambda config: config["mitigations"]["sega-strong"].update(long_prompts="drop"), "'drop' is not one of"),
         (lambda config: config.update(degenerate_images={"policy": "safe"}), "'safe' is not one of"),
     ],
@@ -407,6 +434,21 @@ def test_bad_config_fails_naming_the_bad_key_or_value(tmp_path, change, message)
     result = snakemake(tmp_path, variant_config(tmp_path, change), "--dry-run")
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+
+
+def test_a_key_written_twice_in_a_config_file_stops_the_plan_naming_the_key_and_both_lines(tmp_path):
+    text = DEMO_CONFIG.read_text()
+    lines = text.splitlines()
+    first = lines.index("  tiny-a:") + 1
+    second = lines.index("  tiny-b:") + 1
+    config = tmp_path / "twice.yaml"
+    config.write_text(text.replace("\n  tiny-b:\n", "\n  tiny-a:\n"))
+    result = snakemake(tmp_path, config, "--dry-run")
+    assert result.returncode != 0
+    assert (
+        f"{config}: key 'tiny-a' is written twice in one mapping, on lines {first} and {second}"
+        in result.stdout + result.stderr
+    )
 
 
 def test_full_study_config_builds_its_dag_offline(tmp_path):

@@ -171,7 +171,7 @@ def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("give the run's --config, or --flags with --prompts")
     if args.flags is not None and args.prompts is None:
         parser.error("--flags needs --prompts")
-    study = _study(args.config) if args.config is not None else None
+    study = _study(args.config, args.directory) if args.config is not None else None
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -204,7 +204,9 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from i2peval.metrics.rerun import RunError
     from i2peval.report.run import missing_files, report_files, report_run
 
-    study = _study(args.config)
+    if args.output.is_dir():
+        raise I2PEvalError(f"{args.output} is a folder: --output is the HTML file to write")
+    study = _study(args.config, args.directory)
     files = report_files(study, args.directory, args.metrics_dir)
     missing = missing_files(files)
     if missing:
@@ -216,12 +218,13 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     print(args.output)
 
 
-def _study(config: Path):
-    """The study of the run's configuration file."""
+def _study(config: Path, directory: Path):
+    """The study of the run's configuration file; its relative paths are read against the
+    run's `directory`, as Snakemake reads them."""
     from i2peval.config import load_config
     from i2peval.study import Study
 
-    return Study.from_config(load_config(config))
+    return Study.from_config(load_config(config), directory)
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -1,11 +1,14 @@
 """The study's configuration: read, and validated against the schema that ships in the package.
 
 The schema (``data/config.schema.yaml``) documents every key and holds the defaults; the
-workflow validates with it too.
+workflow validates with it too. A configuration file is read strictly: a key written
+twice in one mapping is an error naming both lines (YAML loaders keep the last one and
+say nothing), and a syntax error names its line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -21,25 +24,67 @@ class ConfigError(I2PEvalError):
     """A configuration that cannot be read or does not follow the schema."""
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key written twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in lines:
+                raise ConfigError(
+                    f"{key_node.start_mark.name}: key {key!r} is written twice in one mapping, on lines "
+                    f"{lines[key]} and {line}; YAML would keep the second silently: keep one"
+                )
+            lines[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML configuration file; `ConfigError` naming the file (and the line
+    of a syntax error or of a key written twice)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            config = yaml.load(stream, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: not valid YAML at {where}{error.problem or error.context}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read the configuration ({error})") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a configuration is a mapping of sections, found {type(config).__name__}")
+    return config
+
+
+def check_config_files(paths: Iterable[str | Path]) -> None:
+    """Read each configuration file strictly (`read_config_file`): for the files Snakemake
+    has already read with a loader that keeps the last of two equal keys."""
+    for path in paths:
+        read_config_file(path)
+
+
 def validate_config(config: dict[str, Any], source: str | Path = "the configuration") -> dict[str, Any]:
     """`config` validated against the schema, its defaults filled in (in place, as Snakemake's
-    `validate` does); `ConfigError` naming `source` and the first problem."""
+    `validate` does); `ConfigError` naming `source`, the key and what is wrong with it."""
+    import jsonschema
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     try:
         validate(config, str(CONFIG_SCHEMA), set_default=True)
     except WorkflowError as error:
-        raise ConfigError(f"{source}: {str(error).splitlines()[0]}") from None
+        cause = error.__context__
+        if isinstance(cause, jsonschema.ValidationError):
+            key = ".".join(str(part) for part in cause.absolute_path) or "the top level"
+            raise ConfigError(f"{source}: {key}: {cause.message}") from None
+        raise ConfigError(f"{source}: {' '.join(str(error).split())}") from None
     return config
 
 
 def load_config(path: Path) -> dict[str, Any]:
     """The configuration in `path`, validated, with the schema's defaults."""
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read the configuration ({error})") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: a configuration is a mapping of sections, found {type(config).__name__}")
-    return validate_config(config, path)
+    return validate_config(read_config_file(path), path)

@@ -64,10 +64,12 @@ class Study:
     report: ReportSettings
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Study:
+    def from_config(cls, config: dict[str, Any], directory: Path = Path(".")) -> Study:
         """The study of a validated configuration (`config.validate_config`: defaults filled
-        in); its ``execution`` section, if any, is not part of the study."""
-        prompts = PromptSource.from_section(config["prompts"])
+        in) run in `directory`, against which its relative paths are read, as Snakemake
+        reads them against its working directory; its ``execution`` section, if any, is not
+        part of the study."""
+        prompts = PromptSource.from_section(config["prompts"], directory)
         count = prompts.known_count()
         if count is not None:
             check_shard_count(prompts.shards, count)

@@ -5,19 +5,19 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 # This checkout's package, also where Snakemake runs without it installed.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
 from i2peval import diskspace, plan
-from i2peval.config import CONFIG_SCHEMA
+from i2peval.config import check_config_files, validate_config
 from i2peval.execution import ExecutionSettings
 from i2peval.report import REPORT_TEMPLATE
 from i2peval.study import Study
 
-# Validated in place too: the rule scripts read the execution settings from it.
-validate(config, schema=str(CONFIG_SCHEMA), set_default=True)
+# Snakemake read the configuration files keeping the last of two equal keys: read them
+# again strictly. Validated in place: the rule scripts read the execution settings from it.
+check_config_files(workflow.configfiles)
+validate_config(config, ", ".join(map(str, workflow.configfiles)) or "the configuration")
 STUDY = Study.from_config(config)
 
 MODELS = list(STUDY.models)

@@ -25,11 +25,17 @@ class PromptSource:
     source: str  # hub, csv or demo
     shards: int
     hub: dict[str, str]  # repo_id, filename, revision (source hub)
-    csv: str | None = None  # the local file (source csv)
+    csv: str | None = None  # the local file (source csv), as configured
+    root: Path = Path(".")  # what a relative `csv` is relative to: the run's folder
 
     @classmethod
-    def from_section(cls, section: dict[str, Any]) -> PromptSource:
-        return cls(section["source"], section["shards"], section["hub"], section.get("csv"))
+    def from_section(cls, section: dict[str, Any], root: Path = Path(".")) -> PromptSource:
+        return cls(section["source"], section["shards"], section["hub"], section.get("csv"), root)
+
+    @property
+    def csv_file(self) -> Path:
+        """The local CSV, found from the run's folder as Snakemake finds it."""
+        return self.root / self.csv
 
     def known_count(self) -> int | None:
         """How many prompts the source holds, where that can be known before running.
@@ -39,7 +45,7 @@ class PromptSource:
         if self.source == "demo":
             return len(DEMO_PROMPTS)
         if self.source == "csv":
-            return read_i2p_csv(self.csv).height
+            return read_i2p_csv(self.csv_file).height
         return I2P_HUB_PROMPTS if (self.hub["repo_id"], self.hub["filename"]) == I2P_HUB_DATASET else None
 
     def identity(self) -> dict[str, Any]:
@@ -52,7 +58,7 @@ class PromptSource:
         if self.source == "hub":
             identity["hub"] = self.hub
         if self.source == "csv":
-            identity["csv_sha256"] = sha256_of(self.csv)
+            identity["csv_sha256"] = sha256_of(self.csv_file)
         return identity
 
     @property
