@@ -2,12 +2,15 @@
 
 import errno
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from i2peval.parts import IncompleteJob, JobParts
+from i2peval.parts import IncompleteJob, JobBusy, JobParts
 from i2peval.storage import DiskFull
 
 SCHEMA = pa.schema([("prompt_id", pa.int32()), ("image_index", pa.int32()), ("value", pa.float32())])
@@ -146,3 +149,39 @@ def test_a_full_disk_while_saving_a_part_names_it_and_leaves_nothing_partial(tmp
     assert sorted(path.name for path in parts.parts_dir.iterdir()) == ["part-000000.parquet", "settings.sha256"]
     resumed = open_parts(tmp_path)
     assert resumed.completed() == {(0, 0)}
+
+
+# A job in another process: opens its parts, saves one batch, says so, and waits to be told to end.
+HOLDER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from pathlib import Path
+from test_parts import open_parts, rows
+parts = open_parts(Path(sys.argv[1]))
+parts.add(rows((0, 0), (0, 1)))
+print("saved", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_job_another_live_process_works_on_is_refused_naming_it_and_its_parts_are_kept(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path), str(Path(__file__).parent)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "saved"
+        # other settings would discard the live job's parts, the same ones would resume them
+        for settings in ({"steps": 50}, SETTINGS):
+            with pytest.raises(
+                JobBusy,
+                match=rf"out\.parquet is being made by process {holder.pid} on host .*: another run is working on "
+                r"this job\. .* check that no run is active on this folder",
+            ):
+                open_parts(tmp_path, settings=settings)
+        assert [path.name for path in (tmp_path / "out.parquet.parts").glob("part-*")] == ["part-000000.parquet"]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    # the holder ended without finishing, as a killed job does: its parts are resumed
+    assert open_parts(tmp_path).completed() == {(0, 0), (0, 1)}

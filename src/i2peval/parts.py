@@ -10,18 +10,28 @@ are discarded with a warning, so their rows are made again and never accepted.
 
 `finish` returns the rows of all parts, sorted by key, only when they are exactly the rows
 the job asked for; `discard` removes the folder once the job's outputs are written.
+
+A job holds a lock beside its parts (``<output>.lock``) from the moment it opens them: a
+second process that reaches the same job (a second run on the same folder, started after
+``snakemake --unlock``) fails at once naming the holder, and never resumes, discards or
+removes the live job's parts. The lock dies with its process, so a killed job's parts
+are resumed by the next run.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
+import socket
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,6 +44,59 @@ log = logging.getLogger(__name__)
 
 PART_NAME = re.compile(r"^part-(\d+)\.parquet$")
 STAMP_NAME = "settings.sha256"
+
+
+class JobBusy(I2PEvalError):
+    """Another live process is working on the same job."""
+
+
+# The job locks this process holds, by lock file: a process may open a job's parts again.
+_HELD: dict[Path, IO[str]] = {}
+
+
+def claim_job(output: Path) -> IO[str]:
+    """Hold the lock of the job that writes `output` (an open file; the lock lasts while it
+    is open, and at most as long as this process); `JobBusy` naming the holder when another
+    process holds it."""
+    lock_path = output.with_name(output.name + ".lock").absolute()
+    held = _HELD.get(lock_path)
+    if held is not None and not held.closed:
+        return held
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held until the job ends)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise JobBusy(
+                f"{output} is being made by {holder}: another run is working on this job. Wait for it or "
+                "stop it; before `snakemake --unlock`, check that no run is active on this folder"
+            ) from None
+        try:
+            same_file = os.stat(lock_path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        handle.close()  # the holder finished and removed the file while we opened it: take the new one
+    handle.seek(0)
+    handle.truncate()
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    handle.write(f"process {os.getpid()} on host {socket.gethostname()} (since {since})")
+    handle.flush()
+    _HELD[lock_path] = handle
+    return handle
+
+
+def release_job(handle: IO[str]) -> None:
+    """Remove a job's lock file and let the lock go."""
+    lock_path = Path(handle.name)
+    _HELD.pop(lock_path, None)
+    lock_path.unlink(missing_ok=True)
+    handle.close()
 
 
 class IncompleteJob(I2PEvalError):
@@ -90,6 +153,7 @@ class JobParts:
         if len(self._expected_set) != len(self.expected):
             raise ValueError(f"{self.output}: the job asks for some rows twice")
         self.parts_dir = self.output.with_name(self.output.name + ".parts")
+        self._lock = claim_job(self.output)
         self._done: dict[tuple, Path] = {}
         self._next_number = 0
         self._open(fingerprint({"settings": settings, "expected": [list(key) for key in self.expected]}))
@@ -178,5 +242,6 @@ class JobParts:
         return table.sort_by([(name, "ascending") for name in self.key])
 
     def discard(self) -> None:
-        """Remove the parts folder (once the job's outputs are written)."""
+        """Remove the parts folder and the job's lock (once the job's outputs are written)."""
         shutil.rmtree(self.parts_dir, ignore_errors=True)
+        release_job(self._lock)
