@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from i2peval.prompts.source import I2P_HUB_PROMPTS
+from i2peval.schemas import PROMPTS, read_columns
 
 # Measured on the demo's finished run (320 images of 64 x 64 px, results/ of `make demo`):
 # the PNGs took 3,671,388 bytes, 2.80 bytes per pixel. The demo's random-weight images are
@@ -51,12 +52,10 @@ def required_bytes(jobs: Sequence[PlannedImages]) -> int:
 
 def prompts_in_shard(shard_path: Path, shards: int, prompt_count: int | None) -> int:
     """Prompts of one shard: from the shard file when it exists, else the largest share of
-    `prompt_count` (`prompts.source.known_prompt_count`). A hub file other than the I2P benchmark
-    is counted as the I2P benchmark until its prompts job has run."""
+    `prompt_count` (`prompts.source.PromptSource.known_count`). A hub file other than the I2P
+    benchmark is counted as the I2P benchmark until its prompts job has run."""
     if shard_path.exists():
-        import pyarrow.parquet as pq
-
-        return pq.read_metadata(shard_path).num_rows
+        return read_columns(shard_path, PROMPTS, ["prompt_id"]).num_rows
     return math.ceil((prompt_count or I2P_HUB_PROMPTS) / shards)
 
 

@@ -109,9 +109,12 @@ class Study:
         return [self.assets[name] for name in assets_of(list(self.judges))]
 
     def check_records(self, directory: Path = Path(".")) -> None:
-        """Read the records of earlier runs that jobs will read: a damaged one raises
+        """Read the files of earlier runs that jobs will read: a damaged record raises
         `storage.RecordError` naming it, as does a sha256 pinned in the configuration that
-        the recorded files do not have (`judges.assets.PinMismatch`)."""
+        the recorded files do not have (`judges.assets.PinMismatch`), and a damaged prompt
+        table or shard `PromptFileError` (Snakemake removes a job's outputs before the job
+        runs: a bad input found by the job itself would cost the images it made before)."""
+        self.prompts.check_outputs(directory)
         for model in self.models.values():
             path = directory / model.record_path
             if path.exists():

@@ -10,7 +10,8 @@ from typing import Any
 from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
 from i2peval.plan import settings_id
 from i2peval.prompts.demo import DEMO_PROMPTS, write_demo_prompt_csv
-from i2peval.prompts.i2p import read_i2p_csv
+from i2peval.prompts.i2p import PromptFileError, read_i2p_csv
+from i2peval.schemas import PROMPTS, SchemaMismatch, read_table
 
 # Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (docs/protocol.md#rows-and-texts).
 I2P_HUB_DATASET = ("AIML-TUDA/i2p", "i2p_benchmark.csv")
@@ -77,6 +78,22 @@ class PromptSource:
     @property
     def record_path(self) -> str:
         return f"{self.folder}/source.json"
+
+    def shard_path(self, shard: int) -> str:
+        return self.shard_pattern.format(shard=shard)
+
+    def check_outputs(self, directory: Path = Path(".")) -> None:
+        """`PromptFileError` naming the first prompt table or shard of an earlier run in
+        `directory` that cannot be read as a prompt table, and how to write it again."""
+        for path in [self.table_path, *(self.shard_path(shard) for shard in range(self.shards))]:
+            if (directory / path).exists():
+                try:
+                    read_table(directory / path, PROMPTS)
+                except SchemaMismatch as error:
+                    raise PromptFileError(
+                        f"{error}. Delete {self.folder} and run `snakemake --until prompts` to write it again: "
+                        "images made from the same prompts are kept"
+                    ) from None
 
     def params(self) -> dict[str, Any]:
         """The prompt rule's params: what `obtain_prompt_csv` reads besides the local CSV."""
