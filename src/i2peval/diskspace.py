@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from i2peval.prompts.source import I2P_HUB_PROMPTS
-from i2peval.schemas import PROMPTS, read_columns
+from i2peval.schemas import SchemaMismatch
 
 # Measured on the demo's finished run (320 images of 64 x 64 px, results/ of `make demo`):
 # the PNGs took 3,671,388 bytes, 2.80 bytes per pixel. The demo's random-weight images are
@@ -55,7 +55,13 @@ def prompts_in_shard(shard_path: Path, shards: int, prompt_count: int | None) ->
     `prompt_count` (`prompts.source.PromptSource.known_count`). A hub file other than the I2P
     benchmark is counted as the I2P benchmark until its prompts job has run."""
     if shard_path.exists():
-        return read_columns(shard_path, PROMPTS, ["prompt_id"]).num_rows
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_metadata(shard_path).num_rows
+        except (OSError, pa.ArrowException) as error:
+            raise SchemaMismatch(f"{shard_path}: not a readable Parquet file ({error})") from None
     return math.ceil((prompt_count or I2P_HUB_PROMPTS) / shards)
 
 
