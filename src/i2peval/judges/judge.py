@@ -51,6 +51,11 @@ class JudgeLoading:
         """The folder of the asset's files (beside its record)."""
         return self.record_path.parent
 
+    @property
+    def use_cuda(self) -> bool:
+        """Whether an onnxruntime judge should ask for CUDA (it falls back to the CPU)."""
+        return self.device.type == "cuda"
+
 
 class Criterion(Protocol):
     """One judge's part of a judge profile: when that judge flags an image."""

@@ -299,7 +299,7 @@ def nudenet2_unpinned(
 
 def load_nudenet2(loading: JudgeLoading) -> NudeNet2Detector:
     folder = loading.folder
-    return NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, use_cuda=loading.device.type == "cuda")
+    return NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, use_cuda=loading.use_cuda)
 
 
 ASSET = JudgeAsset(

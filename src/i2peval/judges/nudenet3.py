@@ -120,7 +120,7 @@ def reinstall_advice(record_path: Path, record: dict[str, Any]) -> str:
 
 
 def load_nudenet3(loading: JudgeLoading) -> NudeNetScorer:
-    return NudeNetScorer(use_cuda=loading.device.type == "cuda")
+    return NudeNetScorer(use_cuda=loading.use_cuda)
 
 
 ASSET = JudgeAsset(

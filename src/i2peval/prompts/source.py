@@ -4,6 +4,7 @@ the prompt count known before running, and the CSV the prompts stage reads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,10 @@ class PromptSource:
             identity["csv_sha256"] = sha256_of(self.csv_file)
         return identity
 
-    @property
+    @cached_property
     def folder(self) -> str:
-        """Where the prompt table, the shards and the source record of these settings live."""
+        """Where the prompt table, the shards and the source record of these settings live
+        (computed once: a local CSV is hashed for it)."""
         return f"results/prompts/{self.source}-{settings_id(self.identity())}"
 
     @property

@@ -15,7 +15,7 @@ from i2peval.judges.assets import asset_files, read_asset_record
 from i2peval.judges.registry import JUDGES
 from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
 from i2peval.models.snapshots import read_model_record
-from i2peval.plan import MANIFESTS, REPORT_IMAGES, metrics_tables
+from i2peval.plan import MANIFESTS, METRICS_DIR, REPORT_IMAGES, metrics_tables
 from i2peval.provenance import code_version, summarise_manifests
 from i2peval.report import REPORT_TEMPLATE
 from i2peval.report.deviations import protocol_deviations
@@ -42,7 +42,7 @@ class ReportFiles:
 def report_files(study: Study, directory: Path, metrics_dir: Path | None = None) -> ReportFiles:
     """Where the workflow stored the files of the run of `study` in `directory`; the tables
     from `metrics_dir` when given (e.g. what ``i2peval metrics`` recomputed)."""
-    tables = metrics_tables(metrics_dir or directory / metrics_tables()["metrics"].parent)
+    tables = metrics_tables(metrics_dir or directory / METRICS_DIR)
     return ReportFiles(
         tables=ReportInputs(
             metrics=tables["metrics"],
