@@ -8,6 +8,7 @@ from i2peval.logs import to_log_file
 to_log_file(snakemake.log[0])
 
 from i2peval.metrics.aggregate import Judging, RunFiles, ScoreFile, aggregate
+from i2peval.metrics.manifests import ImageSettings
 from i2peval.plan import image_jobs
 
 layout = snakemake.params.image_layout
@@ -20,6 +21,7 @@ aggregate(
         prompts=Path(snakemake.input.prompts),
         manifests=tuple(Path(path) for path in snakemake.input.manifests),
         model_records={model: Path(path) for model, path in zip(layout["models"], snakemake.input.models)},
+        made_with=ImageSettings.from_params(snakemake.params.image_settings),
     ),
     Judging.from_params(snakemake.params.judging),
     {name: Path(path) for name, path in snakemake.output.items()},

@@ -1,3 +1,5 @@
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -7,14 +9,9 @@ import pytest
 from i2peval.generation.seeds import image_seed
 from i2peval.judges.nudenet3 import nudenet3_column
 from i2peval.judges.registry import FLAG_JUDGES, SCORES
-from i2peval.metrics.aggregate import (
-    ScoreFile,
-    StaleImages,
-    check_manifests,
-    image_flags,
-    load_scores,
-)
+from i2peval.metrics.aggregate import ScoreFile, image_flags, load_scores
 from i2peval.metrics.alignment import compute_alignment
+from i2peval.metrics.manifests import ImageSettings, StaleImages, check_image_settings, check_manifests
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
 from i2peval.metrics.rates import compute_metrics as compute_table
@@ -300,6 +297,46 @@ def test_images_made_for_other_prompts_are_refused():
     manifests = manifests_frame([("m", "local:tiny", 1, 0, image_seed(999, 0))])
     with pytest.raises(StaleImages, match="image 0 of prompt 1 was made with seed"):
         check_manifests(manifests, seeds_prompts(), {"m": (Path("m.json"), {"source": "tiny", "commit": None})})
+
+
+def settings_manifest(**changes):
+    row = {
+        "model": "m", "architecture": "sd", "mitigation": "sld",
+        "mitigation_settings": json.dumps({"kind": "sld", "parameters": {"sld_guidance_scale": 1000}}),
+        "steps": 50, "guidance_scale": 7.5, "width": 512, "height": 512, "dtype": "float16", "prompt_cleaning": "ftfy",
+    }  # fmt: skip
+    return pl.DataFrame([{**row, **changes}]).cast({"guidance_scale": pl.Float32})
+
+
+MADE_WITH = ImageSettings(
+    models={
+        "m": {"steps": None, "guidance_scale": None, "resolution": 512, "dtype": "float16", "prompt_cleaning": "ftfy"}
+    },
+    mitigations={"sld": {"kind": "sld", "parameters": {"sld_guidance_scale": 1000}}},
+)
+
+
+def test_images_made_with_the_configured_settings_pass_steps_and_scale_read_as_the_architectures_defaults():
+    check_image_settings(Path("manifest.parquet"), settings_manifest(), MADE_WITH)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"steps": 8}, "m's steps is 8 in the images, 50 in the configuration"),
+        ({"guidance_scale": 5.0}, "m's guidance_scale is 5.0 in the images, 7.5 in the configuration"),
+        ({"height": 256}, "m's resolution is 256 in the images, 512 in the configuration"),
+        ({"dtype": "bfloat16"}, "m's dtype is 'bfloat16' in the images, 'float16' in the configuration"),
+        (
+            {"mitigation_settings": json.dumps({"kind": "sld", "parameters": {"sld_guidance_scale": 2000}})},
+            "mitigation sld's parameters.sld_guidance_scale is 2000 in the images, 1000 in the configuration",
+        ),
+        ({"model": "other"}, "model 'other' with mitigation 'sld' is not a condition of the configuration"),
+    ],
+)
+def test_images_made_with_other_settings_are_refused_naming_manifest_and_setting(changes, named):
+    with pytest.raises(StaleImages, match=re.escape(f"manifest.parquet: {named}")):
+        check_image_settings(Path("manifest.parquet"), settings_manifest(**changes), MADE_WITH)
 
 
 def test_every_profile_is_measured_and_the_metrics_carry_its_name():

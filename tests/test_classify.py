@@ -10,6 +10,7 @@ from PIL import Image
 
 import i2peval.judges.classify
 import i2peval.judges.nudenet3
+from i2peval.generation.imagestore import DamagedImage
 from i2peval.hub import ChecksumError
 from i2peval.judges import q16
 from i2peval.judges.assets import read_asset_record, record_path
@@ -286,6 +287,18 @@ def test_a_container_short_of_its_images_is_refused_naming_it(assets):
     with pytest.raises(RowsMismatch, match=r"images.parquet: holds 5 images, expected 6; missing 1 images: \(3, 0\)"):
         classify(assets, "short.parquet", expected=assets["keys"] + [(3, 0)])
     assert not (assets["root"] / "short.parquet").exists()
+
+
+def test_a_truncated_image_fails_the_job_naming_container_prompt_and_index(assets, tmp_path):
+    table = read_table(assets["images"], IMAGES)
+    pngs = table["png"].to_pylist()
+    pngs[2] = pngs[2][: len(pngs[2]) // 2]
+    damaged = tmp_path / "damaged.parquet"
+    write_table(table.set_column(2, "png", pa.array(pngs, pa.binary())), damaged, IMAGES)
+    prompt_id, image_index = assets["keys"][2]
+    named = rf"damaged.parquet: image {image_index} of prompt {prompt_id} cannot be decoded \(.*\): delete"
+    with pytest.raises(DamagedImage, match=named):
+        classify(assets, "damaged-scores.parquet", images_path=damaged)
 
 
 def test_a_manifest_for_other_images_is_refused_naming_it(assets, tmp_path):

@@ -1,13 +1,23 @@
 """Metrics with their spread and the paired comparisons, on constructed data with known answers."""
 
+import tracemalloc
+
+import numpy as np
 import polars as pl
 import pytest
 
 from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS
-from i2peval.metrics.aggregate import StudySettings, study_tables
+from i2peval.metrics.aggregate import MetricsMemoryError, StudySettings, check_metrics_memory, study_tables
 from i2peval.metrics.comparisons import compute_comparisons
-from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
+from i2peval.metrics.rates import (
+    BootstrapSettings,
+    EmiSettings,
+    category_weights,
+    compute_metrics,
+    metrics_memory_bytes,
+)
 from i2peval.metrics.statistics import mcnemar_exact
+from i2peval.prompts.i2p import I2P_CATEGORIES
 from i2peval.schemas import COMPARISONS, METRICS
 
 PROFILE_JUDGES = {"paper": ["q16", "nudenet2"]}
@@ -197,3 +207,46 @@ def test_alignment_numbers_do_not_depend_on_row_order():
         )
         for mine, theirs in zip(found, expected):
             assert mine.equals(theirs)
+
+
+def synthetic_study(prompts: int, mitigations: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Flags of random verdicts, two images a prompt, and prompts in every I2P category."""
+    rng = np.random.default_rng(0)
+    table = pl.DataFrame(
+        {
+            "prompt_id": np.arange(prompts, dtype=np.int32),
+            "text": [f"prompt {index}" for index in range(prompts)],
+            "categories": [[I2P_CATEGORIES[index % 7], I2P_CATEGORIES[(index * 3) % 7]] for index in range(prompts)],
+            "hard": rng.random(prompts) < 0.3,
+        }
+    )
+    verdicts = {
+        mitigation: {prompt: list(rng.random(2) < 0.4) for prompt in range(prompts)} for mitigation in mitigations
+    }
+    return flags_table(verdicts), table
+
+
+@pytest.mark.parametrize(("emi_draws", "bootstrap_draws"), [(200_000, 100), (100, 20_000)])
+def test_the_memory_estimate_of_the_metrics_bounds_what_they_use(emi_draws, bootstrap_draws):
+    flags, prompts = synthetic_study(300, ["none", "sld", "negative"])
+    settings = StudySettings(EmiSettings(draws=emi_draws), BootstrapSettings(draws=bootstrap_draws), "exclude", "none")
+    category_weights.cache_clear()
+    tracemalloc.start()
+    try:
+        study_tables(flags, prompts, PROFILE_JUDGES, settings)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    estimate = sum(metrics_memory_bytes(300, 3, 9, settings.emi, settings.bootstrap).values())
+    assert peak <= estimate <= 3 * peak
+
+
+def test_draws_that_would_not_fit_in_memory_are_refused_naming_the_key():
+    settings = StudySettings(EmiSettings(draws=10**10), BootstrapSettings(draws=1000))
+    named = r"emi.draws is 10000000000: .* about 19,200 GB for its draws, more than this machine.s 24 GB: lower"
+    with pytest.raises(MetricsMemoryError, match=named):
+        check_metrics_memory(4703, 12, settings, available=24 * 10**9)
+    settings = StudySettings(EmiSettings(), BootstrapSettings(draws=10**6))
+    with pytest.raises(MetricsMemoryError, match=r"bootstrap.draws is 1000000: .* on 4703 prompts"):
+        check_metrics_memory(4703, 12, settings, available=24 * 10**9)
+    check_metrics_memory(4703, 12, StudySettings(), available=2 * 10**9)

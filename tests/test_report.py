@@ -28,6 +28,7 @@ from report_fixtures import (
 )
 
 from i2peval.config import validate_config
+from i2peval.generation.imagestore import DamagedImage
 from i2peval.generation.mitigations import HARNESS_CONCEPT
 from i2peval.report import REPORT_TEMPLATE, charts, tables
 from i2peval.report.formatting import emi_cell, p_value, percent, signed_points, with_interval
@@ -35,6 +36,7 @@ from i2peval.report.grid import read_images, same_seed_grids, sample_prompts
 from i2peval.report.published import matched_cells, matching_notes, published_keys
 from i2peval.report.report import Measurements, published_tables, render_report, write_report
 from i2peval.report.summary import model_summaries
+from i2peval.schemas import IMAGES, write_table
 from i2peval.study import Study
 
 TEMPLATE_DIR = Path(str(REPORT_TEMPLATE)).parent
@@ -352,6 +354,12 @@ def test_grid_errors_name_the_file_or_the_missing_verdict(tmp_path):
     with pytest.raises(ValueError, match="no verdict of profile 'paper' for sd14/sega"):
         same_seed_grids(pl.read_parquet(inputs.prompts), flags, image_path, [("sd14", "none"), ("sd14", "sega")],
                         "paper", ["q16"], count=4, size=32)
+    container = image_path("sd14", "sega", 1)
+    damaged = pl.read_parquet(container).with_columns(pl.col("png").bin.slice(0, 40))
+    write_table(damaged.to_arrow(), container, IMAGES)
+    with pytest.raises(DamagedImage, match=r"sd14-sega-1\.parquet: image 0 of prompt 2 cannot be decoded"):
+        same_seed_grids(pl.read_parquet(inputs.prompts), flags_frame(), image_path,
+                        [("sd14", "none"), ("sd14", "sega")], "paper", ["q16"], count=4, size=32)
 
 
 def test_hostile_prompts_are_escaped(grids):

@@ -175,6 +175,35 @@ def test_the_command_line_recomputes_the_runs_metrics_and_report_from_its_stored
     assert without_time(report.read_text()) == without_time((demo_run / "results" / "report.html").read_text())
 
 
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (
+            lambda config: config["generation"].update(steps=6),
+            "tiny-a's steps is 8 in the images, 6 in the configuration",
+        ),
+        (
+            lambda config: config["mitigations"]["sld-strong"]["overrides"].update(sld_warmup_steps=3),
+            "mitigation sld-strong's parameters.sld_warmup_steps is 2 in the images, 3 in the configuration",
+        ),
+    ],
+)
+def test_the_command_line_refuses_a_configuration_the_images_were_not_made_with(demo_run, tmp_path, change, named):
+    config = variant_config(tmp_path, change)
+    i2peval = Path(sys.executable).parent / "i2peval"
+    for command in (
+        ["metrics", "--config", config, "--directory", demo_run, "--output-dir", tmp_path / "metrics"],
+        ["report", "--config", config, "--directory", demo_run, "--output", tmp_path / "report.html"],
+    ):
+        result = subprocess.run([i2peval, *command], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr
+        assert f"{demo_run / 'results' / 'manifests' / 'tiny-a'}/" in result.stderr
+        assert named in result.stderr, result.stderr
+        assert "is this the configuration the run was made with?" in result.stderr
+    assert not (tmp_path / "report.html").exists()
+    assert not list((tmp_path / "metrics").glob("*.parquet"))
+
+
 def test_an_installed_wheel_reports_a_run_from_its_own_schema_and_template(demo_run, tmp_path):
     """The configuration schema, the report template and the data files ship in the wheel:
     `i2peval report` runs from an installed package, away from this checkout."""
@@ -500,6 +529,7 @@ def write_prompt_csv(path: Path, seeds: list[str]) -> Path:
             lambda config: config["mitigations"].update(plain={"kind": "none"}),
             "mitigations ['none', 'plain'] are all of kind none",
         ),
+        (lambda config: config["emi"].update(draws=10**12), "emi.draws is 1000000000000: computing the metrics"),
     ],
 )
 def test_config_errors_that_need_the_prompts_or_several_keys_stop_the_plan(tmp_path, change, message):
@@ -569,6 +599,37 @@ def test_a_damaged_prompt_shard_stops_the_plan_before_any_job_removes_the_images
     # the repair the message suggests: write the prompts again; the images stay valid
     shutil.rmtree(shard.parent)
     assert snakemake(run, DEMO_CONFIG, "--cores", "1", "--until", "prompts").returncode == 0
+    assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
+
+
+def test_a_damaged_image_fails_its_classify_job_by_name_and_deleting_its_container_makes_it_and_the_numbers_again(
+    demo_run, tmp_path
+):
+    run = copy_run(demo_run, tmp_path / "run")
+    job = "tiny-b/none/shard-0/block-0.parquet"
+    container, scores = run / "results" / "images" / job, run / "results" / "scores" / job
+    tables = {path.name: path.read_bytes() for path in (run / "results" / "metrics").glob("*.parquet")}
+    images = pl.read_parquet(container)
+    damaged = images.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.col("png").bin.slice(0, 60))
+                                  .otherwise(pl.col("png")).alias("png"))
+    damaged.write_parquet(container)
+    prompt_id, image_index = images.row(3, named=True)["prompt_id"], images.row(3, named=True)["image_index"]
+
+    result = snakemake(run, DEMO_CONFIG, "--cores", "1")
+    assert result.returncode != 0
+    log = (run / "logs" / "classify" / "tiny-b" / "none" / "shard-0-block-0.log").read_text()
+    assert f"results/images/{job}: image {image_index} of prompt {prompt_id} cannot be decoded" in log
+    assert f"delete results/images/{job} and run the workflow again" in log
+    assert not scores.exists()  # Snakemake removes a failed job's outputs
+
+    # the remedy the message prints; the metrics made from the removed scores are not kept
+    container.unlink()
+    plan = snakemake(run, DEMO_CONFIG, "--dry-run")
+    assert planned_rules(plan) == ["aggregate", "all", "classify", "generate", "report"]
+    assert "results/metrics/metrics.parquet was computed from files that are gone (1: " in plan.stderr
+    assert snakemake(run, DEMO_CONFIG, "--cores", "1").returncode == 0
+    assert pl.read_parquet(container).equals(images)  # the same images, made again
+    assert {path.name: path.read_bytes() for path in (run / "results" / "metrics").glob("*.parquet")} == tables
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
 
 

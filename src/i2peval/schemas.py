@@ -183,7 +183,12 @@ def read_columns(path: str | Path, expected: pa.Schema, columns: list[str]) -> p
         raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
 
 
-def write_table(table: pa.Table, path: str | Path, expected: pa.Schema, **parquet_options) -> None:
-    """Write `table` as schema `expected`, atomically (`storage.atomic_write`)."""
+def write_table(
+    table: pa.Table, path: str | Path, expected: pa.Schema, metadata: dict[str, str] | None = None, **parquet_options
+) -> None:
+    """Write `table` as schema `expected` with the Parquet key-value `metadata`, atomically
+    (`storage.atomic_write`)."""
     table = conform(table, expected, path)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
     atomic_write(path, lambda partial: pq.write_table(table, partial, **parquet_options))

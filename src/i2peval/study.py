@@ -17,11 +17,19 @@ from typing import Any
 from i2peval.generation.mitigations import Mitigation, baseline_mitigation, resolve_mitigations
 from i2peval.judges.assets import ConfiguredAsset, read_asset_record
 from i2peval.judges.registry import ASSETS, JUDGES, assets_of
-from i2peval.metrics.aggregate import Judging, RunFiles, ScoreFile
+from i2peval.metrics.aggregate import (
+    Judging,
+    RunFiles,
+    ScoreFile,
+    check_metrics_memory,
+    physical_memory_bytes,
+    recorded_score_files,
+)
+from i2peval.metrics.manifests import ImageSettings
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.models.snapshots import read_model_record
 from i2peval.models.spec import ModelSpec
-from i2peval.plan import MANIFESTS, REPORT_IMAGES, SCORES, ImageJob, image_jobs
+from i2peval.plan import MANIFESTS, REPORT, REPORT_IMAGES, SCORES, ImageJob, image_jobs, metrics_tables
 from i2peval.prompts.i2p import check_shard_count
 from i2peval.prompts.source import PromptSource
 
@@ -75,6 +83,10 @@ class Study:
             check_shard_count(prompts.shards, count)
         mitigations = resolve_mitigations(config["mitigations"], config["concept"])
         baseline = baseline_mitigation(mitigations)
+        judging = Judging.from_params(aggregation_params(config, baseline))
+        if count is not None:
+            conditions = len(config["models"]) * len(mitigations)
+            check_metrics_memory(count, conditions, judging.settings, physical_memory_bytes())
         return cls(
             config=config,
             prompts=prompts,
@@ -84,7 +96,7 @@ class Study:
             concept=config["concept"],
             mitigations=mitigations,
             baseline=baseline,
-            judging=Judging.from_params(aggregation_params(config, baseline)),
+            judging=judging,
             assets={name: ConfiguredAsset.from_section(asset, config.get(name, {})) for name, asset in ASSETS.items()},
             report=ReportSettings(**config["report"]),
         )
@@ -151,6 +163,13 @@ class Study:
             generation.steps, generation.guidance_scale, generation.dtype, generation.prompt_cleaning
         )
 
+    def image_settings(self) -> ImageSettings:
+        """What every image of the study is made with, as its manifest must record it."""
+        return ImageSettings(
+            models={model: self.generation_params(model) for model in self.models},
+            mitigations={name: mitigation.settings() for name, mitigation in self.mitigations.items()},
+        )
+
     def aggregation_params(self) -> dict[str, Any]:
         """The aggregate rule's params: what turns scores into metrics (`Judging.from_params`)."""
         return aggregation_params(self.config, self.baseline)
@@ -163,7 +182,29 @@ class Study:
             prompts=directory / self.prompts.table_path,
             manifests=tuple(directory / job.path(MANIFESTS) for job in jobs),
             model_records={name: directory / model.record_path for name, model in self.models.items()},
+            made_with=self.image_settings(),
         )
+
+    def stale_result(self, path: str, directory: Path = Path(".")) -> StaleResult | None:
+        """Whether the result `path` (the metrics table or the report) exists in `directory`
+        while results it was computed from are gone: score files the metrics record having
+        read (`metrics.aggregate.SCORE_FILES_KEY`), and still part of the study; the tables
+        the report shows. Snakemake remakes a missing file only for a job that runs anyway,
+        so it would keep presenting numbers of scores that are gone or being remade. (Images
+        gone while their scores are kept are not stale: deleting images to save space keeps
+        every number.)"""
+        if not (directory / path).exists():
+            return None
+        tables = [str(table) for table in metrics_tables().values()]
+        if path == tables[0]:
+            planned = {job.path(SCORES) for job in self.image_jobs()}
+            sources = [source for source in recorded_score_files(directory / path) if source in planned]
+        elif path == REPORT:
+            sources = tables
+        else:
+            raise ValueError(f"{path} is not the metrics table or the report")
+        missing = [source for source in sources if not (directory / source).exists()]
+        return StaleResult(path, missing) if missing else None
 
     def report_images(self) -> list[str]:
         """Block 0 of every shard of every condition: the report's same-seed grid samples it."""
@@ -173,6 +214,18 @@ class Study:
             for mitigation in self.mitigations
             for shard in range(self.prompts.shards)
         ]
+
+
+@dataclass(frozen=True)
+class StaleResult:
+    """A result file that exists although results it is computed from are missing."""
+
+    path: str
+    missing: list[str]
+
+    def describe(self) -> str:
+        shown = ", ".join(self.missing[:3]) + (f" and {len(self.missing) - 3} more" if len(self.missing) > 3 else "")
+        return f"{self.path} was computed from files that are gone ({len(self.missing)}: {shown})"
 
 
 def aggregation_params(config: dict[str, Any], baseline: str | None) -> dict[str, Any]:

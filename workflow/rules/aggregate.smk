@@ -1,6 +1,6 @@
 rule aggregate:
     input:
-        scores=job_paths(plan.SCORES),
+        scores=remade_when_stale(TABLES["metrics"], job_paths(plan.SCORES)),
         prompts=PROMPTS.table_path,
         manifests=job_paths(plan.MANIFESTS),
         models=model_record_paths(),
@@ -21,6 +21,7 @@ rule aggregate:
         mem_mb=8000,
     params:
         image_layout=STUDY.image_layout(),
+        image_settings=STUDY.image_settings().params(),
         judging=STUDY.aggregation_params(),
     script:
         "../../scripts/aggregate.py"

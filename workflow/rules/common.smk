@@ -8,6 +8,8 @@ from pathlib import Path
 # This checkout's package, also where Snakemake runs without it installed.
 sys.path.insert(0, f"{workflow.basedir}/src")
 
+from snakemake.logging import logger
+
 from i2peval import diskspace, plan
 from i2peval.config import check_config_files, validate_config
 from i2peval.execution import ExecutionSettings
@@ -91,6 +93,23 @@ def block_image_indices(wildcards):
 def judge_asset_records(wildcards):
     """The records of the assets the configured judges load, in registry order."""
     return [asset.record_path for asset in STUDY.judge_assets]
+
+
+def remade_when_stale(result, paths):
+    """An input function of the job writing `result` that returns `paths`, and first forces
+    the job to run when `result` was computed from files that are gone
+    (`Study.stale_result`): Snakemake remakes a missing file only for a job that runs
+    anyway. Forced through the DAG being built, so only for a run that includes the job.
+    Only the main process plans: a job run in a process of its own re-reads this file."""
+
+    def input_function(wildcards):
+        stale = STUDY.stale_result(result) if workflow.is_main_process else None
+        if stale and result not in workflow.dag.forcefiles:
+            logger.warning(f"{stale.describe()}: making them and {result} again")
+            workflow.dag.forcefiles.add(result)
+        return paths
+
+    return input_function
 
 
 def report_image_inputs(wildcards):

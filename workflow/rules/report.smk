@@ -4,7 +4,7 @@
 
 rule report:
     input:
-        metrics=TABLES["metrics"],
+        metrics=remade_when_stale(plan.REPORT, TABLES["metrics"]),
         comparisons=TABLES["comparisons"],
         alignment=TABLES["alignment"],
         flags=TABLES["flags"],

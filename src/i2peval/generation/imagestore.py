@@ -9,15 +9,36 @@ check a container against the images they expect with `check_image_container`
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
+from i2peval.errors import I2PEvalError
 from i2peval.parts import JobParts, check_keys
 from i2peval.schemas import IMAGES, MANIFEST, read_columns, write_table
+
+
+class DamagedImage(I2PEvalError):
+    """A stored image that cannot be decoded."""
+
+
+def decode_png(png: bytes, container: Path, prompt_id: int, image_index: int) -> Image.Image:
+    """One stored image as an RGB image (any other mode converted, alpha dropped);
+    `DamagedImage` naming its container, prompt and index when it cannot be decoded."""
+    try:
+        with Image.open(io.BytesIO(png)) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise DamagedImage(
+            f"{container}: image {image_index} of prompt {prompt_id} cannot be decoded ({error}): delete "
+            f"{container} and run the workflow again to make its images again"
+        ) from None
+
 
 PART_SCHEMA = pa.schema(list(MANIFEST) + [IMAGES.field("png")])
 IMAGE_KEY = ("prompt_id", "image_index")

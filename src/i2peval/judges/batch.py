@@ -6,13 +6,15 @@ array, a CLIP embedding) ask the batch, which computes it on first use and keeps
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from i2peval.generation.imagestore import decode_png
 
 
 @dataclass
@@ -26,12 +28,19 @@ class ImageBatch:
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def decode(cls, prompt_ids: list[int], image_indices: list[int], pngs: list[bytes], texts: list[str]) -> ImageBatch:
-        """Decode PNG bytes to RGB images (any other mode converted, alpha dropped)."""
-        images = []
-        for png in pngs:
-            with Image.open(io.BytesIO(png)) as image:
-                images.append(image.convert("RGB"))
+    def decode(
+        cls,
+        prompt_ids: list[int],
+        image_indices: list[int],
+        pngs: list[bytes],
+        texts: list[str],
+        container: Path = Path("images"),
+    ) -> ImageBatch:
+        """Decode the PNG bytes read from `container` to RGB images (`imagestore.decode_png`)."""
+        images = [
+            decode_png(png, container, prompt_id, image_index)
+            for prompt_id, image_index, png in zip(prompt_ids, image_indices, pngs)
+        ]
         return cls(list(prompt_ids), list(image_indices), images, list(texts))
 
     def __len__(self) -> int:

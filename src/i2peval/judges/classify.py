@@ -118,7 +118,11 @@ def score_images(
             continue
         keys = [(prompt_ids[i], image_indices[i]) for i in pending]
         batch = ImageBatch.decode(
-            [key[0] for key in keys], [key[1] for key in keys], [pngs[i] for i in pending], [texts[key] for key in keys]
+            [key[0] for key in keys],
+            [key[1] for key in keys],
+            [pngs[i] for i in pending],
+            [texts[key] for key in keys],
+            images_path,
         )
         parts.add(score_batch(batch, judges, model, mitigation, images_path))
         scored += len(pending)

@@ -12,32 +12,35 @@ alignment (alignment.py). `aggregate` does all of it for the rule and the comman
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from i2peval.errors import I2PEvalError
-from i2peval.generation.seeds import image_seed
 from i2peval.judges.clip_score import COSINE
 from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS, SCORES
 from i2peval.metrics.alignment import clip_score, compute_alignment
 from i2peval.metrics.comparisons import compute_comparisons
 from i2peval.metrics.degenerate import apply_policy, with_degenerate
+from i2peval.metrics.manifests import IMAGE_KEYS, ImageSettings, check_manifests, read_manifests
 from i2peval.metrics.profiles import JudgeProfile, configured_profiles
-from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics
-from i2peval.models.snapshots import model_commit_label, read_model_record
+from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics, metrics_memory_bytes
+from i2peval.models.snapshots import read_model_record
 from i2peval.parts import RowsMismatch, check_keys
 from i2peval.plan import ImageJob
-from i2peval.schemas import ALIGNMENT, COMPARISONS, MANIFEST, METRICS, PROMPTS, read_columns, read_table, write_table
+from i2peval.prompts.i2p import I2P_CATEGORIES
+from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, read_columns, read_table, write_table
 
 log = logging.getLogger(__name__)
 
-
-IMAGE_KEYS = ["model", "mitigation", "prompt_id", "image_index"]
 
 
 def image_flags(scores: pl.LazyFrame, profiles: Sequence[JudgeProfile]) -> pl.LazyFrame:
@@ -85,46 +88,6 @@ def check_score_file(scores: pl.DataFrame, score_file: ScoreFile, prompts: pl.Da
     check_keys(path, keys, expected, "scored images")
 
 
-class StaleImages(I2PEvalError):
-    """Images were made from another model snapshot or other prompts than the current ones."""
-
-
-def check_manifests(
-    manifests: pl.DataFrame, prompts: pl.DataFrame, records: dict[str, tuple[Path, dict]]
-) -> None:
-    """Raise `StaleImages` unless every image was made from its model's current snapshot and
-    its prompt's current seed.
-
-    `records` maps each model to its record's path and content. Generate jobs do not rerun
-    when a cheap upstream job is repeated, so this is where a snapshot that resolved to
-    another commit, or a prompt file that changed, is caught.
-    """
-    for model, (record_path, record) in records.items():
-        expected = model_commit_label(record)
-        found = sorted(
-            manifests.filter(pl.col("model") == model).get_column("model_commit").unique().to_list()
-        )
-        stale = [commit for commit in found if commit != expected]
-        if stale:
-            raise StaleImages(
-                f"images of model {model!r} were made from {stale}, but {record_path} now records "
-                f"{expected!r}: pin the revision they were made from in the configuration to keep "
-                f"them, or delete results/images/{model} and results/manifests/{model} to make them again"
-            )
-    pairs = (
-        manifests.select("prompt_id", "image_index", "seed")
-        .unique()
-        .join(prompts.select("prompt_id", prompt_seed="seed"), on="prompt_id", how="left")
-    )
-    for prompt_id, image_index, seed, prompt_seed in pairs.iter_rows():
-        if prompt_seed is None or image_seed(prompt_seed, image_index) != seed:
-            raise StaleImages(
-                f"image {image_index} of prompt {prompt_id} was made with seed {seed}, which the current "
-                "prompt table does not give it: the prompts changed since the images were made; "
-                "delete results/images and results/manifests to make them again, or restore the prompt source"
-            )
-
-
 def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
     """The image keys and `columns` of every score file, each file checked against its job,
     in (model, mitigation, prompt_id, image_index) order whatever order the files come in.
@@ -162,6 +125,46 @@ class StudySettings:
     baseline: str | None = None
 
 
+# The metrics table's Parquet metadata lists the score files it was computed from.
+SCORE_FILES_KEY = "i2peval.score_files"
+
+
+def recorded_score_files(metrics_path: Path) -> list[str]:
+    """The score files a metrics table records having been computed from ([] when it
+    records none or cannot be read: it is then checked when it is read)."""
+    try:
+        metadata = pq.read_schema(metrics_path).metadata or {}
+        return json.loads(metadata.get(SCORE_FILES_KEY.encode(), b"[]"))
+    except (OSError, pa.ArrowException, ValueError):
+        return []
+
+
+class MetricsMemoryError(I2PEvalError):
+    """The configured resampling would not fit in memory."""
+
+
+def physical_memory_bytes() -> int:
+    """This machine's memory (the aggregate rule runs where Snakemake runs)."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_metrics_memory(prompts: int, conditions: int, settings: StudySettings, available: int) -> None:
+    """Raise `MetricsMemoryError` naming the config key whose draws would need more than
+    `available` bytes to measure `conditions` conditions on `prompts` prompts (in I2P's
+    categories, with ``all`` and ``hard``): the process would otherwise be killed for
+    memory with nothing in its log."""
+    categories = len(I2P_CATEGORIES) + 2
+    needed = metrics_memory_bytes(prompts, conditions, categories, settings.emi, settings.bootstrap)
+    for key, size in needed.items():
+        if size > available:
+            draws = settings.emi.draws if key == "emi.draws" else settings.bootstrap.draws
+            raise MetricsMemoryError(
+                f"{key} is {draws}: computing the metrics of {conditions} conditions x {categories} categories "
+                f"on {prompts} prompts would need about {size / 1e9:,.0f} GB for its draws, more than this "
+                f"machine's {available / 1e9:,.0f} GB: lower {key}"
+            )
+
+
 @dataclass(frozen=True)
 class Judging:
     """The judges that ran, every judge profile (the primary one first), and the metric
@@ -191,12 +194,14 @@ class Judging:
 
 @dataclass(frozen=True)
 class RunFiles:
-    """What the aggregate stage reads of a run: scores, prompts, manifests, model records."""
+    """What the aggregate stage reads of a run: scores, prompts, manifests, model records, and
+    the settings the manifests must record."""
 
     score_files: tuple[ScoreFile, ...]
     prompts: Path
     manifests: tuple[Path, ...]
     model_records: dict[str, Path]
+    made_with: ImageSettings  # what the configuration says the images were made with
 
     def missing(self) -> list[Path]:
         paths = [self.prompts, *(score_file.path for score_file in self.score_files)]
@@ -236,10 +241,9 @@ def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> No
     """Check every input, then write `outputs` metrics, flags (IMAGE_FLAGS), comparisons
     and alignment."""
     prompts = pl.from_arrow(read_table(files.prompts, PROMPTS))
-    manifests = pl.concat(
-        pl.from_arrow(read_columns(path, MANIFEST, [*IMAGE_KEYS, "model_commit", "seed", "degenerate"]))
-        for path in files.manifests
-    )
+    conditions = len({(score_file.model, score_file.mitigation) for score_file in files.score_files})
+    check_metrics_memory(prompts.height, conditions, judging.settings, physical_memory_bytes())
+    manifests = read_manifests(files.manifests, files.made_with, ["model_commit", "seed", "degenerate"])
     records = {model: (path, read_model_record(path)) for model, path in files.model_records.items()}
     check_manifests(manifests, prompts, records)
     profiles = judging.profiles
@@ -255,6 +259,7 @@ def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> No
     profile_judges = {profile.name: profile.judges() for profile in profiles}
     metrics, comparisons, aligned = study_tables(flags, prompts, profile_judges, judging.settings, cosines)
     write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS)
-    write_table(metrics.to_arrow(), outputs["metrics"], METRICS)
+    score_files = json.dumps([str(score_file.path) for score_file in files.score_files])
+    write_table(metrics.to_arrow(), outputs["metrics"], METRICS, metadata={SCORE_FILES_KEY: score_files})
     write_table(comparisons.to_arrow(), outputs["comparisons"], COMPARISONS)
     write_table(aligned.to_arrow(), outputs["alignment"], ALIGNMENT)

@@ -57,6 +57,23 @@ class BootstrapSettings:
     seed: int = 0
 
 
+def metrics_memory_bytes(
+    prompts: int, conditions: int, categories: int, emi: EmiSettings, bootstrap: BootstrapSettings
+) -> dict[str, int]:
+    """What `compute_metrics` and the paired comparisons hold at once for their draws, by
+    config key, for `prompts` prompts in `categories` categories (``all`` and ``hard``
+    counted) and `conditions` model x mitigation pairs: an upper bound, measured
+    (tests/test_metrics.py).
+
+    EMI keeps, per condition and category, its sorted uniforms and the maximum positions
+    they give (8 bytes each a draw), and needs about 24 more arrays of the draws while it
+    works. The bootstrap's weights of a category take up to 36 bytes a draw and prompt.
+    """
+    emi_bytes = emi.draws * 8 * (2 * conditions * categories + 24)
+    bootstrap_bytes = bootstrap.draws * prompts * 36
+    return {"emi.draws": emi_bytes, "bootstrap.draws": bootstrap_bytes}
+
+
 CELL = ["profile", "judge", *CONDITION]
 
 

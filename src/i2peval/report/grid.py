@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from i2peval.generation.imagestore import decode_png
 from i2peval.generation.seeds import image_seed
 from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS, JUDGES
 from i2peval.schemas import IMAGES, SchemaMismatch, conform
@@ -74,18 +75,16 @@ def sample_prompts(prompt_ids: list[int], count: int, seed: int = 0) -> list[int
     return sorted(sorted(prompt_ids, key=rank)[:count])
 
 
-def data_uri(png: bytes, size: int) -> tuple[str, int, int]:
-    """A PNG downscaled to at most `size` px a side, as a JPEG data URI, with its size."""
-    with Image.open(io.BytesIO(png)) as image:
-        image = image.convert("RGB")
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=80)
-        return (
-            f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}",
-            image.width,
-            image.height,
-        )
+def data_uri(image: Image.Image, size: int) -> tuple[str, int, int]:
+    """An RGB image downscaled to at most `size` px a side, as a JPEG data URI, with its size."""
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return (
+        f"data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}",
+        image.width,
+        image.height,
+    )
 
 
 def read_images(path: Path, prompt_ids: list[int]) -> dict[int, bytes]:
@@ -166,7 +165,9 @@ def same_seed_grids(
                         f"prompt {prompt['prompt_id']} image {IMAGE_INDEX}"
                     )
                 verdict = verdicts[key]
-                uri, width, height = data_uri(images[key], size)
+                container = Path(image_path(model, mitigation, prompt["shard"]))
+                image = decode_png(images[key], container, prompt["prompt_id"], IMAGE_INDEX)
+                uri, width, height = data_uri(image, size)
                 flagged = {None: "unscored", True: "flagged", False: "not flagged"}[verdict["flagged"]]
                 cells.append(
                     GridCell(mitigation, uri, width, height, flagged,

@@ -14,6 +14,7 @@ from typing import Any
 from i2peval.judges.assets import asset_files, read_asset_record
 from i2peval.judges.registry import JUDGES
 from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
+from i2peval.metrics.manifests import read_manifests
 from i2peval.models.snapshots import read_model_record
 from i2peval.plan import MANIFESTS, METRICS_DIR, REPORT_IMAGES, metrics_tables
 from i2peval.provenance import code_version, summarise_manifests
@@ -120,7 +121,9 @@ def unpinned_warnings(study: Study, asset_records: dict[str, tuple[Path, dict[st
 
 
 def report_run(study: Study, files: ReportFiles, out_path: Path) -> None:
-    """Write the report of the run of `study` whose files are `files`."""
+    """Write the report of the run of `study` whose files are `files`, once its manifests
+    are found to record the settings the report will state (`StaleImages` otherwise)."""
+    read_manifests(files.manifests, study.image_settings())
     write_report(
         inputs=files.tables,
         image_path=lambda model, mitigation, shard: files.images_root

@@ -1,0 +1,172 @@
+"""What a run's images were made from and with, checked against what the metrics and the
+report will say they were made from and with.
+
+Every generate job writes a manifest row per image: the model's commit, the seed, the
+generation settings and the mitigation's settings. Aggregation (the rule and ``i2peval
+metrics``) and the report (the rule and ``i2peval report``) read them back and refuse
+images of another snapshot, other prompts or other settings than the configuration they
+are given: a configuration that is not the run's would otherwise state wrong settings
+beside the run's numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from i2peval.errors import I2PEvalError
+from i2peval.generation.seeds import image_seed
+from i2peval.models.architectures import architecture_named
+from i2peval.models.snapshots import model_commit_label
+from i2peval.schemas import MANIFEST, read_columns
+
+IMAGE_KEYS = ["model", "mitigation", "prompt_id", "image_index"]
+SETTING_COLUMNS = [
+    "model", "architecture", "mitigation", "mitigation_settings",
+    "steps", "guidance_scale", "width", "height", "dtype", "prompt_cleaning",
+]  # fmt: skip
+# The manifest column of each generation setting (`ModelSpec.generation_params` keys).
+GENERATION_COLUMNS = {
+    "steps": ("steps",),
+    "guidance_scale": ("guidance_scale",),
+    "resolution": ("width", "height"),
+    "dtype": ("dtype",),
+    "prompt_cleaning": ("prompt_cleaning",),
+}
+WRONG_CONFIGURATION = (
+    "is this the configuration the run was made with? Give that one, or run the workflow with this one "
+    "to make the images again"
+)
+
+
+class StaleImages(I2PEvalError):
+    """Images were made from another model snapshot, other prompts or other settings than
+    the configuration says."""
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """What the configuration says every image was made with: each model's generation
+    settings (steps and guidance scale None where the architecture's default applies)
+    and each mitigation's settings."""
+
+    models: dict[str, dict[str, Any]]  # `ModelSpec.generation_params`, by model
+    mitigations: dict[str, dict[str, Any]]  # `Mitigation.settings()`, by mitigation
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> ImageSettings:
+        return cls(models=params["models"], mitigations=params["mitigations"])
+
+    def params(self) -> dict[str, Any]:
+        return {"models": self.models, "mitigations": self.mitigations}
+
+    def generation(self, model: str, architecture: str) -> dict[str, Any]:
+        """`model`'s generation settings, its architecture's defaults filled in."""
+        settings = dict(self.models[model])
+        for key, default in architecture_named(architecture).defaults().items():
+            if settings[key] is None:
+                settings[key] = default
+        return settings
+
+
+def same_value(found: Any, wanted: Any) -> bool:
+    """Equal, floats to float32 precision (manifests store the guidance scale as float32)."""
+    if isinstance(found, float) or isinstance(wanted, float):
+        return found is not None and wanted is not None and math.isclose(found, wanted, rel_tol=1e-6)
+    return found == wanted
+
+
+def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"parameters.threshold": 0.8, ...}`` of nested settings."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str]:
+    """How one distinct manifest setting row differs from `expected`, in words."""
+    model, mitigation = row["model"], row["mitigation"]
+    if model not in expected.models or mitigation not in expected.mitigations:
+        return [f"model {model!r} with mitigation {mitigation!r} is not a condition of the configuration"]
+    differences = []
+    wanted = expected.generation(model, row["architecture"])
+    for key, columns in GENERATION_COLUMNS.items():
+        for column in columns:
+            if not same_value(row[column], wanted[key]):
+                differences.append(
+                    f"{model}'s {key} is {row[column]!r} in the images, {wanted[key]!r} in the configuration"
+                )
+                break
+    made_with = flat_settings(json.loads(row["mitigation_settings"]))
+    configured = flat_settings(expected.mitigations[mitigation])
+    for key in sorted(made_with.keys() | configured.keys()):
+        if not same_value(made_with.get(key), configured.get(key)):
+            differences.append(
+                f"mitigation {mitigation}'s {key} is {made_with.get(key)!r} in the images, "
+                f"{configured.get(key)!r} in the configuration"
+            )
+    return differences
+
+
+def check_image_settings(path: Path, manifest: pl.DataFrame, expected: ImageSettings) -> None:
+    """Raise `StaleImages` naming `path` (a manifest, read with SETTING_COLUMNS) and the
+    setting, unless its images were made with the `expected` settings."""
+    for row in manifest.select(SETTING_COLUMNS).unique().sort(SETTING_COLUMNS).iter_rows(named=True):
+        differences = setting_mismatches(row, expected)
+        if differences:
+            raise StaleImages(f"{path}: {'; '.join(differences)}: {WRONG_CONFIGURATION}")
+
+
+def read_manifests(paths: Sequence[Path], expected: ImageSettings, columns: Sequence[str] = ()) -> pl.DataFrame:
+    """IMAGE_KEYS and `columns` of every manifest, each checked against `expected` first."""
+    keep = list(dict.fromkeys([*IMAGE_KEYS, *columns]))
+    frames = []
+    for path in paths:
+        manifest = pl.from_arrow(read_columns(path, MANIFEST, list(dict.fromkeys([*keep, *SETTING_COLUMNS]))))
+        check_image_settings(path, manifest, expected)
+        frames.append(manifest.select(keep))
+    return pl.concat(frames)
+
+
+def check_manifests(manifests: pl.DataFrame, prompts: pl.DataFrame, records: dict[str, tuple[Path, dict]]) -> None:
+    """Raise `StaleImages` unless every image was made from its model's current snapshot and
+    its prompt's current seed.
+
+    `records` maps each model to its record's path and content. Generate jobs do not rerun
+    when a cheap upstream job is repeated, so this is where a snapshot that resolved to
+    another commit, or a prompt file that changed, is caught.
+    """
+    for model, (record_path, record) in records.items():
+        expected = model_commit_label(record)
+        found = sorted(
+            manifests.filter(pl.col("model") == model).get_column("model_commit").unique().to_list()
+        )
+        stale = [commit for commit in found if commit != expected]
+        if stale:
+            raise StaleImages(
+                f"images of model {model!r} were made from {stale}, but {record_path} now records "
+                f"{expected!r}: pin the revision they were made from in the configuration to keep "
+                f"them, or delete results/images/{model} and results/manifests/{model} to make them again"
+            )
+    pairs = (
+        manifests.select("prompt_id", "image_index", "seed")
+        .unique()
+        .join(prompts.select("prompt_id", prompt_seed="seed"), on="prompt_id", how="left")
+    )
+    for prompt_id, image_index, seed, prompt_seed in pairs.iter_rows():
+        if prompt_seed is None or image_seed(prompt_seed, image_index) != seed:
+            raise StaleImages(
+                f"image {image_index} of prompt {prompt_id} was made with seed {seed}, which the current "
+                "prompt table does not give it: the prompts changed since the images were made; "
+                "delete results/images and results/manifests to make them again, or restore the prompt source"
+            )
