@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from chromium import Browser, find_chromium
-from report_fixtures import NO_PUBLISHED, provenance, write_inputs
+from report_fixtures import CONDITIONS, NO_PUBLISHED, provenance, write_inputs
 
 from i2peval.report import REPORT_TEMPLATE
 from i2peval.report.report import write_report
@@ -65,7 +65,7 @@ def check_report_in_browser(chromium: str, page: Path, screenshot: Path) -> dict
 def test_report_from_synthetic_tables_renders_and_reveals(chromium, tmp_path):
     inputs, image_path = write_inputs(tmp_path / "tables")
     page = tmp_path / "report.html"
-    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, "none", NO_PUBLISHED, grid_prompts=4)
+    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=4)
     check_report_in_browser(chromium, page, tmp_path / "report.png")
 
 
@@ -91,7 +91,7 @@ def test_the_content_security_policy_stops_a_script_that_escaped_escaping(chromi
     """Defence in depth: a script injected into the page does not run, and the browser says why."""
     inputs, image_path = write_inputs(tmp_path / "tables")
     page = tmp_path / "report.html"
-    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, "none", NO_PUBLISHED, grid_prompts=1)
+    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=1)
     tampered = tmp_path / "tampered.html"
     tampered.write_text(page.read_text().replace("</h1>", "</h1><script>document.title = 'injected';</script>", 1))
     with Browser(chromium) as browser:

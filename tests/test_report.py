@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from markupsafe import escape
 from report_fixtures import (
+    CONDITIONS,
     HOSTILE,
     NO_ALIGNMENT,
     NO_COMPARISONS,
@@ -70,7 +71,9 @@ def parse(document: str) -> Collector:
 
 
 def render(measured=None, grids=(), demo=False, baseline="none", published=NO_PUBLISHED) -> str:
-    return render_report(measured or measurements(), list(grids), provenance(demo), TEMPLATE_DIR, baseline, published)
+    measured = measured or measurements()
+    conditions = tables.conditions(measured.metrics, baseline)
+    return render_report(measured, list(grids), provenance(demo), TEMPLATE_DIR, conditions, baseline, published)
 
 
 def section(document: str, name: str) -> str:
@@ -431,13 +434,13 @@ def test_render_requires_provenance_keys():
     incomplete = provenance(demo=True)
     del incomplete["emi"]
     with pytest.raises(ValueError, match="emi"):
-        render_report(measurements(), [], incomplete, TEMPLATE_DIR, "none", NO_PUBLISHED)
+        render_report(measurements(), [], incomplete, TEMPLATE_DIR, CONDITIONS, "none", NO_PUBLISHED)
 
 
 def test_write_report_reads_every_table_and_writes_one_file(tmp_path):
     inputs, image_path = write_inputs(tmp_path / "in")
     out_path = tmp_path / "out" / "report.html"
-    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, out_path, "none", NO_PUBLISHED,
+    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, out_path, CONDITIONS, "none", NO_PUBLISHED,
                  grid_prompts=2, thumbnail_size=48)
     document = out_path.read_text(encoding="utf-8")
     assert document.startswith("<!DOCTYPE html>")

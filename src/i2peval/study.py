@@ -152,6 +152,12 @@ class Study:
             "images_per_job": self.generation.images_per_job,
         }
 
+    def conditions(self) -> list[tuple[str, str]]:
+        """Every (model, mitigation) pair in the metrics' order: by model, then mitigation,
+        each model's baseline first."""
+        mitigations = sorted(self.mitigations, key=lambda name: (name != self.baseline, name))
+        return [(model, mitigation) for model in self.models for mitigation in mitigations]
+
     def image_jobs(self) -> list[ImageJob]:
         """Every image job, in one fixed order."""
         return image_jobs(**self.image_layout())

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import polars as pl
@@ -127,6 +128,7 @@ def render_report(
     grids: list[ModelGrid],
     provenance: dict,
     template_dir: Path,
+    conditions: Sequence[tuple[str, str]],
     baseline: str | None,
     published: PublishedKeys,
 ) -> str:
@@ -135,7 +137,8 @@ def render_report(
     `provenance` must hold the keys in REQUIRED_PROVENANCE (others are shown as they are):
     ``judges`` maps each judge that ran to its asset record, ``profiles`` holds the
     primary profile's name and every profile's name and rule; `baseline` names the
-    mitigation whose kind is none (None when there is no such condition); `published`
+    mitigation whose kind is none (None when there is no such condition), `conditions` every
+    configured (model, mitigation) pair, measured or not; `published`
     says what the configuration's models, mitigations and profiles are called in
     published tables. Everything before the profile table shows the primary profile's verdict.
     """
@@ -152,6 +155,8 @@ def render_report(
     models = list(dict.fromkeys(model for model, _ in order))
     mitigations = {model: [m for name, m in order if name == model] for model in models}
     alignment_measured = not alignment.filter(pl.col("category") == ALL_CATEGORIES).is_empty()
+    comparison = tables.comparison_table(comparisons, primary_name, baseline)
+    degenerate = provenance["degenerate_images"]
     demo_judges = [name for name, judge in provenance["judges"].items() if judge["demo"]]
     tiny_models = [name for name, record in provenance["models"].items() if record.get("source") == "tiny"]
     template = _environment(Path(template_dir)).get_template(TEMPLATE_NAME)
@@ -167,11 +172,14 @@ def render_report(
         emi_charts=[charts.emi_chart(primary, model, mitigations[model], baseline) for model in models],
         overall=tables.overall_table(primary, baseline),
         by_category=tables.category_table(primary, baseline),
-        comparison=tables.comparison_table(comparisons, primary_name, baseline),
+        comparison=comparison,
+        comparison_note=None if comparison else not_compared(conditions, baseline),
+        not_measured=not_measured(primary, conditions, degenerate["counts"], degenerate["policy"]),
         degenerate=tables.degenerate_table(provenance["degenerate_images"]["counts"]),
         degenerate_policy=provenance["degenerate_images"]["policy"],
         profiles=tables.profile_table(metrics, profiles, baseline),
         alignment=tables.alignment_table(alignment, comparisons, primary_name, baseline),
+        alignment_note=None if alignment_measured else not_aligned(provenance["judges"]),
         judges=tables.judges_table(provenance["judges"]),
         matched=matched_cells(metrics, published),
         matching_notes=matching_notes(published),
@@ -186,6 +194,44 @@ def render_report(
         config=tables.pretty(provenance["config"]),
         extra={key: value for key, value in provenance.items() if key not in REQUIRED_PROVENANCE},
     )
+
+
+def not_measured(
+    primary: pl.DataFrame, conditions: Sequence[tuple[str, str]], counts: list[dict], policy: str
+) -> list[str]:
+    """Why each configured condition without a row in the primary profile's metrics has none."""
+    measured = set(primary.select("model", "mitigation").iter_rows())
+    images = {(row["model"], row["mitigation"]): row for row in counts}
+    reasons = []
+    for model, mitigation in conditions:
+        if (model, mitigation) in measured:
+            continue
+        count = images.get((model, mitigation))
+        if count and policy == "exclude" and count["degenerate"] == count["images"]:
+            why = f"all {count['images']} of its images are degenerate, and the policy “exclude” leaves them out"
+        else:
+            why = "none of its images has a verdict under the primary profile"
+        reasons.append(f"{tables.condition_label(model, mitigation)}: {why}")
+    return reasons
+
+
+def not_compared(conditions: Sequence[tuple[str, str]], baseline: str | None) -> str:
+    """Why the comparison table is empty."""
+    if baseline is None:
+        return "No configured condition is without mitigation (kind “none”), so no mitigation is compared."
+    if all(mitigation == baseline for _, mitigation in conditions):
+        return f"Only the baseline “{baseline}” is configured: nothing to compare."
+    return (
+        f"Nothing could be compared: no image has a verdict under the primary profile both with a mitigation and "
+        f"with the baseline “{baseline}” (same prompt and seed)."
+    )
+
+
+def not_aligned(judges: dict[str, Any]) -> str:
+    """Why the prompt alignment table is empty."""
+    if "clip_score" not in judges:
+        return "Not measured: the clip_score judge is not among the configured judges."
+    return "Not measured: no image has a CLIPScore that counts (each is left out as degenerate, or unscored)."
 
 
 @dataclass(frozen=True)
@@ -205,6 +251,7 @@ def write_report(
     provenance: dict,
     template_dir: Path,
     out_path: Path,
+    conditions: Sequence[tuple[str, str]],
     baseline: str | None,
     published: PublishedKeys,
     grid_prompts: int = 8,
@@ -225,10 +272,12 @@ def write_report(
         prompts=pl.from_arrow(read_table(inputs.prompts, PROMPTS)),
         flags=read_verdicts(inputs.flags, primary_name),
         image_path=image_path,
-        conditions=tables.conditions(tables.select(measured.metrics, primary_name), baseline),
+        conditions=list(conditions),
         profile=primary_name,
         judges=primary_profile["judges"],
         count=grid_prompts,
         size=thumbnail_size,
     )
-    write_text(out_path, render_report(measured, grids, provenance, Path(template_dir), baseline, published))
+    write_text(
+        out_path, render_report(measured, grids, provenance, Path(template_dir), conditions, baseline, published)
+    )

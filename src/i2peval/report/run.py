@@ -131,6 +131,7 @@ def report_run(study: Study, files: ReportFiles, out_path: Path) -> None:
         provenance=provenance(study, files),
         template_dir=files.template.parent,
         out_path=out_path,
+        conditions=study.conditions(),
         baseline=study.baseline,
         published=published_keys(study),
         grid_prompts=study.report.grid_prompts,

@@ -168,8 +168,9 @@ def profile_table(metrics: pl.DataFrame, profiles: dict[str, Any], baseline: str
 def alignment_table(
     alignment: pl.DataFrame, comparisons: pl.DataFrame, profile: str, baseline: str | None
 ) -> Table | None:
-    """Per model x mitigation over all categories: CLIPScore mean ± std, and the paired
-    difference against the model's baseline with its interval; None when not measured."""
+    """Per model x mitigation over all categories: CLIPScore mean ± std, and (when there is
+    a baseline) the paired difference against the model's baseline with its interval;
+    None when not measured."""
     overall = alignment.filter(pl.col("category") == ALL_CATEGORIES)
     if overall.is_empty():
         return None
@@ -184,8 +185,11 @@ def alignment_table(
         std = NOT_AVAILABLE if is_missing(row["clip_score_std"]) else f"{row['clip_score_std']:.2f}"
         compared = paired.get((model, mitigation))
         change = MISSING if compared is None else alignment_difference(compared)
-        rows.append((model, mitigation, str(row["n_images"]), str(row["n_unscored"]), f"{mean} ± {std}", change))
-    columns = ("model", "mitigation", "images", "unscored", "CLIPScore mean ± std", f"paired change against {baseline}")
+        cells = (model, mitigation, str(row["n_images"]), str(row["n_unscored"]), f"{mean} ± {std}")
+        rows.append(cells if baseline is None else (*cells, change))
+    columns = ("model", "mitigation", "images", "unscored", "CLIPScore mean ± std")
+    if baseline is not None:
+        columns += (f"paired change against {baseline}",)
     return Table(columns, tuple(rows))
 
 
