@@ -65,7 +65,9 @@ def check_report_in_browser(chromium: str, page: Path, screenshot: Path) -> dict
 def test_report_from_synthetic_tables_renders_and_reveals(chromium, tmp_path):
     inputs, image_path = write_inputs(tmp_path / "tables")
     page = tmp_path / "report.html"
-    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=4)
+    write_report(
+        inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=4
+    )
     check_report_in_browser(chromium, page, tmp_path / "report.png")
 
 
@@ -91,7 +93,9 @@ def test_the_content_security_policy_stops_a_script_that_escaped_escaping(chromi
     """Defence in depth: a script injected into the page does not run, and the browser says why."""
     inputs, image_path = write_inputs(tmp_path / "tables")
     page = tmp_path / "report.html"
-    write_report(inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=1)
+    write_report(
+        inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=1
+    )
     tampered = tmp_path / "tampered.html"
     tampered.write_text(page.read_text().replace("</h1>", "</h1><script>document.title = 'injected';</script>", 1))
     with Browser(chromium) as browser:
