@@ -155,6 +155,10 @@ def test_metrics_of_a_harness_run_equal_ours_of_the_same_verdicts(stored, tmp_pa
         (["--output-dir", "out"], ["--config"]),
         (["--flags", "missing.parquet", "--prompts", "p.parquet", "--output-dir", "out"], ["missing.parquet"]),
         (["--config", "nowhere.yaml", "--output-dir", "out"], ["nowhere.yaml"]),
+        (
+            ["--flags", "f.parquet", "--prompts", "p.parquet", "--output-dir", "results/metrics"],
+            ["results/metrics: --output-dir is where the workflow writes its own results/metrics"],
+        ),
     ],
 )
 def test_metrics_with_bad_arguments_is_one_line_naming_them(args, named, tmp_path):
@@ -171,7 +175,14 @@ def test_report_of_a_folder_that_holds_no_run_names_the_first_missing_file(tmp_p
 
 @pytest.mark.parametrize(
     "args, named",
-    [(["--output", "r.html"], ["--config"]), (["--config", "nowhere.yaml", "--output", "r.html"], ["nowhere.yaml"])],
+    [
+        (["--output", "r.html"], ["--config"]),
+        (["--config", "nowhere.yaml", "--output", "r.html"], ["nowhere.yaml"]),
+        (
+            ["--config", "nowhere.yaml", "--directory", "run", "--output", "run/results/report.html"],
+            ["run/results/report.html: --output is where the workflow writes its own results/report.html"],
+        ),
+    ],
 )
 def test_report_with_bad_arguments_is_one_line_naming_them(args, named, tmp_path):
     result = subprocess.run([I2PEVAL, "report", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from i2peval.errors import I2PEvalError
+from i2peval.plan import METRICS_DIR, REPORT
 
 USAGE_ERROR = 2
 
@@ -171,6 +172,7 @@ def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("give the run's --config, or --flags with --prompts")
     if args.flags is not None and args.prompts is None:
         parser.error("--flags needs --prompts")
+    _not_the_workflows(args.output_dir, args.directory, METRICS_DIR, "--output-dir")
     study = _study(args.config, args.directory) if args.config is not None else None
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +208,7 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     if args.output.is_dir():
         raise I2PEvalError(f"{args.output} is a folder: --output is the HTML file to write")
+    _not_the_workflows(args.output, args.directory, REPORT, "--output")
     study = _study(args.config, args.directory)
     files = report_files(study, args.directory, args.metrics_dir)
     missing = missing_files(files)
@@ -216,6 +219,16 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         )
     report_run(study, files, args.output)
     print(args.output)
+
+
+def _not_the_workflows(path: Path, directory: Path, output: str, option: str) -> None:
+    """Refuse to write where the workflow writes: Snakemake would take the command's tables
+    (or report) for its own and build on them."""
+    if path.resolve() == (directory / output).resolve():
+        raise I2PEvalError(
+            f"{path}: {option} is where the workflow writes its own {output} (Snakemake would build on it as "
+            "its own): write to another path; i2peval report --metrics-dir reads tables from any folder"
+        )
 
 
 def _study(config: Path, directory: Path):
