@@ -584,20 +584,26 @@ def test_a_damaged_model_record_stops_the_plan_before_any_job_runs(demo_run, tmp
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
 
 
-def test_a_damaged_prompt_shard_stops_the_plan_before_any_job_removes_the_images_made_from_it(demo_run, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "damage", "message"),
+    [("shard-0.parquet", b"", "not a readable Parquet file"), ("source.json", b"{", "not a readable JSON record")],
+)
+def test_a_damaged_prompt_file_stops_the_plan_before_any_job_removes_the_images_made_from_it(
+    demo_run, tmp_path, name, damage, message
+):
     run = copy_run(demo_run, tmp_path / "run")
-    [shard] = (run / "results" / "prompts").glob("*/shard-0.parquet")
-    shard.write_bytes(b"")
+    [damaged] = (run / "results" / "prompts").glob(f"*/{name}")
+    damaged.write_bytes(damage)
     images = {path: path.read_bytes() for path in (run / "results" / "images").rglob("*.parquet")}
     result = snakemake(run, DEMO_CONFIG, "--cores", "1", "--keep-going")  # --keep-going: as the SLURM profile runs
     assert result.returncode != 0
-    folder = shard.parent.relative_to(run)
-    assert f"{shard.relative_to(run)}: not a readable Parquet file" in result.stderr
+    folder = damaged.parent.relative_to(run)
+    assert f"{damaged.relative_to(run)}: {message}" in result.stderr
     assert f"Delete {folder} and run `snakemake --until prompts`" in result.stderr
     assert {path: path.read_bytes() for path in (run / "results" / "images").rglob("*.parquet")} == images
 
     # the repair the message suggests: write the prompts again; the images stay valid
-    shutil.rmtree(shard.parent)
+    shutil.rmtree(damaged.parent)
     assert snakemake(run, DEMO_CONFIG, "--cores", "1", "--until", "prompts").returncode == 0
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
 

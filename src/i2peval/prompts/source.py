@@ -13,6 +13,7 @@ from i2peval.plan import settings_id
 from i2peval.prompts.demo import DEMO_PROMPTS, write_demo_prompt_csv
 from i2peval.prompts.i2p import PromptFileError, read_i2p_csv
 from i2peval.schemas import PROMPTS, SchemaMismatch, read_table
+from i2peval.storage import read_json_record
 
 # Rows of i2p_benchmark.csv in the AIML-TUDA/i2p dataset (docs/protocol.md#rows-and-texts).
 I2P_HUB_DATASET = ("AIML-TUDA/i2p", "i2p_benchmark.csv")
@@ -86,16 +87,20 @@ class PromptSource:
 
     def check_outputs(self, directory: Path = Path(".")) -> None:
         """`PromptFileError` naming the first prompt table or shard of an earlier run in
-        `directory` that cannot be read as a prompt table, and how to write it again."""
+        `directory` that cannot be read as a prompt table, `RecordError` naming a damaged
+        source record; each says how to write them again."""
+        repair = (
+            f"Delete {self.folder} and run `snakemake --until prompts` to write it again: "
+            "images made from the same prompts are kept"
+        )
         for path in [self.table_path, *(self.shard_path(shard) for shard in range(self.shards))]:
             if (directory / path).exists():
                 try:
                     read_table(directory / path, PROMPTS)
                 except SchemaMismatch as error:
-                    raise PromptFileError(
-                        f"{error}. Delete {self.folder} and run `snakemake --until prompts` to write it again: "
-                        "images made from the same prompts are kept"
-                    ) from None
+                    raise PromptFileError(f"{error}. {repair}") from None
+        if (directory / self.record_path).exists():
+            read_source_record(directory / self.record_path, repair)
 
     def params(self) -> dict[str, Any]:
         """The prompt rule's params: what `obtain_prompt_csv` reads besides the local CSV."""
@@ -127,3 +132,8 @@ def obtain_prompt_csv(
         return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path)}
     path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
     return path, {"source": "demo", "path": str(path), "sha256": sha256_of(path)}
+
+
+def read_source_record(path: Path, repair: str = "delete it and rerun to rebuild it") -> dict[str, Any]:
+    """The record of where a run's prompts came from (`obtain_prompt_csv`)."""
+    return read_json_record(path, required=("source", "prompts"), repair=repair)

@@ -17,12 +17,12 @@ from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
 from i2peval.metrics.manifests import read_manifests
 from i2peval.models.snapshots import read_model_record
 from i2peval.plan import MANIFESTS, METRICS_DIR, REPORT_IMAGES, metrics_tables
+from i2peval.prompts.source import read_source_record
 from i2peval.provenance import code_version, summarise_manifests
 from i2peval.report import REPORT_TEMPLATE
 from i2peval.report.deviations import protocol_deviations
 from i2peval.report.published import published_keys
 from i2peval.report.report import ReportInputs, write_report
-from i2peval.storage import read_json_record
 from i2peval.study import Study
 
 
@@ -98,7 +98,7 @@ def provenance(study: Study, files: ReportFiles) -> dict[str, Any]:
                 for profile in study.profiles
             ],
         },
-        "prompt_source": read_json_record(files.prompt_source, required=("source", "prompts")),
+        "prompt_source": read_source_record(files.prompt_source),
         "generation": summarise_manifests(files.manifests),
         "emi": asdict(study.judging.settings.emi),
         "deviations": protocol_deviations(study, model_records),
