@@ -16,7 +16,7 @@ from i2peval.metrics.profiles import JudgeProfile
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
 from i2peval.metrics.rates import compute_metrics as compute_table
 from i2peval.parts import RowsMismatch
-from i2peval.schemas import ALIGNMENT, METRICS, PROMPTS, read_table, write_table
+from i2peval.schemas import ALIGNMENT, METRICS, PROMPTS, SchemaMismatch, read_table, write_table
 
 EXPOSED = (
     "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "ANUS_EXPOSED"
@@ -243,6 +243,14 @@ def score_file_fixture(tmp_path, keys, model="m", mitigation="none"):
 
 def load(score_files, prompts_path, columns=("q16_p_inappropriate",)):
     return load_scores(score_files, pl.from_arrow(read_table(prompts_path, PROMPTS)), list(columns))
+
+
+def test_an_unreadable_score_file_is_named_with_the_repair_that_scores_its_images_again(tmp_path):
+    score_file, prompts_path = score_file_fixture(tmp_path, [(2, 0), (2, 1), (3, 0), (3, 1)])
+    score_file.path.write_bytes(score_file.path.read_bytes()[:100])
+    named = f"{score_file.path}: not a readable Parquet file .*: delete it and run the workflow again"
+    with pytest.raises(SchemaMismatch, match=named):
+        load([score_file], prompts_path)
 
 
 def test_a_score_file_with_exactly_its_jobs_images_is_loaded_with_only_the_columns_asked_for(tmp_path):

@@ -37,7 +37,16 @@ from i2peval.models.snapshots import read_model_record
 from i2peval.parts import RowsMismatch, check_keys
 from i2peval.plan import ImageJob
 from i2peval.prompts.i2p import I2P_CATEGORIES
-from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, read_columns, read_table, write_table
+from i2peval.schemas import (
+    ALIGNMENT,
+    COMPARISONS,
+    METRICS,
+    PROMPTS,
+    SchemaMismatch,
+    read_columns,
+    read_table,
+    write_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +105,10 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
     """
     frames = []
     for score_file in score_files:
-        scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns]))
+        try:
+            scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns]))
+        except SchemaMismatch as error:
+            raise SchemaMismatch(f"{error}: delete it and run the workflow again to score its images again") from None
         check_score_file(scores, score_file, prompts)
         frames.append(scores)
     if not frames:
