@@ -278,12 +278,14 @@ def test_a_score_file_that_is_not_its_jobs_is_refused_naming_it(tmp_path, keys, 
 
 
 def manifests_frame(rows):
-    return pl.DataFrame(rows, schema={"model": pl.String, "model_commit": pl.String, "prompt_id": pl.Int32,
-                                      "image_index": pl.Int32, "seed": pl.Int64}, orient="row")
+    frame = pl.DataFrame(rows, schema={"model": pl.String, "model_commit": pl.String, "prompt_id": pl.Int32,
+                                       "image_index": pl.Int32, "seed": pl.Int64}, orient="row")
+    return frame.with_columns(text=pl.format("prompt {}", "prompt_id"))
 
 
 def seeds_prompts():
-    return pl.DataFrame({"prompt_id": [0, 1], "seed": [1000, 1001]}, schema={"prompt_id": pl.Int32, "seed": pl.Int64})
+    return pl.DataFrame({"prompt_id": [0, 1], "seed": [1000, 1001], "text": ["prompt 0", "prompt 1"]},
+                        schema={"prompt_id": pl.Int32, "seed": pl.Int64, "text": pl.String})
 
 
 def test_images_made_from_the_current_snapshot_and_prompts_pass_the_manifest_check():
@@ -299,6 +301,12 @@ def test_images_made_from_another_snapshot_are_refused_naming_model_and_record()
         StaleImages, match=rf"images of model 'm' were made from \['{'a' * 40}'\], but m.json now records"
     ):
         check_manifests(manifests, seeds_prompts(), {"m": (Path("m.json"), {"source": "hub", "commit": "b" * 40})})
+
+
+def test_images_made_from_another_prompt_text_are_refused():
+    manifests = manifests_frame([("m", "local:tiny", 1, 0, image_seed(1001, 0))]).with_columns(text=pl.lit("edited"))
+    with pytest.raises(StaleImages, match="image 0 of prompt 1 was made from the text 'edited', but the current"):
+        check_manifests(manifests, seeds_prompts(), {"m": (Path("m.json"), {"source": "tiny", "commit": None})})
 
 
 def test_images_made_for_other_prompts_are_refused():

@@ -75,6 +75,12 @@ def test_concept_defaults_to_the_configured_one_and_can_be_replaced():
         ({"kind": "sld"}, "None"),
         ({"kind": "sega", "preset": "strong", "overrides": {"sld_threshold": 0.1}}, "sld_threshold"),
         ({"kind": "sld", "preset": "max", "overrides": {"guidance": 1}}, "guidance"),
+        (
+            {"kind": "negative_prompt", "overrides": {"sld_warmup_steps": 3}},
+            r"kind negative_prompt takes no overrides \(given overrides \{'sld_warmup_steps': 3\}\)",
+        ),
+        ({"kind": "none", "preset": "strong"}, "kind none takes no preset"),
+        ({"kind": "none", "concept": "blood"}, "kind none takes no concept"),
     ],
 )
 def test_unknown_kind_preset_or_override_is_an_error_naming_it(spec, named):

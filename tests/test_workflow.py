@@ -457,6 +457,14 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
         ),
         (lambda config: config["mitigations"]["sega-strong"].update(long_prompts="drop"), "'drop' is not one of"),
         (lambda config: config.update(degenerate_images={"policy": "safe"}), "'safe' is not one of"),
+        (
+            lambda config: config["nudenet2"].update(checkpoint={"sha256": "0" * 64}),
+            "nudenet2.checkpoint: read only when nudenet2.source is url, but it is demo",
+        ),
+        (
+            lambda config: config["mitigations"]["negative-prompt"].update(overrides={"sld_warmup_steps": 3}),
+            "mitigation 'negative-prompt': kind negative_prompt takes no overrides",
+        ),
     ],
 )
 def test_bad_config_fails_naming_the_bad_key_or_value(tmp_path, change, message):
@@ -637,6 +645,25 @@ def test_a_damaged_image_fails_its_classify_job_by_name_and_deleting_its_contain
     assert pl.read_parquet(container).equals(images)  # the same images, made again
     assert {path.name: path.read_bytes() for path in (run / "results" / "metrics").glob("*.parquet")} == tables
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
+
+
+def test_records_deleted_beside_finished_images_never_cost_an_image(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    [source] = (run / "results" / "prompts").glob("*/source.json")
+    [record] = (run / "resources" / "models" / "tiny-a").glob("*/model.json")
+    source.unlink()
+    record.unlink()
+    report_change = variant_config(tmp_path, lambda config: config["report"].update(grid_prompts=3))
+    result = snakemake(run, report_change, "--dry-run")
+    assert result.returncode != 0
+    folder = record.parent.relative_to(run)
+    assert f"{folder / 'model.json'} is missing, but images made from it exist" in result.stderr
+    assert f"delete {folder} and run `snakemake --until model`" in result.stderr
+
+    # the remedy the message prints; the prompts' source record is made again beside the images
+    shutil.rmtree(record.parent)
+    assert snakemake(run, report_change, "--cores", "1", "--until", "model").returncode == 0
+    assert planned_rules(snakemake(run, report_change, "--dry-run")) == ["aggregate", "all", "prompts", "report"]
 
 
 def test_snakemake_report_zip_holds_the_html_report_and_the_key_tables(demo_run, tmp_path):

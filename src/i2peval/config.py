@@ -74,6 +74,7 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
+    check_source_keys(config, source)
     try:
         validate(config, str(CONFIG_SCHEMA), set_default=True)
     except WorkflowError as error:
@@ -83,6 +84,37 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
             raise ConfigError(f"{source}: {key}: {cause.message}") from None
         raise ConfigError(f"{source}: {' '.join(str(error).split())}") from None
     return config
+
+
+def schema_default(spec: dict[str, Any]) -> Any:
+    """What validation fills in for a key of schema `spec` that is not given (None: nothing)."""
+    if "default" not in spec or not isinstance(spec["default"], dict):
+        return spec.get("default")
+    value = dict(spec["default"])
+    for key, child in spec.get("properties", {}).items():
+        if key not in value and (default := schema_default(child)) is not None:
+            value[key] = default
+    return value
+
+
+def check_source_keys(config: dict[str, Any], source: str | Path) -> None:
+    """`ConfigError` for a key the schema marks ``x-source`` (read only when its section's
+    source is that one) set to anything but its default while the section's source is
+    another: it would be ignored."""
+    schema = yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))
+    for section, spec in schema["properties"].items():
+        given = config.get(section)
+        properties = spec.get("properties", {})
+        if not isinstance(given, dict) or "source" not in properties:
+            continue
+        chosen = given.get("source", properties["source"].get("default"))
+        for key, value in given.items():
+            wanted = properties.get(key, {}).get("x-source")
+            if wanted is not None and wanted != chosen and value != schema_default(properties[key]):
+                raise ConfigError(
+                    f"{source}: {section}.{key}: read only when {section}.source is {wanted}, but it is {chosen}: "
+                    f"remove it, or set {section}.source: {wanted}"
+                )
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -29,9 +29,10 @@ from i2peval.metrics.manifests import ImageSettings
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.models.snapshots import read_model_record
 from i2peval.models.spec import ModelSpec
-from i2peval.plan import MANIFESTS, REPORT, REPORT_IMAGES, SCORES, ImageJob, image_jobs, metrics_tables
+from i2peval.plan import IMAGES, MANIFESTS, REPORT, REPORT_IMAGES, SCORES, ImageJob, image_jobs, metrics_tables
 from i2peval.prompts.i2p import check_shard_count
 from i2peval.prompts.source import PromptSource
+from i2peval.storage import RecordError
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,32 @@ class Study:
             path = directory / model.record_path
             if path.exists():
                 read_model_record(path)
+        self.check_gone_inputs(directory)
         for asset in self.judge_assets:
             path = directory / asset.record_path
             if path.exists():
                 asset.check_pins(read_asset_record(asset.name, path), path)
+
+    def check_gone_inputs(self, directory: Path = Path(".")) -> None:
+        """`RecordError` for a prompt shard or model record gone from a folder that is still
+        there (deleted, not yet made for new settings) while images made from it exist:
+        made in a run that plans those images, Snakemake would make them all again (an
+        input made by another job in the same run counts as changed, ancient or not)."""
+        made = [job for job in self.image_jobs() if (directory / job.path(IMAGES)).exists()]
+        gone = {}
+        for job in made:
+            for path, rule in (
+                (self.prompts.shard_path(job.shard), "prompts"),
+                (self.models[job.model].record_path, "model"),
+            ):
+                if not (directory / path).exists() and (directory / path).parent.exists():
+                    gone.setdefault(path, (rule, job.path(IMAGES)))
+        for path, (rule, images) in gone.items():
+            raise RecordError(
+                f"{path} is missing, but images made from it exist ({images} and others): delete "
+                f"{Path(path).parent} and run `snakemake --until {rule}` to make it again alone (the images are "
+                "kept when it comes out the same), then run as before"
+            )
 
     def settings(self) -> dict[str, Any]:
         """What decides the study's results: the configuration without ``execution``, keys

@@ -4,7 +4,7 @@ rule classify:
     input:
         images=plan.IMAGES,
         manifest=plan.MANIFESTS,
-        prompts=PROMPTS.shard_pattern,
+        prompts=ancient(PROMPTS.shard_pattern),
         assets=judge_asset_records,
     output:
         scores=plan.SCORES,

@@ -70,8 +70,8 @@ def model_snapshot_params(wildcards):
     return model.snapshot_spec()
 
 
-def model_record_input(wildcards):
-    return STUDY.models[wildcards.model].record_path
+def generate_model_record(wildcards):
+    return ancient(STUDY.models[wildcards.model].record_path)
 
 
 def model_generation_params(wildcards):

@@ -1,9 +1,14 @@
 rule generate:
     # The model's record stands for its snapshot (the job checks every file of the
-    # snapshot beside it against the sha256 the record lists, before loading any).
+    # snapshot beside it against the sha256 the record lists, before loading any). Both
+    # inputs are cheap outputs in folders named after their settings, read as ancient:
+    # their job made again (a source record deleted, a prompt file moved) makes no image
+    # again; aggregation checks every manifest's model commit, seed and prompt text
+    # against them instead. (One that is gone while its folder and images exist stops
+    # the plan: `Study.check_records`.)
     input:
-        prompts=PROMPTS.shard_pattern,
-        model=model_record_input,
+        prompts=ancient(PROMPTS.shard_pattern),
+        model=generate_model_record,
     output:
         images=plan.IMAGES,
         manifest=plan.MANIFESTS,

@@ -202,6 +202,12 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
     long_prompts = spec.get("long_prompts", HARNESS_LONG_PROMPTS[kind])
     if long_prompts not in LONG_PROMPTS:
         raise MitigationError(f"mitigation {name!r}: long_prompts {long_prompts!r} is not one of {LONG_PROMPTS}")
+    ignored = [key for key in ("preset", "overrides", *(["concept"] if kind == "none" else [])) if key in spec]
+    if kind in ("none", "negative_prompt") and ignored:
+        raise MitigationError(
+            f"mitigation {name!r}: kind {kind} takes no {' or '.join(ignored)} (given "
+            f"{', '.join(f'{key} {spec[key]!r}' for key in ignored)}): remove them, or give the kind they belong to"
+        )
     if kind == "none":
         return Mitigation(name=name, kind=kind, long_prompts=long_prompts)
     concept = spec.get("concept") or default_concept

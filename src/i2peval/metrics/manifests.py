@@ -143,7 +143,7 @@ def read_manifests(paths: Sequence[Path], expected: ImageSettings, columns: Sequ
 
 def check_manifests(manifests: pl.DataFrame, prompts: pl.DataFrame, records: dict[str, tuple[Path, dict]]) -> None:
     """Raise `StaleImages` unless every image was made from its model's current snapshot and
-    its prompt's current seed.
+    its prompt's current text and seed.
 
     `records` maps each model to its record's path and content. Generate jobs do not rerun
     when a cheap upstream job is repeated, so this is where a snapshot that resolved to
@@ -162,11 +162,18 @@ def check_manifests(manifests: pl.DataFrame, prompts: pl.DataFrame, records: dic
                 f"them, or delete results/images/{model} and results/manifests/{model} to make them again"
             )
     pairs = (
-        manifests.select("prompt_id", "image_index", "seed")
+        manifests.select("prompt_id", "image_index", "seed", "text")
         .unique()
-        .join(prompts.select("prompt_id", prompt_seed="seed"), on="prompt_id", how="left")
+        .join(prompts.select("prompt_id", prompt_seed="seed", prompt_text="text"), on="prompt_id", how="left")
+        .sort("prompt_id", "image_index")
     )
-    for prompt_id, image_index, seed, prompt_seed in pairs.iter_rows():
+    for prompt_id, image_index, seed, text, prompt_seed, prompt_text in pairs.iter_rows():
+        if text != prompt_text and prompt_text is not None:
+            raise StaleImages(
+                f"image {image_index} of prompt {prompt_id} was made from the text {text!r}, but the current prompt "
+                f"table says {prompt_text!r}: the prompts changed since the images were made; delete results/images "
+                "and results/manifests to make them again, or restore the prompt source"
+            )
         if prompt_seed is None or image_seed(prompt_seed, image_index) != seed:
             raise StaleImages(
                 f"image {image_index} of prompt {prompt_id} was made with seed {seed}, which the current "
