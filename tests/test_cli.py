@@ -62,6 +62,15 @@ def test_export_then_import_through_the_command_line_round_trips(stored, tmp_pat
     assert back["profile"].unique().to_list() == ["harness"]
     assert back.select(*keys, "flagged").sort(keys).equals(original.select(*keys, "flagged").sort(keys))
 
+    # the imported flags refer to their prompt table: another run's is refused, by name
+    other = tmp_path / "other-prompts.parquet"
+    write_table(prompt_table().with_columns(pl.col("text").reverse()).to_arrow(), other, PROMPTS)
+    for command in (
+        ["export-harness-csv", output, other, tmp_path / "again"],
+        ["metrics", "--flags", output, "--prompts", other, "--output-dir", tmp_path / "m"],
+    ):
+        assert_one_line_error(i2peval(*command), f"{output} was made with another prompt table than {other}")
+
 
 def test_a_missing_input_file_is_named_in_one_line_with_status_2(stored, tmp_path):
     flags, prompts = stored

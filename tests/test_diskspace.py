@@ -11,6 +11,7 @@ from i2peval.diskspace import (
     image_bytes,
     prompts_in_shard,
     required_bytes,
+    size,
 )
 
 
@@ -46,3 +47,9 @@ def test_refuses_naming_what_is_needed_and_what_is_free(tmp_path):
 def test_accepts_what_fits_in_a_folder_not_made_yet(tmp_path):
     needed = check_free_space([PlannedImages(20, 64)], tmp_path / "results" / "images")
     assert needed == required_bytes([PlannedImages(20, 64)])
+
+
+def test_sizes_are_written_in_a_unit_that_keeps_them_apart():
+    assert [size(count) for count in (3_345_900_000_000, 460_000, 250_000, 12)] == [
+        "3,345.9 GB", "460.0 kB", "250.0 kB", "12 bytes",
+    ]

@@ -188,6 +188,8 @@ def set_field(lines: list[str], row: int, column: int, value: str) -> None:
          r"row 0: categories 'hate' differ from the prompts table's for prompt_id 0"),
         (lambda lines: lines.__delitem__(slice(10, None)),
          r"3 of 6 prompts of the prompts table are missing, first prompt_id 3 'a man with a knife'"),
+        (lambda lines: lines.__setitem__(slice(None), [line.replace(",", ";") for line in lines]),
+         r"its fields are separated by semicolons; the harness writes commas: save it with commas"),
     ],
 )
 def test_import_names_file_and_row_of_each_fault(exported, tmp_path, edit, message):

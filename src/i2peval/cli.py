@@ -63,9 +63,11 @@ def _export(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     import polars as pl
 
     from i2peval.judges.registry import IMAGE_FLAGS
+    from i2peval.metrics.aggregate import check_flags_prompts
     from i2peval.metrics.harness_csv import export_harness_csvs
     from i2peval.schemas import PROMPTS, read_table
 
+    check_flags_prompts(args.flags, args.prompts)
     flags = pl.from_arrow(read_table(args.flags, IMAGE_FLAGS))
     prompts = pl.from_arrow(read_table(args.prompts, PROMPTS))
     for path in export_harness_csvs(
@@ -130,6 +132,7 @@ def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     import pyarrow as pa
 
     from i2peval.judges.registry import IMAGE_FLAGS
+    from i2peval.metrics.aggregate import prompt_table_metadata
     from i2peval.metrics.harness_csv import import_harness_csv
     from i2peval.schemas import PROMPTS, read_table, write_table
 
@@ -141,7 +144,7 @@ def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     ]
     flags = pa.concat_tables(tables)
     try:
-        write_table(flags, args.output, IMAGE_FLAGS)
+        write_table(flags, args.output, IMAGE_FLAGS, metadata=prompt_table_metadata(args.prompts))
     except OSError as error:
         raise I2PEvalError(f"{args.output}: cannot write ({error.strerror})") from None
     print(f"{args.output}: {flags.num_rows} image flags of {len(tables)} conditions under profile {args.profile!r}")

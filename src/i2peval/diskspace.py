@@ -65,6 +65,14 @@ def prompts_in_shard(shard_path: Path, shards: int, prompt_count: int | None) ->
     return math.ceil((prompt_count or I2P_HUB_PROMPTS) / shards)
 
 
+def size(count: int) -> str:
+    """A byte count in the largest unit that keeps it at least 1 (GB, MB, kB)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:,.1f} {unit}"
+    return f"{count} bytes"
+
+
 def check_free_space(jobs: Sequence[PlannedImages], folder: Path) -> int:
     """Raise NotEnoughDiskSpace unless the images of `jobs` fit where `folder` is (or will be).
 
@@ -78,7 +86,7 @@ def check_free_space(jobs: Sequence[PlannedImages], folder: Path) -> int:
     if needed > free:
         raise NotEnoughDiskSpace(
             f"not enough disk space: the {len(jobs)} planned generate jobs will write about "
-            f"{needed / 1e9:,.1f} GB of images to {folder}, but {existing} has {free / 1e9:,.1f} GB free "
+            f"{size(needed)} of images to {folder}, but {existing} has {size(free)} free "
             f"(estimate: {sum(job.images for job in jobs):,} images at {PNG_BYTES_PER_PIXEL} bytes per "
             f"pixel, see src/i2peval/diskspace.py). Free space, run in a working directory on a larger "
             f"disk (--directory), plan fewer jobs (a target or --until), or, if your images are known "

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from i2peval.errors import I2PEvalError
+from i2peval.hub import sha256_of
 from i2peval.judges.clip_score import COSINE
 from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS, SCORES
 from i2peval.metrics.alignment import clip_score, compute_alignment
@@ -107,9 +108,9 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
     for score_file in score_files:
         try:
             scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns]))
-        except SchemaMismatch as error:
-            raise SchemaMismatch(f"{error}: delete it and run the workflow again to score its images again") from None
-        check_score_file(scores, score_file, prompts)
+            check_score_file(scores, score_file, prompts)
+        except (SchemaMismatch, RowsMismatch) as error:
+            raise type(error)(f"{error}: delete it and run the workflow again to score its images again") from None
         frames.append(scores)
     if not frames:
         return pl.from_arrow(SCORES.empty_table()).select(*IMAGE_KEYS, *columns)
@@ -137,8 +138,33 @@ class StudySettings:
     baseline: str | None = None
 
 
-# The metrics table's Parquet metadata lists the score files it was computed from.
+# The metrics table's Parquet metadata lists the score files it was computed from; an
+# image flags table's holds the sha256 of the prompt table its prompt ids refer to.
 SCORE_FILES_KEY = "i2peval.score_files"
+PROMPT_TABLE_KEY = "i2peval.prompt_table_sha256"
+
+
+class OtherPrompts(I2PEvalError):
+    """Image flags read with the prompt table of another run."""
+
+
+def prompt_table_metadata(prompts_path: Path) -> dict[str, str]:
+    """The metadata that ties an image flags table to the prompt table `prompts_path`."""
+    return {PROMPT_TABLE_KEY: sha256_of(prompts_path)}
+
+
+def check_flags_prompts(flags_path: Path, prompts_path: Path) -> None:
+    """`OtherPrompts` unless the image flags in `flags_path` were made with the prompt table
+    in `prompts_path` (flags that record none are taken as they are)."""
+    try:
+        recorded = (pq.read_schema(flags_path).metadata or {}).get(PROMPT_TABLE_KEY.encode())
+    except (OSError, pa.ArrowException):
+        return  # reading the table names the file
+    if recorded is not None and recorded.decode() != sha256_of(prompts_path):
+        raise OtherPrompts(
+            f"{flags_path} was made with another prompt table than {prompts_path} (sha256 {recorded.decode()[:12]}…, "
+            f"not {sha256_of(prompts_path)[:12]}…): give the prompts.parquet of the run the flags come from"
+        )
 
 
 def recorded_score_files(metrics_path: Path) -> list[str]:
@@ -270,7 +296,7 @@ def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> No
     cosines = with_degenerate(scores.lazy().select(*IMAGE_KEYS, COSINE), degenerate).collect() if alignment else None
     profile_judges = {profile.name: profile.judges() for profile in profiles}
     metrics, comparisons, aligned = study_tables(flags, prompts, profile_judges, judging.settings, cosines)
-    write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS)
+    write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS, metadata=prompt_table_metadata(files.prompts))
     score_files = json.dumps([str(score_file.path) for score_file in files.score_files])
     write_table(metrics.to_arrow(), outputs["metrics"], METRICS, metadata={SCORE_FILES_KEY: score_files})
     write_table(comparisons.to_arrow(), outputs["comparisons"], COMPARISONS)

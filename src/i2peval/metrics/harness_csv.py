@@ -194,8 +194,16 @@ def _read_one(path: Path) -> pl.DataFrame:
     try:
         raw = pl.read_csv(path, infer_schema=False, empty_string_is_null=False)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as error:
-        raise HarnessCsvError(f"{path}: cannot read as CSV: {error}") from None
+        reason = str(error).splitlines()[0].split(" Consider ")[0]
+        raise HarnessCsvError(
+            f"{path}: cannot read as a comma-separated CSV, as the harness writes it ({reason}): save it with "
+            "commas between the fields (a spreadsheet may have used semicolons)"
+        ) from None
     missing = [column for column in HARNESS_COLUMNS if column not in raw.columns]
+    if missing and len(raw.columns) == 1 and ";" in raw.columns[0]:
+        raise HarnessCsvError(
+            f"{path}: its fields are separated by semicolons; the harness writes commas: save it with commas"
+        )
     if missing:
         raise HarnessCsvError(f"{path}: missing columns {missing}; found {raw.columns}")
     if raw.is_empty():

@@ -13,7 +13,15 @@ import polars as pl
 
 from i2peval.errors import I2PEvalError
 from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS
-from i2peval.metrics.aggregate import Judging, RunFiles, StudySettings, aggregate, study_tables
+from i2peval.metrics.aggregate import (
+    Judging,
+    RunFiles,
+    StudySettings,
+    aggregate,
+    check_flags_prompts,
+    prompt_table_metadata,
+    study_tables,
+)
 from i2peval.plan import metrics_tables
 from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, read_table, write_table
 
@@ -40,6 +48,7 @@ def metrics_of_flags(
 ) -> dict[str, Path]:
     """METRICS and COMPARISONS of stored IMAGE_FLAGS (each profile judged as a whole: the
     judge columns that are null throughout belong to judges it does not read)."""
+    check_flags_prompts(flags_path, prompts_path)
     flags = pl.from_arrow(read_table(flags_path, IMAGE_FLAGS))
     prompts = pl.from_arrow(read_table(prompts_path, PROMPTS))
     unknown = flags.join(prompts, on="prompt_id", how="anti")
@@ -59,5 +68,5 @@ def metrics_of_flags(
     write_table(metrics.to_arrow(), outputs["metrics"], METRICS)
     write_table(comparisons.to_arrow(), outputs["comparisons"], COMPARISONS)
     write_table(ALIGNMENT.empty_table(), outputs["alignment"], ALIGNMENT)
-    write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS)
+    write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS, metadata=prompt_table_metadata(prompts_path))
     return outputs

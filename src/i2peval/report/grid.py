@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from i2peval.errors import I2PEvalError
 from i2peval.generation.imagestore import decode_png
 from i2peval.generation.seeds import image_seed
 from i2peval.judges.registry import FLAG_JUDGES, IMAGE_FLAGS, JUDGES
@@ -75,6 +76,10 @@ def sample_prompts(prompt_ids: list[int], count: int, seed: int = 0) -> list[int
     return sorted(sorted(prompt_ids, key=rank)[:count])
 
 
+class ReportInputError(I2PEvalError, ValueError):
+    """The tables and images the report reads do not fit together."""
+
+
 def data_uri(image: Image.Image, size: int) -> tuple[str, int, int]:
     """An RGB image downscaled to at most `size` px a side, as a JPEG data URI, with its size."""
     image.thumbnail((size, size))
@@ -97,7 +102,9 @@ def read_images(path: Path, prompt_ids: list[int]) -> dict[int, bytes]:
     images = dict(zip(table["prompt_id"].to_pylist(), table["png"].to_pylist()))
     missing = sorted(set(prompt_ids) - set(images))
     if missing:
-        raise ValueError(f"{path}: no image {IMAGE_INDEX} of prompts {missing}")
+        raise ReportInputError(
+            f"{path}: no image {IMAGE_INDEX} of prompts {missing}: are the tables and the images of the same run?"
+        )
     return images
 
 
@@ -160,9 +167,9 @@ def same_seed_grids(
             for mitigation in mitigations:
                 key = (model, mitigation, prompt["prompt_id"])
                 if key not in verdicts:
-                    raise ValueError(
+                    raise ReportInputError(
                         f"image_flags: no verdict of profile {profile!r} for {model}/{mitigation} "
-                        f"prompt {prompt['prompt_id']} image {IMAGE_INDEX}"
+                        f"prompt {prompt['prompt_id']} image {IMAGE_INDEX}: are the tables those of this run?"
                     )
                 verdict = verdicts[key]
                 container = Path(image_path(model, mitigation, prompt["shard"]))
