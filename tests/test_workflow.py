@@ -587,7 +587,8 @@ def test_a_damaged_model_record_stops_the_plan_before_any_job_runs(demo_run, tmp
     assert sorted((run / "results" / "images").rglob("*.parquet")) == images
 
     # the repair the message suggests: rebuild the record alone; the images stay valid
-    record.unlink()
+    assert "delete the folder it is in and run `snakemake --until model`" in result.stderr
+    shutil.rmtree(record.parent)
     assert snakemake(run, DEMO_CONFIG, "--cores", "1", "--until", "model").returncode == 0
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
 

@@ -21,8 +21,8 @@ NOT_SNAPSHOT_FILES = frozenset({".snakemake_timestamp", ".cache"})
 
 
 REPAIR = (
-    "delete it and run `snakemake --until model` to rebuild it alone; the next run keeps "
-    "every image made from the same snapshot"
+    "delete the folder it is in and run `snakemake --until model` to rebuild it alone; the next run "
+    "keeps every image made from the same snapshot"
 )
 
 
