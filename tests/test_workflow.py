@@ -587,7 +587,7 @@ def test_a_damaged_model_record_stops_the_plan_before_any_job_runs(demo_run, tmp
     assert sorted((run / "results" / "images").rglob("*.parquet")) == images
 
     # the repair the message suggests: rebuild the record alone; the images stay valid
-    assert "delete the folder it is in and run `snakemake --until model`" in result.stderr
+    assert "delete the folder it is in and run `snakemake --until model`" in result.stdout + result.stderr
     shutil.rmtree(record.parent)
     assert snakemake(run, DEMO_CONFIG, "--cores", "1", "--until", "model").returncode == 0
     assert "Nothing to be done" in snakemake(run, DEMO_CONFIG, "--dry-run").stdout
@@ -641,7 +641,7 @@ def test_a_damaged_image_fails_its_classify_job_by_name_and_deleting_its_contain
     container.unlink()
     plan = snakemake(run, DEMO_CONFIG, "--dry-run")
     assert planned_rules(plan) == ["aggregate", "all", "classify", "generate", "report"]
-    assert "results/metrics/metrics.parquet was computed from files that are gone (1: " in plan.stderr
+    assert "results/metrics/metrics.parquet was computed from files that are gone (1: " in plan.stdout + plan.stderr
     assert snakemake(run, DEMO_CONFIG, "--cores", "1").returncode == 0
     assert pl.read_parquet(container).equals(images)  # the same images, made again
     assert {path.name: path.read_bytes() for path in (run / "results" / "metrics").glob("*.parquet")} == tables
@@ -658,8 +658,9 @@ def test_records_deleted_beside_finished_images_never_cost_an_image(demo_run, tm
     result = snakemake(run, report_change, "--dry-run")
     assert result.returncode != 0
     folder = record.parent.relative_to(run)
-    assert f"{folder / 'model.json'} is missing, but images made from it exist" in result.stderr
-    assert f"delete {folder} and run `snakemake --until model`" in result.stderr
+    output = result.stdout + result.stderr
+    assert f"{folder / 'model.json'} is missing, but images made from it exist" in output
+    assert f"delete {folder} and run `snakemake --until model`" in output
 
     # the remedy the message prints; the prompts' source record is made again beside the images
     shutil.rmtree(record.parent)
