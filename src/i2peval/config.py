@@ -75,6 +75,7 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
     from snakemake.utils import validate
 
     check_source_keys(config, source)
+    whole_numbers_as_integers(config)
     try:
         validate(config, str(CONFIG_SCHEMA), set_default=True)
     except WorkflowError as error:
@@ -115,6 +116,28 @@ def check_source_keys(config: dict[str, Any], source: str | Path) -> None:
                     f"{source}: {section}.{key}: read only when {section}.source is {wanted}, but it is {chosen}: "
                     f"remove it, or set {section}.source: {wanted}"
                 )
+
+
+def whole_numbers_as_integers(config: dict[str, Any]) -> None:
+    """Write a whole number given as a float (``seed: 0.0``, which the schema's integer
+    type admits) as the integer, in place: otherwise it would name another model folder and
+    other params than the integer, and make every image again."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, child in properties.items():
+                value = instance.get(name)
+                if isinstance(value, float) and value.is_integer() and child.get("type") == "integer":
+                    instance[name] = int(value)
+        yield from check_properties(validator, properties, instance, schema)
+
+    normaliser = jsonschema.validators.extend(base, {"properties": properties})
+    for _ in normaliser(yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))).iter_errors(config):
+        pass  # errors are reported by the validation that follows
 
 
 def load_config(path: Path) -> dict[str, Any]:
