@@ -241,7 +241,7 @@ def test_schema_nudenet3_labels_are_nudenets_own_in_its_order():
 def test_nudenet3_scores_from_the_shared_decode_are_those_of_nudenets_own_decoding(assets):
     scorer = NudeNetScorer()
     pngs = read_table(assets["images"], IMAGES)["png"].to_pylist()
-    batch = ImageBatch.decode(*zip(*assets["keys"]), pngs, [""] * len(pngs))
+    batch = ImageBatch.decode(*zip(*assets["keys"]), pngs, [""] * len(pngs), assets["images"])
     for png, bgr, mode in zip(pngs, batch.bgr(), [Image.open(io.BytesIO(png)).mode for png in pngs]):
         if mode == "RGB":  # what generators write; NudeNet decodes grey and RGBA files its own way
             assert scorer.scores(bgr) == scorer.scores(png)

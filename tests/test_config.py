@@ -25,3 +25,11 @@ def test_whole_numbers_written_as_floats_are_the_integers_and_rerun_nothing():
     assert as_written.settings() == as_integers.settings()
     kept = validate_config({**copy.deepcopy(DEMO), "generation": {"guidance_scale": 7.0}})
     assert isinstance(kept["generation"]["guidance_scale"], float)  # a number key keeps its float
+
+
+def test_a_sources_own_keys_given_at_their_defaults_for_another_source_are_accepted():
+    config = copy.deepcopy(DEMO)
+    config["nudenet2"]["checkpoint"] = {}
+    config["prompts"]["hub"] = {"revision": "main"}
+    validate_config(config)
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def png(array: np.ndarray) -> bytes:
 def random_batch(count: int, seed: int = 0) -> ImageBatch:
     rng = np.random.default_rng(seed)
     pngs = [png(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)) for _ in range(count)]
-    return ImageBatch.decode(list(range(count)), [0] * count, pngs, [""] * count)
+    return ImageBatch.decode(list(range(count)), [0] * count, pngs, [""] * count, Path("synthetic"))
 
 
 def test_verdicts_and_margins_are_those_of_diffusers_forward(checker):

@@ -1,15 +1,19 @@
-"""Results computed from files that are gone are found when the workflow is planned
-(`Study.stale_result`), so that the run makes them again instead of presenting them."""
+"""Files gone from a finished run, found when the workflow is planned: results computed
+from files that are gone are made again (`Study.stale_result`) instead of presented; a
+prompt shard or model record gone beside the images made from it stops the plan with a
+repair that keeps them (`Study.check_gone_inputs`)."""
 
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from i2peval.config import validate_config
 from i2peval.metrics.aggregate import SCORE_FILES_KEY
-from i2peval.plan import REPORT, SCORES, metrics_tables
+from i2peval.plan import IMAGES, REPORT, SCORES, metrics_tables
 from i2peval.schemas import METRICS, write_table
+from i2peval.storage import RecordError
 from i2peval.study import Study
 
 DEMO_CONFIG = Path(__file__).parent.parent / "demo" / "config.yaml"
@@ -79,3 +83,34 @@ def test_a_metrics_table_that_records_no_score_files_is_left_to_the_checks_that_
     (tmp_path / METRICS_TABLE).parent.mkdir(parents=True)
     (tmp_path / METRICS_TABLE).write_bytes(b"not parquet")
     assert study.stale_result(METRICS_TABLE, tmp_path) is None
+
+
+def touch(run: Path, *paths: str) -> None:
+    for path in paths:
+        (run / path).parent.mkdir(parents=True, exist_ok=True)
+        (run / path).write_bytes(b"x")
+
+
+def test_a_model_record_deleted_beside_its_snapshot_and_images_stops_the_plan(tmp_path):
+    study = demo_study()
+    model = study.models["tiny-a"]
+    touch(tmp_path, *(job.path(IMAGES) for job in study.image_jobs()), f"{Path(model.record_path).parent}/snapshot/x")
+    with pytest.raises(RecordError, match=rf"^{model.record_path} is missing, but images made from it exist .*"
+                       rf"delete {Path(model.record_path).parent} and run `snakemake --until model`"):
+        study.check_gone_inputs(tmp_path)
+
+
+def test_a_prompt_shard_deleted_beside_the_other_prompt_files_and_images_stops_the_plan(tmp_path):
+    study = demo_study()
+    touch(tmp_path, *(job.path(IMAGES) for job in study.image_jobs()), study.prompts.table_path)
+    with pytest.raises(RecordError, match=rf"^{study.prompts.shard_path(0)} is missing, .* `snakemake --until prompts`"):
+        study.check_gone_inputs(tmp_path)
+
+
+def test_folders_a_failed_job_left_empty_for_new_settings_do_not_stop_the_plan(tmp_path):
+    study = demo_study()
+    touch(tmp_path, *(job.path(IMAGES) for job in study.image_jobs()))
+    for folder in (Path(study.models["tiny-a"].record_path).parent, Path(study.prompts.table_path).parent):
+        (tmp_path / folder).mkdir(parents=True)
+    study.check_gone_inputs(tmp_path)
+

@@ -74,7 +74,6 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    check_source_keys(config, source)
     whole_numbers_as_integers(config)
     try:
         validate(config, str(CONFIG_SCHEMA), set_default=True)
@@ -84,6 +83,7 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
             key = ".".join(str(part) for part in cause.absolute_path) or "the top level"
             raise ConfigError(f"{source}: {key}: {cause.message}") from None
         raise ConfigError(f"{source}: {' '.join(str(error).split())}") from None
+    check_source_keys(config, source)
     return config
 
 
@@ -101,14 +101,14 @@ def schema_default(spec: dict[str, Any]) -> Any:
 def check_source_keys(config: dict[str, Any], source: str | Path) -> None:
     """`ConfigError` for a key the schema marks ``x-source`` (read only when its section's
     source is that one) set to anything but its default while the section's source is
-    another: it would be ignored."""
+    another: it would be ignored. Run on the validated configuration (defaults filled in)."""
     schema = yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))
     for section, spec in schema["properties"].items():
         given = config.get(section)
         properties = spec.get("properties", {})
         if not isinstance(given, dict) or "source" not in properties:
             continue
-        chosen = given.get("source", properties["source"].get("default"))
+        chosen = given.get("source")
         for key, value in given.items():
             wanted = properties.get(key, {}).get("x-source")
             if wanted is not None and wanted != chosen and value != schema_default(properties[key]):

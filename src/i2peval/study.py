@@ -27,7 +27,7 @@ from i2peval.metrics.aggregate import (
 )
 from i2peval.metrics.manifests import ImageSettings
 from i2peval.metrics.profiles import JudgeProfile
-from i2peval.models.snapshots import read_model_record
+from i2peval.models.snapshots import read_model_record, snapshot_of
 from i2peval.models.spec import ModelSpec
 from i2peval.plan import IMAGES, MANIFESTS, REPORT, REPORT_IMAGES, SCORES, ImageJob, image_jobs, metrics_tables
 from i2peval.prompts.i2p import check_shard_count
@@ -84,10 +84,6 @@ class Study:
             check_shard_count(prompts.shards, count)
         mitigations = resolve_mitigations(config["mitigations"], config["concept"])
         baseline = baseline_mitigation(mitigations)
-        judging = Judging.from_params(aggregation_params(config, baseline))
-        if count is not None:
-            conditions = len(config["models"]) * len(mitigations)
-            check_metrics_memory(count, conditions, judging.settings, physical_memory_bytes())
         return cls(
             config=config,
             prompts=prompts,
@@ -97,7 +93,7 @@ class Study:
             concept=config["concept"],
             mitigations=mitigations,
             baseline=baseline,
-            judging=judging,
+            judging=Judging.from_params(aggregation_params(config, baseline)),
             assets={name: ConfiguredAsset.from_section(asset, config.get(name, {})) for name, asset in ASSETS.items()},
             report=ReportSettings(**config["report"]),
         )
@@ -132,32 +128,45 @@ class Study:
             path = directory / model.record_path
             if path.exists():
                 read_model_record(path)
-        self.check_gone_inputs(directory)
         for asset in self.judge_assets:
             path = directory / asset.record_path
             if path.exists():
                 asset.check_pins(read_asset_record(asset.name, path), path)
 
     def check_gone_inputs(self, directory: Path = Path(".")) -> None:
-        """`RecordError` for a prompt shard or model record gone from a folder that is still
-        there (deleted, not yet made for new settings) while images made from it exist:
+        """`RecordError` for a prompt shard or model record deleted from beside the outputs
+        its job made with it (the other prompt files; the snapshot), while images exist:
         made in a run that plans those images, Snakemake would make them all again (an
-        input made by another job in the same run counts as changed, ancient or not)."""
-        made = [job for job in self.image_jobs() if (directory / job.path(IMAGES)).exists()]
-        gone = {}
-        for job in made:
-            for path, rule in (
-                (self.prompts.shard_path(job.shard), "prompts"),
-                (self.models[job.model].record_path, "model"),
-            ):
-                if not (directory / path).exists() and (directory / path).parent.exists():
-                    gone.setdefault(path, (rule, job.path(IMAGES)))
-        for path, (rule, images) in gone.items():
+        input made by another job in the same run counts as changed, ancient or not). A
+        folder its job left empty (a failed download for new settings) is not this."""
+        prompt_files = [self.prompts.table_path, self.prompts.record_path]
+        prompts_made = any((directory / path).exists() for path in prompt_files)
+        gone: dict[str, tuple[str, str]] = {}
+        for job in self.image_jobs():
+            if not (directory / job.path(IMAGES)).exists():
+                continue
+            shard, model = self.prompts.shard_path(job.shard), self.models[job.model]
+            if prompts_made and not (directory / shard).exists():
+                gone.setdefault(shard, ("prompts", job.path(IMAGES)))
+            if (directory / snapshot_of(Path(model.record_path))).exists() and not (
+                directory / model.record_path
+            ).exists():
+                gone.setdefault(model.record_path, ("model", job.path(IMAGES)))
+        if gone:
+            path, (rule, images) = next(iter(gone.items()))
+            others = f"; {len(gone) - 1} more such files" if len(gone) > 1 else ""
             raise RecordError(
-                f"{path} is missing, but images made from it exist ({images} and others): delete "
+                f"{path} is missing, but images made from it exist (e.g. {images}){others}: delete "
                 f"{Path(path).parent} and run `snakemake --until {rule}` to make it again alone (the images are "
                 "kept when it comes out the same), then run as before"
             )
+
+    def check_memory(self) -> None:
+        """`MetricsMemoryError` when the metrics' draws would not fit in this machine's memory
+        (where the aggregate rule runs), for a prompt count known before the prompts stage."""
+        if self.prompt_count is not None:
+            conditions = len(self.models) * len(self.mitigations)
+            check_metrics_memory(self.prompt_count, conditions, self.judging.settings, physical_memory_bytes())
 
     def settings(self) -> dict[str, Any]:
         """What decides the study's results: the configuration without ``execution``, keys

@@ -122,7 +122,9 @@ def generated_like_pngs(count: int, size: int = 512) -> list[bytes]:
 
 
 def decoded(pngs: list[bytes]) -> ImageBatch:
-    return ImageBatch.decode(list(range(len(pngs))), [0] * len(pngs), pngs, ["a photo of a lighthouse"] * len(pngs))
+    count = len(pngs)
+    texts = ["a photo of a lighthouse"] * count
+    return ImageBatch.decode(list(range(count)), [0] * count, pngs, texts, Path("synthetic"))
 
 
 def seconds_of(call) -> float:

@@ -35,6 +35,11 @@ TABLES = {name: str(path) for name, path in plan.metrics_tables().items()}
 # job (and so before Snakemake deletes any output) runs. So does a sha256 pinned in the
 # configuration that the recorded files do not have.
 STUDY.check_records()
+# Only the main process plans: a job Snakemake runs in a process of its own (a cluster
+# job) re-reads this file while other jobs are making their outputs, on another machine.
+if workflow.is_main_process:
+    STUDY.check_gone_inputs()
+    STUDY.check_memory()
 
 
 wildcard_constraints:

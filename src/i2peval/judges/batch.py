@@ -34,7 +34,7 @@ class ImageBatch:
         image_indices: list[int],
         pngs: list[bytes],
         texts: list[str],
-        container: Path = Path("images"),
+        container: Path,
     ) -> ImageBatch:
         """Decode the PNG bytes read from `container` to RGB images (`imagestore.decode_png`)."""
         images = [

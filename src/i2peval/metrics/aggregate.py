@@ -108,9 +108,15 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
     for score_file in score_files:
         try:
             scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns]))
+        except SchemaMismatch as error:
+            raise SchemaMismatch(f"{error}: delete it and run the workflow again to score its images again") from None
+        try:
             check_score_file(scores, score_file, prompts)
-        except (SchemaMismatch, RowsMismatch) as error:
-            raise type(error)(f"{error}: delete it and run the workflow again to score its images again") from None
+        except RowsMismatch as error:
+            raise RowsMismatch(
+                f"{error}: is this the configuration the run was made with? If it is, the file is not this job's: "
+                "delete it and run the workflow again to score its images again"
+            ) from None
         frames.append(scores)
     if not frames:
         return pl.from_arrow(SCORES.empty_table()).select(*IMAGE_KEYS, *columns)

@@ -252,7 +252,9 @@ def read_computed(path: Path, schema: pa.Schema) -> pa.Table:
     try:
         return read_table(path, schema)
     except SchemaMismatch as error:
-        raise SchemaMismatch(f"{error}: delete it and run the workflow again to compute it again") from None
+        raise SchemaMismatch(
+            f"{error}: delete it and compute it again (run the workflow, or i2peval metrics for its folder)"
+        ) from None
 
 
 def write_report(
