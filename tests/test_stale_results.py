@@ -103,7 +103,8 @@ def test_a_model_record_deleted_beside_its_snapshot_and_images_stops_the_plan(tm
 def test_a_prompt_shard_deleted_beside_the_other_prompt_files_and_images_stops_the_plan(tmp_path):
     study = demo_study()
     touch(tmp_path, *(job.path(IMAGES) for job in study.image_jobs()), study.prompts.table_path)
-    with pytest.raises(RecordError, match=rf"^{study.prompts.shard_path(0)} is missing, .* `snakemake --until prompts`"):
+    named = rf"^{study.prompts.shard_path(0)} is missing, .* `snakemake --until prompts`"
+    with pytest.raises(RecordError, match=named):
         study.check_gone_inputs(tmp_path)
 
 
