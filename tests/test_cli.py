@@ -72,6 +72,19 @@ def test_export_then_import_through_the_command_line_round_trips(stored, tmp_pat
         assert_one_line_error(i2peval(*command), f"{output} was made with another prompt table than {other}")
 
 
+def test_import_never_writes_into_a_workflow_runs_metrics(stored, tmp_path):
+    flags, prompts = stored
+    exported = i2peval("export-harness-csv", flags, prompts, tmp_path / "runs")
+    csv = Path(exported.stdout.splitlines()[0])
+    (tmp_path / "run" / ".snakemake").mkdir(parents=True)
+    output = tmp_path / "run" / "results" / "metrics" / "image_flags.parquet"
+    model, mitigation = csv.stem.split("+")
+    result = i2peval("import-harness-csv", csv, "--model", model, "--mitigation", mitigation, "--prompts", prompts,
+                     "--output", output)
+    assert_one_line_error(result, f"{output}: --output is in the metrics folder of the workflow run")
+    assert not output.exists()
+
+
 def test_a_missing_input_file_is_named_in_one_line_with_status_2(stored, tmp_path):
     flags, prompts = stored
     missing = tmp_path / "no-such-flags.parquet"

@@ -137,6 +137,13 @@ def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     from i2peval.schemas import PROMPTS, read_table, write_table
 
     runs = _import_runs(args, parser)
+    folders = args.output.resolve().parents
+    run = folders[min(2, len(folders) - 1)]
+    if folders[0] == run / METRICS_DIR and (run / ".snakemake").is_dir():
+        raise I2PEvalError(
+            f"{args.output}: --output is in the metrics folder of the workflow run in {run} (Snakemake would build "
+            "its report on it as its own): write to another path"
+        )
     prompts = pl.from_arrow(read_table(args.prompts, PROMPTS))
     tables = [
         import_harness_csv(csv, prompts, model, mitigation, args.profile, args.allow_missing_prompts)
