@@ -9,6 +9,7 @@ say nothing), and a syntax error names its line.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,12 @@ import yaml
 from i2peval.errors import I2PEvalError
 
 CONFIG_SCHEMA = files("i2peval") / "data" / "config.schema.yaml"
+
+
+@cache
+def config_schema() -> dict[str, Any]:
+    """The configuration schema, read once per process."""
+    return yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))
 
 
 class ConfigError(I2PEvalError):
@@ -102,8 +109,7 @@ def check_source_keys(config: dict[str, Any], source: str | Path) -> None:
     """`ConfigError` for a key the schema marks ``x-source`` (read only when its section's
     source is that one) set to anything but its default while the section's source is
     another: it would be ignored. Run on the validated configuration (defaults filled in)."""
-    schema = yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))
-    for section, spec in schema["properties"].items():
+    for section, spec in config_schema()["properties"].items():
         given = config.get(section)
         properties = spec.get("properties", {})
         if not isinstance(given, dict) or "source" not in properties:
@@ -136,7 +142,7 @@ def whole_numbers_as_integers(config: dict[str, Any]) -> None:
         yield from check_properties(validator, properties, instance, schema)
 
     normaliser = jsonschema.validators.extend(base, {"properties": properties})
-    for _ in normaliser(yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))).iter_errors(config):
+    for _ in normaliser(config_schema()).iter_errors(config):
         pass  # errors are reported by the validation that follows
 
 

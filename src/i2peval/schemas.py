@@ -9,6 +9,8 @@ missing column instead of a KeyError deep in a computation.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -160,27 +162,44 @@ def conform(table: pa.Table, expected: pa.Schema, source: str | Path) -> pa.Tabl
         raise SchemaMismatch(f"{source}: columns do not fit the expected types: {error}") from error
 
 
-def read_table(path: str | Path, expected: pa.Schema) -> pa.Table:
-    """Read a Parquet file as a table of schema `expected`; errors name the file."""
-    try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise SchemaMismatch(f"{path}: missing") from None
-    except (OSError, pa.ArrowException) as error:
-        raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
-    return conform(table, expected, path)
+def read_table(path: str | Path, expected: pa.Schema, repair: str = "") -> pa.Table:
+    """Read a Parquet file as a table of schema `expected`; errors name the file (and end
+    with `repair`, what to do about it, when given)."""
+    with repaired(repair):
+        try:
+            table = pq.read_table(path)
+        except FileNotFoundError:
+            raise SchemaMismatch(f"{path}: missing") from None
+        except (OSError, pa.ArrowException) as error:
+            raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+        return conform(table, expected, path)
 
 
-def read_columns(path: str | Path, expected: pa.Schema, columns: list[str]) -> pa.Table:
-    """Only `columns` of a Parquet file whose schema must fit `expected`; errors name the file."""
+def read_columns(path: str | Path, expected: pa.Schema, columns: list[str], repair: str = "") -> pa.Table:
+    """Only `columns` of a Parquet file whose schema must fit `expected`; errors name the file
+    (and end with `repair` when given)."""
+    with repaired(repair):
+        try:
+            schema = pq.read_schema(path)
+            conform(schema.empty_table(), expected, path)
+            return conform(
+                pq.read_table(path, columns=columns), pa.schema([expected.field(c) for c in columns]), path
+            )
+        except FileNotFoundError:
+            raise SchemaMismatch(f"{path}: missing") from None
+        except (OSError, pa.ArrowException) as error:
+            raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+
+
+@contextmanager
+def repaired(repair: str) -> Iterator[None]:
+    """`SchemaMismatch` raised inside ends with `repair` (unchanged when it is empty)."""
     try:
-        schema = pq.read_schema(path)
-        conform(schema.empty_table(), expected, path)
-        return conform(pq.read_table(path, columns=columns), pa.schema([expected.field(c) for c in columns]), path)
-    except FileNotFoundError:
-        raise SchemaMismatch(f"{path}: missing") from None
-    except (OSError, pa.ArrowException) as error:
-        raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+        yield
+    except SchemaMismatch as error:
+        if not repair:
+            raise
+        raise SchemaMismatch(f"{error}: {repair}") from None
 
 
 def write_table(
@@ -192,3 +211,14 @@ def write_table(
     if metadata:
         table = table.replace_schema_metadata(metadata)
     atomic_write(path, lambda partial: pq.write_table(table, partial, **parquet_options))
+
+
+def read_metadata(path: str | Path, key: str) -> str | None:
+    """The Parquet key-value metadata `key` that `write_table` wrote, None when the file
+    holds none (or cannot be read: reading its table names the file)."""
+    try:
+        value = (pq.read_schema(path).metadata or {}).get(key.encode())
+    except (OSError, pa.ArrowException):
+        return None
+    return None if value is None else value.decode()
+

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from i2peval.errors import I2PEvalError
 from i2peval.hub import sha256_of
@@ -43,8 +41,8 @@ from i2peval.schemas import (
     COMPARISONS,
     METRICS,
     PROMPTS,
-    SchemaMismatch,
     read_columns,
+    read_metadata,
     read_table,
     write_table,
 )
@@ -98,6 +96,9 @@ def check_score_file(scores: pl.DataFrame, score_file: ScoreFile, prompts: pl.Da
     check_keys(path, keys, expected, "scored images")
 
 
+RESCORE = "delete it and run the workflow again to score its images again"
+
+
 def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
     """The image keys and `columns` of every score file, each file checked against its job,
     in (model, mitigation, prompt_id, image_index) order whatever order the files come in.
@@ -106,16 +107,13 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
     """
     frames = []
     for score_file in score_files:
-        try:
-            scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns]))
-        except SchemaMismatch as error:
-            raise SchemaMismatch(f"{error}: delete it and run the workflow again to score its images again") from None
+        scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns], RESCORE))
         try:
             check_score_file(scores, score_file, prompts)
         except RowsMismatch as error:
             raise RowsMismatch(
                 f"{error}: is this the configuration the run was made with? If it is, the file is not this job's: "
-                "delete it and run the workflow again to score its images again"
+                f"{RESCORE}"
             ) from None
         frames.append(scores)
     if not frames:
@@ -162,14 +160,11 @@ def prompt_table_metadata(prompts_path: Path) -> dict[str, str]:
 def check_flags_prompts(flags_path: Path, prompts_path: Path) -> None:
     """`OtherPrompts` unless the image flags in `flags_path` were made with the prompt table
     in `prompts_path` (flags that record none are taken as they are)."""
-    try:
-        recorded = (pq.read_schema(flags_path).metadata or {}).get(PROMPT_TABLE_KEY.encode())
-    except (OSError, pa.ArrowException):
-        return  # reading the table names the file
-    if recorded is not None and recorded.decode() != sha256_of(prompts_path):
+    recorded = read_metadata(flags_path, PROMPT_TABLE_KEY)
+    if recorded is not None and recorded != (actual := sha256_of(prompts_path)):
         raise OtherPrompts(
-            f"{flags_path} was made with another prompt table than {prompts_path} (sha256 {recorded.decode()[:12]}…, "
-            f"not {sha256_of(prompts_path)[:12]}…): give the prompts.parquet of the run the flags come from"
+            f"{flags_path} was made with another prompt table than {prompts_path} (sha256 {recorded[:12]}…, "
+            f"not {actual[:12]}…): give the prompts.parquet of the run the flags come from"
         )
 
 
@@ -177,9 +172,8 @@ def recorded_score_files(metrics_path: Path) -> list[str]:
     """The score files a metrics table records having been computed from ([] when it
     records none or cannot be read: it is then checked when it is read)."""
     try:
-        metadata = pq.read_schema(metrics_path).metadata or {}
-        return json.loads(metadata.get(SCORE_FILES_KEY.encode(), b"[]"))
-    except (OSError, pa.ArrowException, ValueError):
+        return json.loads(read_metadata(metrics_path, SCORE_FILES_KEY) or "[]")
+    except ValueError:
         return []
 
 

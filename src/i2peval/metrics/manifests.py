@@ -24,7 +24,7 @@ from i2peval.errors import I2PEvalError
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import architecture_named
 from i2peval.models.snapshots import model_commit_label
-from i2peval.schemas import MANIFEST, SchemaMismatch, read_columns
+from i2peval.schemas import MANIFEST, read_columns
 
 IMAGE_KEYS = ["model", "mitigation", "prompt_id", "image_index"]
 SETTING_COLUMNS = [
@@ -39,6 +39,7 @@ GENERATION_COLUMNS = {
     "dtype": ("dtype",),
     "prompt_cleaning": ("prompt_cleaning",),
 }
+REMAKE = "delete it and run the workflow again to make its images again"
 WRONG_CONFIGURATION = (
     "is this the configuration the run was made with? Give that one, or run the workflow with this one "
     "to make the images again"
@@ -132,10 +133,7 @@ def read_manifests(paths: Sequence[Path], expected: ImageSettings, columns: Sequ
     keep = list(dict.fromkeys([*IMAGE_KEYS, *columns]))
     frames = []
     for path in paths:
-        try:
-            manifest = pl.from_arrow(read_columns(path, MANIFEST, list(dict.fromkeys([*keep, *SETTING_COLUMNS]))))
-        except SchemaMismatch as error:
-            raise SchemaMismatch(f"{error}: delete it and run the workflow again to make its images again") from None
+        manifest = pl.from_arrow(read_columns(path, MANIFEST, [*dict.fromkeys([*keep, *SETTING_COLUMNS])], REMAKE))
         check_image_settings(path, manifest, expected)
         frames.append(manifest.select(keep))
     return pl.concat(frames)

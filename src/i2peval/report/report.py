@@ -19,7 +19,6 @@ from typing import Any
 
 import jinja2
 import polars as pl
-import pyarrow as pa
 from markupsafe import Markup
 
 from i2peval.metrics.aggregate import check_flags_prompts
@@ -29,10 +28,11 @@ from i2peval.report.grid import ModelGrid, read_verdicts, same_seed_grids
 from i2peval.report.published import PublishedKeys, matched_cells, matching_notes, published_sources, read_published
 from i2peval.report.summary import model_summaries
 from i2peval.report.tables import ALL_CATEGORIES
-from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, SchemaMismatch, conform, read_table
+from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, conform, read_table
 from i2peval.storage import write_text
 
 TEMPLATE_NAME = "report.html.j2"
+RECOMPUTE = "delete it and compute it again (run the workflow, or i2peval metrics for its folder)"
 REQUIRED_PROVENANCE = (
     "config",
     "models",
@@ -247,16 +247,6 @@ class ReportInputs:
     prompts: Path
 
 
-def read_computed(path: Path, schema: pa.Schema) -> pa.Table:
-    """A table the aggregate stage computed; `SchemaMismatch` naming it and the repair."""
-    try:
-        return read_table(path, schema)
-    except SchemaMismatch as error:
-        raise SchemaMismatch(
-            f"{error}: delete it and compute it again (run the workflow, or i2peval metrics for its folder)"
-        ) from None
-
-
 def write_report(
     inputs: ReportInputs,
     image_path: Callable[[str, str, int], Path],
@@ -275,9 +265,9 @@ def write_report(
     """
     check_flags_prompts(inputs.flags, inputs.prompts)
     measured = Measurements(
-        metrics=pl.from_arrow(read_computed(inputs.metrics, METRICS)),
-        comparisons=pl.from_arrow(read_computed(inputs.comparisons, COMPARISONS)),
-        alignment=pl.from_arrow(read_computed(inputs.alignment, ALIGNMENT)),
+        metrics=pl.from_arrow(read_table(inputs.metrics, METRICS, RECOMPUTE)),
+        comparisons=pl.from_arrow(read_table(inputs.comparisons, COMPARISONS, RECOMPUTE)),
+        alignment=pl.from_arrow(read_table(inputs.alignment, ALIGNMENT, RECOMPUTE)),
     )
     primary_name = provenance["profiles"]["primary"]
     primary_profile = next(p for p in provenance["profiles"]["profiles"] if p["name"] == primary_name)
