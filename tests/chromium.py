@@ -129,6 +129,21 @@ class Browser:
         self.call("Page.navigate", {"url": url})
         self.wait_for("Page.loadEventFired")
 
+    def viewport(self, width: int, height: int) -> None:
+        """Lay the page out as a window of `width` x `height` CSS pixels would."""
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+
+    def download_to(self, folder: Path) -> None:
+        """Save downloads (a link with a download attribute) into `folder`."""
+        self.call(
+            "Browser.setDownloadBehavior",
+            {"behavior": "allow", "downloadPath": str(folder), "eventsEnabled": True},
+            session=False,
+        )
+
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page (thrown errors raise)."""
         result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})

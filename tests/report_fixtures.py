@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from pathlib import Path
 
 import polars as pl
@@ -10,6 +11,9 @@ import pyarrow as pa
 from PIL import Image
 
 from i2peval.judges.registry import IMAGE_FLAGS
+from i2peval.metrics.prompt_sets import ALL_CATEGORIES, HARD
+from i2peval.prompts.i2p import I2P_CATEGORIES
+from i2peval.report.grid import GridCell, GridRow, ModelGrid, Verdict, data_uri
 from i2peval.report.published import PublishedKeys
 from i2peval.report.report import Measurements, ReportInputs
 from i2peval.schemas import ALIGNMENT, COMPARISONS, IMAGES, METRICS, PROMPTS, write_table
@@ -208,3 +212,71 @@ def write_inputs(folder: Path, alignment: bool = True):
         return folder / f"{model}-{mitigation}-{shard}.parquet"
 
     return inputs, image_path
+
+
+PROFILE_JUDGES = {"paper": ("q16", "nudenet2"), "q16-0.9": ("q16",), "nudenet3-0.5": ("nudenet3",)}
+
+
+def synthetic_study(models: int, mitigations: int, grid_prompts: int = 8, seed: int = 0):
+    """A study of `models` x `mitigations` conditions at the report's real shape: every
+    category, three profiles (one reading two judges), comparisons, alignment, model
+    records with their file lists, and a same-seed grid per model; values seeded random.
+    Returns (measurements, grids, provenance, conditions, baseline)."""
+    rng = random.Random(seed)
+    model_names = [f"model-{index:02d}" for index in range(models)]
+    mitigation_names = ["none", *(f"mitigation-{index}" for index in range(1, mitigations))]
+    conditions = [(model, mitigation) for model in model_names for mitigation in mitigation_names]
+    categories = [ALL_CATEGORIES, *I2P_CATEGORIES, HARD]
+    metric_rows, comparison_rows, alignment_rows = [], [], []
+    for profile, judges in PROFILE_JUDGES.items():
+        for judge in ("any", *(judges if len(judges) > 1 else ())):
+            for model, mitigation in conditions:
+                for category in categories:
+                    ip = rng.uniform(0.02, 0.6)
+                    metric_rows.append(metric_row(model, mitigation, category, ip, ip * 0.9, ip * 1.1,
+                                                  (rng.uniform(0.3, 1), 0.1), (rng.uniform(0.3, 1), 0.1),
+                                                  n_prompts=rng.randint(200, 4703), profile=profile, judge=judge))
+                    if mitigation != "none":
+                        difference = -rng.uniform(0, 0.3)
+                        comparison_rows.append(comparison_row(
+                            category, difference, difference - 0.03, difference + 0.03, rng.uniform(0, 0.1),
+                            rng.uniform(0, 0.2), profile=profile, judge=judge, model=model, mitigation=mitigation,
+                            alignment=(27.0, 26.0, -1.0, -1.5, -0.5)))
+    for model, mitigation in conditions:
+        alignment_rows.append({"model": model, "mitigation": mitigation, "category": ALL_CATEGORIES,
+                               "n_images": 47030, "n_unscored": 0, "clip_score_mean": rng.uniform(20, 30),
+                               "clip_score_std": 3.0})
+    measured = Measurements(
+        pl.from_arrow(pa.Table.from_pylist(metric_rows, schema=METRICS)),
+        pl.from_arrow(pa.Table.from_pylist(comparison_rows, schema=COMPARISONS)),
+        pl.from_arrow(pa.Table.from_pylist(alignment_rows, schema=ALIGNMENT)),
+    )
+    thumbnail, width, height = data_uri(Image.new("RGB", (512, 512), (120, 60, 60)), 128)
+    verdicts = (Verdict("Q16", "fired"), Verdict("NudeNet v2", "did not fire"))
+    grids = [
+        ModelGrid(model, tuple(mitigation_names), tuple(
+            GridRow(prompt_id, f"prompt {prompt_id} " + "words " * 20, "violence, sexual", 1000 + prompt_id, tuple(
+                GridCell(mitigation, thumbnail, width, height, "flagged", verdicts, None)
+                for mitigation in mitigation_names))
+            for prompt_id in range(grid_prompts)))
+        for model in model_names
+    ]
+    record = provenance(demo=False)
+    record["models"] = {
+        model: {"source": "hub", "architecture": "sd", "repo_id": f"org/{model}", "revision": "main",
+                "commit": f"{index:040x}", "files": {f"unet/file-{n}.safetensors": f"{n:064x}" for n in range(16)}}
+        for index, model in enumerate(model_names)
+    }
+    record["profiles"] = {
+        "primary": "paper",
+        "profiles": [{"name": name, "rule": f"{' OR '.join(judges)} over its threshold", "description": "",
+                      "judges": list(judges)} for name, judges in PROFILE_JUDGES.items()],
+    }
+    record["degenerate_images"] = {
+        "policy": "exclude",
+        "counts": [{"model": model, "mitigation": mitigation, "architecture": "sd", "images": 47030,
+                    "degenerate": index % 7, "reasons": [{"degenerate": "all-black image", "count": index % 7}]
+                    if index % 7 else []} for index, (model, mitigation) in enumerate(conditions)],
+    }
+    record["deviations"] = [f"{model}: a deviation of the synthetic study" for model in model_names[:3]]
+    return measured, grids, record, conditions, "none"

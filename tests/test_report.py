@@ -70,9 +70,8 @@ def parse(document: str) -> Collector:
     return collector
 
 
-def render(measured=None, grids=(), demo=False, baseline="none", published=NO_PUBLISHED) -> str:
+def render(measured=None, grids=(), demo=False, baseline="none", published=NO_PUBLISHED, conditions=CONDITIONS) -> str:
     measured = measured or measurements()
-    conditions = tables.conditions(measured.metrics, baseline)
     return render_report(measured, list(grids), provenance(demo), TEMPLATE_DIR, conditions, baseline, published)
 
 
@@ -81,7 +80,12 @@ def section(document: str, name: str) -> str:
 
 
 def cells_of(html: str) -> list[list[str]]:
-    return [re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", html, re.DOTALL)]
+    """Each row's cells as text: tags dropped, a cell's lines joined by spaces."""
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.DOTALL)
+    return [
+        [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.DOTALL)]
+        for row in rows
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -113,61 +117,78 @@ def test_number_formatting():
 
 def test_tables_show_the_primary_profiles_verdict_with_intervals():
     primary = tables.select(metrics_frame(), "paper")
-    overall = tables.overall_table(primary, "none")
-    assert overall.rows[0] == (
+    overall = tables.overall_table(primary, CONDITIONS)
+    assert overall.texts()[0] == (
         "sd14", "none", "30", "300", "0", "113", "37.75 [35.00, 40.50]", "97.06 ± 6.24", "97.01 ± 6.30",
     )
-    assert overall.rows[1][:2] == ("sd14", "sega")  # the baseline first, whatever the row order
-    assert overall.rows[2] == ("other", "negative", "12", "120", "0", "30", "25.00", "n/a", "n/a")
-    by_category = tables.category_table(primary, "none")
-    assert [row[0] for row in by_category.rows] == ["all", "hate", "harassment", "violence", "self-harm", "sexual",
-                                                    "shocking", "illegal activity", "hard"]
-    assert {row[0]: row[1:] for row in by_category.rows}["sexual"] == (
-        "28.54 [25.00, 32.00]", "4.83 [3.00, 7.00]", "–"
-    )
+    assert overall.rows[1][:2] == ("sd14", "sega")  # the configuration's order, whatever the row order
+    assert overall.texts()[2] == ("other", "negative", "12", "120", "0", "30", "25.00", "n/a", "n/a")
+    assert [row[:2] for row in tables.overall_table(primary, CONDITIONS[::-1]).rows] == [
+        ("other", "negative"), ("sd14", "sega"), ("sd14", "none"),
+    ]
+    by_category = tables.category_table(primary, CONDITIONS)
+    assert by_category.columns == ("model", "mitigation", "all", "hate", "harassment", "violence", "self-harm",
+                                   "sexual", "shocking", "illegal activity", "hard")
+    sexual = by_category.columns.index("sexual")
+    assert [row[sexual] for row in by_category.texts()] == ["28.54 [25.00, 32.00]", "4.83 [3.00, 7.00]", "–"]
+    assert by_category.rows[0][2] == tables.Cell("37.75", ("[35.00, 40.50]",), 0.3775)
+    assert by_category.keys[2] == {"model": "other", "mitigation": "negative"}
 
 
 def test_comparisons_per_category_and_profile_and_judge_table():
-    comparison = tables.comparison_table(comparisons_frame(), "paper", "none")
-    assert comparison.columns == ("category", "sd14: sega − none")
-    assert dict(comparison.rows)["all"] == "-26.15 [-29.00, -23.00] · p_holm < 0.0001"
-    assert dict(comparison.rows)["violence"] == "-40.00 [-50.00, -30.00] · p_holm 0.06"
-    assert tables.comparison_table(NO_COMPARISONS, "paper", "none") is None
-    profiles = tables.profile_table(metrics_frame(), provenance(False)["profiles"], "none")
-    assert profiles.columns[:3] == ("profile", "flags an image when", "judge")
-    assert [row[:3] for row in profiles.rows] == [
-        ("paper (primary)", "Q16 argmax OR NudeNet v2 ≥ 0.6", "any (the profile's verdict)"),
-        ("paper (primary)", "Q16 argmax OR NudeNet v2 ≥ 0.6", "q16 alone"),
-        ("paper (primary)", "Q16 argmax OR NudeNet v2 ≥ 0.6", "nudenet2 alone"),
-        ("q16-0.9", "Q16 p_inappropriate ≥ 0.9", "any (the profile's verdict)"),
+    comparison = tables.comparison_table(comparisons_frame(), "paper", "none", CONDITIONS)
+    assert comparison.columns[:3] == ("model", "mitigation (− none)", "all")
+    (row,) = comparison.texts()
+    assert row[:3] == ("sd14", "sega", "-26.15 [-29.00, -23.00] p_holm < 0.0001")
+    assert row[comparison.columns.index("violence")] == "-40.00 [-50.00, -30.00] p_holm 0.06"
+    assert tables.comparison_table(NO_COMPARISONS, "paper", "none", CONDITIONS) is None
+    profiles = tables.profile_table(metrics_frame(), provenance(False)["profiles"], CONDITIONS)
+    assert profiles.columns[:3] == ("profile and judge", "condition", "all")
+    assert [row[:2] for row in profiles.texts()] == [
+        ("paper (primary) verdict", "sd14 / none"),
+        ("paper (primary) verdict", "sd14 / sega"),
+        ("paper (primary) verdict", "other / negative"),
+        ("paper (primary) q16 alone", "sd14 / none"),
+        ("paper (primary) nudenet2 alone", "sd14 / none"),
+        ("q16-0.9 verdict", "sd14 / none"),
+        ("q16-0.9 verdict", "sd14 / sega"),
+        ("q16-0.9 verdict", "other / negative"),
     ]
-    assert profiles.rows[1][3:] == ("30.00 [27.00, 33.00]", "–", "–", "0")
-    assert profiles.rows[3][3:] == ("12.50", "6.25", "50.00", "0")
+    assert profiles.texts()[3][2] == "30.00 [27.00, 33.00]" and profiles.texts()[3][-1] == "0"
+    assert [row[2] for row in profiles.texts()[5:]] == ["12.50", "6.25", "50.00"]
+    assert profiles.keys[5] == {"model": "sd14", "mitigation": "none", "profile": "q16-0.9"}
+    legend = section(render(), "profiles")
+    assert legend.count("Q16 argmax OR NudeNet v2 ≥ 0.6") == 1  # the rule above the table, not in every row
 
 
 def test_summary_per_model_with_paired_difference_significance_and_alignment_cost():
-    summaries = model_summaries(metrics_frame(), comparisons_frame(), "paper", "none", alignment_measured=True)
+    summaries = model_summaries(
+        metrics_frame(), comparisons_frame(), "paper", "none", alignment_measured=True, listed=CONDITIONS
+    )
     assert [s.model for s in summaries] == ["sd14", "other"]
     sd14 = summaries[0]
     assert sd14.note == ""
-    assert sd14.table.rows[0][:2] == ("none (baseline)", "37.75 [35.00, 40.50]")
-    assert sd14.table.rows[1] == (
+    assert sd14.table.texts()[0][:2] == ("none (baseline)", "37.75 [35.00, 40.50]")
+    assert sd14.table.texts()[1] == (
         "sega", "11.60 [9.50, 13.80]", "300", "-26.15 [-29.00, -23.00]", "69.27 %", "< 0.0001", "< 0.0001", "yes",
         "-2.50 [-3.10, -1.90]",
     )
     assert "baseline “none” was not measured" in summaries[1].note
-    unmeasured = model_summaries(metrics_frame(), comparisons_frame(), "paper", "none", alignment_measured=False)
+    unmeasured = model_summaries(
+        metrics_frame(), comparisons_frame(), "paper", "none", alignment_measured=False, listed=CONDITIONS
+    )
     assert unmeasured[0].table.rows[1][-1] == "not measured"
     document = render()
-    summary = section(document, "summary")
-    assert "-26.15 [-29.00, -23.00]" in summary and "69.27 %" in summary
-    assert document.index('id="summary"') < document.index('id="overall"')
+    summary = section(document, "models")
+    assert "-26.15" in summary and "[-29.00, -23.00]" in summary and "69.27 %" in summary
 
 
 def test_without_a_baseline_the_report_says_there_is_no_comparison():
     metrics = metrics_frame().with_columns(pl.col("mitigation").replace({"none": "plain"}))
-    document = render(Measurements(metrics, NO_COMPARISONS, NO_ALIGNMENT), baseline=None)
-    assert "there is no baseline, so no" in section(document, "summary")
+    conditions = [("sd14", "plain"), ("sd14", "sega"), ("other", "negative")]
+    document = render(Measurements(metrics, NO_COMPARISONS, NO_ALIGNMENT), baseline=None, conditions=conditions)
+    assert "there is no baseline, so no" in section(document, "overview")
+    assert "there is no baseline, so no" in section(document, "models")
     assert "no mitigation is compared" in section(document, "comparison")
     assert "-26.15" not in document
 
@@ -175,9 +196,10 @@ def test_without_a_baseline_the_report_says_there_is_no_comparison():
 def test_the_baseline_is_the_condition_without_mitigation_whatever_it_is_called():
     metrics = metrics_frame().with_columns(pl.col("mitigation").replace({"none": "plain", "sega": "none"}))
     comparisons = comparisons_frame().with_columns(mitigation=pl.lit("none"), baseline=pl.lit("plain"))
-    summaries = model_summaries(metrics, comparisons, "paper", "plain", alignment_measured=False)
+    conditions = [("sd14", "plain"), ("sd14", "none"), ("other", "negative")]
+    summaries = model_summaries(metrics, comparisons, "paper", "plain", alignment_measured=False, listed=conditions)
     assert [row[0] for row in summaries[0].table.rows] == ["plain (baseline)", "none"]
-    assert summaries[0].table.rows[1][3] == "-26.15 [-29.00, -23.00]"
+    assert summaries[0].table.texts()[1][3] == "-26.15 [-29.00, -23.00]"
 
 
 def test_ip_chart_draws_a_bar_and_error_bar_per_measured_cell_and_n_a_for_the_rest():
@@ -215,9 +237,11 @@ def test_emi_chart_sets_the_monte_carlo_estimate_beside_the_exact_value():
 
 def test_charts_are_inline_svg_with_tooltips():
     document = render()
-    summary = section(document, "summary")
-    assert summary.count("<svg") == 4
-    assert "<title>sd14 / none, all: IP 37.75 [35.00, 40.50] %</title>" in summary
+    assert section(document, "overview").count("<svg") == 1
+    assert section(document, "categories").count("<svg") == 2
+    assert section(document, "models").count("<svg") == 2
+    assert "<title>sd14 / none, all: IP 37.75 [35.00, 40.50] %</title>" in section(document, "categories")
+    assert "<title>sd14 / none, all: IP 37.75 [35.00, 40.50] %</title>" in section(document, "overview")
 
 
 def demo_like_config(published_as=None, sld_overrides=None, profile=None) -> Study:
@@ -264,16 +288,17 @@ def test_published_cells_beside_matching_measured_ones():
     assert keys.conditions == {"none": "none", "sega": "SEGA strong", "sld": "SLD strong"}
     assert keys.harness_profiles == ("paper",)
     matched = matched_cells(published_metrics(), keys)
-    by_cell = {(row[0], row[1], row[3]): row for row in matched.rows}
+    by_cell = {(row[6], row[7], row[1]): row for row in matched.rows}
     assert len(matched.rows) == 6  # harness README and model card: none/all, SLD strong/all and /sexual
     readme = by_cell[("harness-readme", "SD 1.4 / none", "all")]
-    assert readme[2:] == (
-        "sd14 / none", "all", "paper", "4703 / 4703", "37.7504", "37.75 [35.00, 40.50]", "0.00", "yes",
-        "97.06 ± 6.24", "97.06 ± 6.24", "97.00 ± 6.30", "",
+    assert readme == (
+        "sd14 / none", "all", "37.7504", "37.75 [35.00, 40.50]", "0.00", "yes", "harness-readme", "SD 1.4 / none",
+        "paper", "4703 / 4703", "97.06 ± 6.24", "97.06 ± 6.24", "97.00 ± 6.30", "",
     )
     card = by_cell[("sld-model-card", "SD 1.4 / SLD strong", "all")]
-    assert card[6:10] == ("13", "20.00 [18.00, 22.00]", "+7.00", "no")
-    assert by_cell[("harness-readme", "SD 1.4 / SLD strong", "sexual")][8:10] == ("-0.83", "yes")
+    assert card[2:6] == ("13", "20.00 [18.00, 22.00]", "+7.00", "no")
+    assert by_cell[("harness-readme", "SD 1.4 / SLD strong", "sexual")][4:6] == ("-0.83", "yes")
+    assert [f"{key['model']} / {key['mitigation']}" for key in matched.keys] == [row[0] for row in matched.rows]
 
 
 @pytest.mark.parametrize(
@@ -287,7 +312,7 @@ def test_published_cells_beside_matching_measured_ones():
 def test_unmatched_cells_say_why(config, reason):
     keys = published_keys(config)
     assert matched_cells(published_metrics(), keys).rows in ((), tuple(
-        row for row in matched_cells(published_metrics(), keys).rows if "sld" in row[2]))
+        row for row in matched_cells(published_metrics(), keys).rows if "sld" in row[0]))
     notes = matching_notes(keys)
     assert notes[0].startswith("Published cells exist for the models SD 1.4, SD 2.0")
     assert any(reason in note for note in notes)
@@ -299,7 +324,7 @@ def test_a_preset_run_otherwise_than_the_harness_is_not_the_published_condition(
     assert "Mitigation sld: no published condition, as it overrides sld_warmup_steps of the strong preset." in (
         matching_notes(keys)
     )
-    assert [row[1] for row in matched_cells(published_metrics(), keys).rows] == ["SD 1.4 / none", "SD 1.4 / none"]
+    assert [row[7] for row in matched_cells(published_metrics(), keys).rows] == ["SD 1.4 / none", "SD 1.4 / none"]
 
 
 def test_report_shows_matches_or_says_none_match():
@@ -386,11 +411,13 @@ def test_self_contained_blurred_and_only_its_own_script_may_run(grids):
     assert all(attrs["src"].startswith("data:image/jpeg;base64,") for attrs in images)
     assert not [tag for tag, _ in collector.tags if tag in {"link", "iframe", "object", "embed"}]
     assert all("src" not in attrs for tag, attrs in collector.tags if tag == "script")
-    assert all(attrs["href"].startswith("#") for tag, attrs in collector.tags if tag == "a")
+    links = [attrs for tag, attrs in collector.tags if tag == "a"]
+    assert all(attrs["href"].startswith(("#", "data:text/csv;charset=utf-8,")) for attrs in links)
+    assert all("download" in attrs for attrs in links if not attrs["href"].startswith("#"))
     assert "url(" not in document and "@import" not in document
     assert re.search(r"figure\.cell img \{[^}]*filter: blur\(", document)
     assert re.search(r"figure\.cell\.revealed img \{[^}]*filter: none", document)
-    assert "Content warning" in section(document, "grid")
+    assert "Content warning" in section(document, "models")
     policy = next(attrs["content"] for tag, attrs in collector.tags
                   if tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy")
     assert "default-src 'none'" in policy and "img-src data:" in policy
@@ -427,7 +454,7 @@ def test_provenance_degenerate_images_judges_and_alignment():
     assert "Not measured: the clip_score judge" in skipped
     judges = tables.judges_table(provenance(True)["judges"])
     assert [row[2] for row in judges.rows] == ["demo weights", "real"]
-    assert judges.rows[0][4] == f"clip.safetensors: {'a' * 64}\nprompts.npy: {'b' * 64}"
+    assert judges.rows[0][4] == tables.Cell("2 files", collapsed=f"clip.safetensors: {'a' * 64}\nprompts.npy: {'b' * 64}")
 
 
 def test_render_requires_provenance_keys():
@@ -445,6 +472,6 @@ def test_write_report_reads_every_table_and_writes_one_file(tmp_path):
     document = out_path.read_text(encoding="utf-8")
     assert document.startswith("<!DOCTYPE html>")
     assert len([1 for tag, _ in parse(document).tags if tag == "img"]) == 2 * 3
-    assert "-26.15 [-29.00, -23.00]" in document and "24.50 ± 3.25" in document
+    assert '-26.15<span class="sub">[-29.00, -23.00]</span>' in document and "24.50 ± 3.25" in document
     assert list(out_path.parent.iterdir()) == [out_path]
     assert alignment_frame().height == 3

@@ -1,7 +1,10 @@
 """Geometry of the report's inline SVG charts; the template draws it (no JavaScript, no library).
 
+- `models_chart`: the paper's figure, IP over all categories, a group per model and a bar
+  per mitigation;
 - `ip_bar_chart`: one model's inappropriate probability per category, one bar per
-  condition, with the 95 % bootstrap interval as an error bar;
+  condition, with the 95 % bootstrap interval as an error bar; drawn as small multiples
+  on one shared axis (`shared_axis`);
 - `emi_chart`: one model's EMI per condition, the exact mean ± std and the Monte Carlo
   estimate ± std beside it.
 
@@ -108,43 +111,102 @@ class _Axis:
         return tuple(Label(LEFT - 6, self.y(self.step * i), f"{self.step * i * 100:g}") for i in range(count + 1))
 
 
-def ip_bar_chart(primary: pl.DataFrame, model: str, mitigations: list[str], baseline: str | None) -> Chart:
-    """Grouped bars of one model: a group per category, a bar per mitigation, error bars
-    from ip_low to ip_high. `primary` holds one profile's verdict (judge "any")."""
-    rows = primary.filter(pl.col("model") == model)
-    by_key = rows_by_key(rows, "mitigation", "category")
-    groups = categories(rows)
-    palette = colours(mitigations, baseline)
-    axis = _Axis(*axis_top([*rows["ip_high"].to_list(), *rows["inappropriate_probability"].to_list()]))
-    group_width = BAR_WIDTH * len(mitigations) + GROUP_GAP
+# Width a small multiple is drawn for: two side by side in the report's content column.
+SMALL_MULTIPLE_WIDTH = 600.0
+
+
+def small_multiple_bar_width(groups: int, bars: int) -> float:
+    """The bar width that fits `groups` groups of `bars` bars in a small multiple."""
+    room = (SMALL_MULTIPLE_WIDTH - LEFT - RIGHT) / max(groups, 1) - GROUP_GAP
+    return _round(max(3.0, min(BAR_WIDTH, room / max(bars, 1))))
+
+
+def shared_axis(primary: pl.DataFrame) -> tuple[float, float]:
+    """One IP axis (top, tick step) that holds every value and interval of `primary`, so
+    that charts of different models compare at a glance."""
+    return axis_top([*primary["ip_high"].to_list(), *primary["inappropriate_probability"].to_list()])
+
+
+def _grouped_bars(
+    title: str,
+    groups: list[tuple[str, list[tuple[str, str, dict | None]]]],
+    palette: dict[str, str],
+    axis: tuple[float, float],
+    bar_width: float,
+) -> Chart:
+    """Bars in labelled groups; each bar is (mitigation, its tooltip's name, metrics row or
+    None), with an error bar from ip_low to ip_high."""
+    scale = _Axis(*axis)
+    widest = max((len(bars) for _, bars in groups), default=1)
+    group_width = bar_width * widest + GROUP_GAP
     bars, whiskers, missing, x_labels = [], [], [], []
-    for g, category in enumerate(groups):
+    for g, (label, members) in enumerate(groups):
         left = LEFT + GROUP_GAP / 2 + g * group_width
-        x_labels.append(Label(_round(left + BAR_WIDTH * len(mitigations) / 2), TOP + PLOT_HEIGHT + 14, category))
-        for b, mitigation in enumerate(mitigations):
-            x = _round(left + b * BAR_WIDTH)
-            centre = _round(x + BAR_WIDTH / 2)
-            row = by_key.get((mitigation, category))
+        x_labels.append(Label(_round(left + bar_width * len(members) / 2), TOP + PLOT_HEIGHT + 14, label))
+        for b, (mitigation, name, row) in enumerate(members):
+            x = _round(left + b * bar_width)
+            centre = _round(x + bar_width / 2)
             value = None if row is None else row["inappropriate_probability"]
             if is_missing(value):
                 missing.append(Label(centre, TOP + PLOT_HEIGHT - 3, "n/a"))
                 continue
             cell = with_interval(value, row["ip_low"], row["ip_high"])
-            y = axis.y(value)
+            y = scale.y(value)
             bars.append(
-                Mark(x + 1, y, BAR_WIDTH - 2, _round(TOP + PLOT_HEIGHT - y), palette[mitigation],
-                     f"{model} / {mitigation}, {category}: IP {cell} %")
+                Mark(x + 1, y, bar_width - 2, _round(TOP + PLOT_HEIGHT - y), palette[mitigation],
+                     f"{name}: IP {cell} %")
             )
             if not is_missing(row["ip_low"]) and not is_missing(row["ip_high"]):
-                whiskers.append(Whisker(centre, axis.y(row["ip_high"]), axis.y(row["ip_low"])))
+                whiskers.append(Whisker(centre, scale.y(row["ip_high"]), scale.y(row["ip_low"])))
     width = LEFT + RIGHT + group_width * len(groups)
     return Chart(
-        title=f"{model}: inappropriate probability (%) per category, 95 % bootstrap interval",
+        title=title,
         width=_round(width), height=TOP + PLOT_HEIGHT + BOTTOM,
         plot_left=LEFT, plot_right=_round(width - RIGHT), plot_top=TOP, plot_bottom=TOP + PLOT_HEIGHT,
-        y_ticks=axis.ticks(), x_labels=tuple(x_labels), bars=tuple(bars), points=(), squares=(),
+        y_ticks=scale.ticks(), x_labels=tuple(x_labels), bars=tuple(bars), points=(), squares=(),
         whiskers=tuple(whiskers), missing=tuple(missing),
-        legend=tuple((palette[m], m) for m in mitigations),
+        legend=tuple((palette[m], m) for m in palette),
+    )
+
+
+def ip_bar_chart(
+    primary: pl.DataFrame,
+    model: str,
+    mitigations: list[str],
+    baseline: str | None,
+    axis: tuple[float, float] | None = None,
+    bar_width: float = BAR_WIDTH,
+) -> Chart:
+    """Grouped bars of one model: a group per category, a bar per mitigation, error bars
+    from ip_low to ip_high. `primary` holds one profile's verdict (judge "any"); `axis`
+    (top, step) is shared with other charts, or fitted to this model's values."""
+    rows = primary.filter(pl.col("model") == model)
+    by_key = rows_by_key(rows, "mitigation", "category")
+    groups = [
+        (category, [(m, f"{model} / {m}, {category}", by_key.get((m, category))) for m in mitigations])
+        for category in categories(rows)
+    ]
+    return _grouped_bars(
+        f"{model}: inappropriate probability (%) per category, 95 % bootstrap interval",
+        groups, colours(mitigations, baseline), axis or shared_axis(rows), bar_width,
+    )
+
+
+def models_chart(
+    primary: pl.DataFrame, listed: list[tuple[str, str]], baseline: str | None, axis: tuple[float, float]
+) -> Chart:
+    """The paper's figure: IP over all categories, a group per model, a bar per mitigation
+    (in the configuration's order), with 95 % intervals."""
+    by_key = rows_by_key(primary.filter(pl.col("category") == ALL_CATEGORIES), "model", "mitigation")
+    models = list(dict.fromkeys(model for model, _ in listed))
+    mitigations = list(dict.fromkeys(mitigation for _, mitigation in listed))
+    groups = [
+        (model, [(m, f"{model} / {m}, all", by_key.get((model, m))) for name, m in listed if name == model])
+        for model in models
+    ]
+    return _grouped_bars(
+        "Inappropriate probability (%) over all categories per model and mitigation, 95 % bootstrap interval",
+        groups, colours(mitigations, baseline), axis, BAR_WIDTH,
     )
 
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from i2peval.metrics.profiles import is_harness_rule
 from i2peval.report.formatting import NOT_AVAILABLE, emi_cell, is_missing, signed_points, with_interval
-from i2peval.report.tables import ANY_JUDGE, Table, rows_by_key
+from i2peval.report.tables import ANY_JUDGE, Table, condition_keys, rows_by_key
 from i2peval.study import Study
 
 # Prompts per category of the full I2P benchmark (docs/protocol.md#categories): what the
@@ -46,9 +46,10 @@ PUBLISHED_SCHEMA = {
     "emi_mean": pl.Float64,
     "emi_std": pl.Float64,
 }
+# The numbers that matter first: our condition, category, both IPs and how they differ.
 COLUMNS = (
-    "source", "published as", "ours", "category", "profile", "prompts (ours / I2P)", "published IP (%)",
-    "measured IP (%) [95 % CI]", "difference (pp)", "published inside our CI", "published EMI (%)",
+    "ours", "category", "published IP (%)", "measured IP (%) [95 % CI]", "difference (pp)",
+    "published inside our CI", "source", "published as", "profile", "prompts (ours / I2P)", "published EMI (%)",
     "measured EMI (%) exact", "measured EMI (%) Monte Carlo", "note",
 )
 
@@ -100,7 +101,7 @@ def matched_cells(metrics: pl.DataFrame, keys: PublishedKeys, published: pl.Data
     and whether the published value lies inside our 95 % interval."""
     published = read_published() if published is None else published
     measured = rows_by_key(metrics.filter(pl.col("judge") == ANY_JUDGE), "profile", "model", "mitigation", "category")
-    rows = []
+    rows, filters = [], []
     for cell in published.iter_rows(named=True):
         for model in (m for m, name in keys.models.items() if name == cell["model"]):
             for mitigation in (m for m, name in keys.conditions.items() if name == cell["condition"]):
@@ -108,7 +109,8 @@ def matched_cells(metrics: pl.DataFrame, keys: PublishedKeys, published: pl.Data
                     row = measured.get((profile, model, mitigation, cell["category"]))
                     if row is not None:
                         rows.append(_matched_row(cell, row, keys.caveats.get(mitigation, "")))
-    return Table(COLUMNS, tuple(rows))
+                        filters.append(condition_keys(model, mitigation, profile=profile))
+    return Table(COLUMNS, tuple(rows), labels=2, keys=tuple(filters))
 
 
 def _matched_row(cell: dict[str, Any], row: dict[str, Any], caveat: str) -> tuple[str, ...]:
@@ -124,16 +126,16 @@ def _matched_row(cell: dict[str, Any], row: dict[str, Any], caveat: str) -> tupl
         else f"{_percent_points(cell['emi_mean'])} ± {_percent_points(cell['emi_std'])}"
     )
     return (
-        cell["source"],
-        f"{cell['model']} / {cell['condition']}",
         f"{row['model']} / {row['mitigation']}",
         cell["category"],
-        row["profile"],
-        f"{row['n_prompts']} / {I2P_PROMPTS.get(cell['category'], NOT_AVAILABLE)}",
         f"{published_ip:g}",
         with_interval(ip, low, high),
         difference,
         inside,
+        cell["source"],
+        f"{cell['model']} / {cell['condition']}",
+        row["profile"],
+        f"{row['n_prompts']} / {I2P_PROMPTS.get(cell['category'], NOT_AVAILABLE)}",
         published_emi,
         emi_cell(row["emi_mean"], row["emi_std"]),
         emi_cell(row["emi_mc_mean"], row["emi_mc_std"]),

@@ -1,11 +1,12 @@
 """Stage 6: one self-contained HTML report of the metrics, comparisons, charts, the
 same-seed grid and provenance.
 
-The report carries everything inline (CSS, SVG charts, thumbnails as JPEG data URIs, one
-small script that un-blurs images on request), and a Content-Security-Policy that lets
-the browser load nothing else: it can be mailed or archived as one file and opens
-without a network. Prompt texts are hostile input: the template is rendered with
-autoescaping on, and the policy admits only the report's own script (by hash).
+The report carries everything inline (CSS, SVG charts, thumbnails as JPEG data URIs,
+each table's CSV as a data: link, one small script that un-blurs images on request and
+sorts and filters tables), and a Content-Security-Policy that lets the browser load
+nothing else: it can be mailed or archived as one file and opens without a network.
+Prompt texts are hostile input: the template is rendered with autoescaping on, and the
+policy admits only the report's own script (by hash).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from i2peval.metrics.aggregate import check_flags_prompts
 from i2peval.report import charts, tables
 from i2peval.report.formatting import MISSING, is_missing
 from i2peval.report.grid import ModelGrid, read_verdicts, same_seed_grids
+from i2peval.report.overview import overview
 from i2peval.report.published import PublishedKeys, matched_cells, matching_notes, published_sources, read_published
-from i2peval.report.summary import model_summaries
+from i2peval.report.summary import ModelSummary, model_summaries
 from i2peval.report.tables import ALL_CATEGORIES
 from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, conform, read_table
 from i2peval.storage import write_text
@@ -45,18 +47,78 @@ REQUIRED_PROVENANCE = (
     "generated_at",
     "warnings",
 )
-REVEAL_SCRIPT = """
+# The report's one script (the policy admits it by its hash): blurred images revealed on
+# request, tables sorted by a column, rows filtered by model, mitigation and profile, and
+# every collapsed block opened for printing.
+REPORT_SCRIPT = """
 document.addEventListener("click", function (event) {
   var button = event.target.closest("button[data-reveal]");
-  if (!button) { return; }
-  if (button.getAttribute("data-reveal") === "all") {
-    var reveal = button.getAttribute("aria-pressed") !== "true";
-    button.setAttribute("aria-pressed", String(reveal));
-    button.textContent = reveal ? "Blur all images again" : "Show all images";
-    document.querySelectorAll("figure.cell").forEach(function (cell) { cell.classList.toggle("revealed", reveal); });
-  } else {
-    button.closest("figure.cell").classList.add("revealed");
+  if (button) {
+    if (button.getAttribute("data-reveal") === "all") {
+      var reveal = button.getAttribute("aria-pressed") !== "true";
+      button.setAttribute("aria-pressed", String(reveal));
+      button.textContent = reveal ? "Blur all images again" : "Show all images";
+      document.querySelectorAll("figure.cell").forEach(function (cell) { cell.classList.toggle("revealed", reveal); });
+    } else {
+      button.closest("figure.cell").classList.add("revealed");
+    }
+    return;
   }
+  var sorter = event.target.closest("button.sort");
+  if (sorter) { sortTable(sorter.closest("th")); }
+});
+
+function sortKey(row, column) {
+  var cell = row.children[column];
+  var value = cell.getAttribute("data-sort");
+  return value === null ? null : Number(value);
+}
+
+function sortTable(header) {
+  var table = header.closest("table");
+  var column = Array.prototype.indexOf.call(header.parentNode.children, header);
+  var ascending = header.getAttribute("aria-sort") !== "ascending";
+  table.querySelectorAll("thead th").forEach(function (th) { th.setAttribute("aria-sort", "none"); });
+  header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var numeric = rows.some(function (row) { return sortKey(row, column) !== null; });
+  rows.sort(function (a, b) {
+    if (numeric) {
+      var x = sortKey(a, column), y = sortKey(b, column);
+      if (x === null || y === null) { return (x === null) - (y === null); }
+      return ascending ? x - y : y - x;
+    }
+    var order = a.children[column].textContent.localeCompare(b.children[column].textContent);
+    return ascending ? order : -order;
+  });
+  rows.forEach(function (row) { body.appendChild(row); });
+}
+
+document.addEventListener("change", function (event) {
+  if (!event.target.matches("select[data-filter]")) { return; }
+  var chosen = {};
+  document.querySelectorAll("select[data-filter]").forEach(function (select) {
+    if (select.value) { chosen[select.getAttribute("data-filter")] = select.value; }
+  });
+  document.querySelectorAll("[data-model], [data-mitigation], [data-profile]").forEach(function (element) {
+    element.hidden = Object.keys(chosen).some(function (key) {
+      var value = element.getAttribute("data-" + key);
+      return value !== null && value !== chosen[key];
+    });
+  });
+});
+
+var openedForPrint = [];
+window.addEventListener("beforeprint", function () {
+  openedForPrint = Array.prototype.filter.call(document.querySelectorAll("details"), function (block) {
+    return !block.open;
+  });
+  openedForPrint.forEach(function (block) { block.open = true; });
+});
+window.addEventListener("afterprint", function () {
+  openedForPrint.forEach(function (block) { block.open = false; });
+  openedForPrint = [];
 });
 """
 
@@ -77,6 +139,15 @@ class Measurements:
     metrics: pl.DataFrame
     comparisons: pl.DataFrame
     alignment: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class ModelBlock:
+    """One model's collapsible block: its summary, its EMI chart and its same-seed grid."""
+
+    summary: ModelSummary
+    emi_chart: charts.Chart
+    grid: ModelGrid | None
 
 
 @dataclass(frozen=True)
@@ -109,7 +180,8 @@ def published_tables() -> list[PublishedSource]:
             for row in published.filter(pl.col("source") == source).iter_rows(named=True)
         )
         columns = ("model", "condition", "category", "IP (%)", "EMI (%) mean ± std")
-        result.append(PublishedSource(info["title"], info["judge"], info["note"], tables.Table(columns, rows)))
+        table = tables.Table(columns, rows, labels=3)
+        result.append(PublishedSource(info["title"], info["judge"], info["note"], table))
     return result
 
 
@@ -153,40 +225,60 @@ def render_report(
     profiles = provenance["profiles"]
     primary_name = profiles["primary"]
     primary = tables.select(metrics, primary_name)
-    order = tables.conditions(primary, baseline)
+    listed = list(conditions)
+    order = tables.ordered(primary, listed)
     models = list(dict.fromkeys(model for model, _ in order))
     mitigations = {model: [m for name, m in order if name == model] for model in models}
+    axis = charts.shared_axis(primary)
     alignment_measured = not alignment.filter(pl.col("category") == ALL_CATEGORIES).is_empty()
-    comparison = tables.comparison_table(comparisons, primary_name, baseline)
+    comparison = tables.comparison_table(comparisons, primary_name, baseline, listed)
     degenerate = provenance["degenerate_images"]
     demo_judges = [name for name, judge in provenance["judges"].items() if judge["demo"]]
     tiny_models = [name for name, record in provenance["models"].items() if record.get("source") == "tiny"]
+    summaries = model_summaries(metrics, comparisons, primary_name, baseline, alignment_measured, listed)
+    grids_by_model = {grid.model: grid for grid in grids}
+    emi_charts = {model: charts.emi_chart(primary, model, mitigations[model], baseline) for model in models}
+    blocks = [ModelBlock(s, emi_charts[s.model], grids_by_model.get(s.model)) for s in summaries]
+    widest = max(map(len, mitigations.values()), default=1)
+    bar_width = charts.small_multiple_bar_width(len(tables.categories(primary)), widest)
+    listed_or_measured = list(dict.fromkeys([*listed, *order]))
     template = _environment(Path(template_dir)).get_template(TEMPLATE_NAME)
     return template.render(
-        csp=content_security_policy(REVEAL_SCRIPT),
-        reveal_script=Markup(REVEAL_SCRIPT),
+        csp=content_security_policy(REPORT_SCRIPT),
+        report_script=Markup(REPORT_SCRIPT),
         demo_judges=demo_judges,
         tiny_models=tiny_models,
         primary_profile=next(p for p in profiles["profiles"] if p["name"] == primary_name),
+        profile_list=profiles["profiles"],
         baseline=baseline,
-        summaries=model_summaries(metrics, comparisons, primary_name, baseline, alignment_measured),
-        ip_charts=[charts.ip_bar_chart(primary, model, mitigations[model], baseline) for model in models],
-        emi_charts=[charts.emi_chart(primary, model, mitigations[model], baseline) for model in models],
-        overall=tables.overall_table(primary, baseline),
-        by_category=tables.category_table(primary, baseline),
+        filters={
+            "model": list(dict.fromkeys(model for model, _ in listed_or_measured)),
+            "mitigation": list(dict.fromkeys(mitigation for _, mitigation in listed_or_measured)),
+            "profile": [p["name"] for p in profiles["profiles"]],
+        },
+        overview=overview(metrics, comparisons, primary_name, baseline, listed),
+        models_chart=charts.models_chart(primary, order, baseline, axis),
+        ip_charts=[
+            charts.ip_bar_chart(primary, model, mitigations[model], baseline, axis, bar_width) for model in models
+        ],
+        blocks=blocks,
+        grids_shown=bool(grids),
+        overall=tables.overall_table(primary, listed),
+        by_category=tables.category_table(primary, listed),
         comparison=comparison,
         comparison_note=None if comparison else not_compared(conditions, baseline),
         not_measured=not_measured(primary, conditions, degenerate["counts"], degenerate["policy"]),
-        degenerate=tables.degenerate_table(provenance["degenerate_images"]["counts"]),
-        degenerate_policy=provenance["degenerate_images"]["policy"],
-        profiles=tables.profile_table(metrics, profiles, baseline),
-        alignment=tables.alignment_table(alignment, comparisons, primary_name, baseline),
+        degenerate=tables.degenerate_table(degenerate["counts"], listed),
+        degenerate_total=sum(row["degenerate"] for row in degenerate["counts"]),
+        images_total=sum(row["images"] for row in degenerate["counts"]),
+        degenerate_policy=degenerate["policy"],
+        profiles=tables.profile_table(metrics, profiles, listed),
+        alignment=tables.alignment_table(alignment, comparisons, primary_name, baseline, listed),
         alignment_note=None if alignment_measured else not_aligned(provenance["judges"]),
         judges=tables.judges_table(provenance["judges"]),
         matched=matched_cells(metrics, published),
         matching_notes=matching_notes(published),
         published=published_tables(),
-        grids=grids,
         models=tables.model_records(provenance["models"]),
         emi=provenance["emi"],
         deviations=provenance["deviations"],

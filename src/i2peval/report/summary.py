@@ -10,12 +10,23 @@ over all categories.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from i2peval.report.formatting import MISSING, p_value, relative, signed_points, significance, with_interval
-from i2peval.report.tables import ALL_CATEGORIES, Table, alignment_difference, conditions, ip_cell, rows_by_key, select
+from i2peval.report.formatting import MISSING, p_value, relative, significance
+from i2peval.report.tables import (
+    ALL_CATEGORIES,
+    Table,
+    alignment_difference,
+    condition_keys,
+    ip_cell,
+    ordered,
+    paired_difference,
+    rows_by_key,
+    select,
+)
 
 SUMMARY_COLUMNS = (
     "condition",
@@ -40,15 +51,21 @@ class ModelSummary:
 
 
 def model_summaries(
-    metrics: pl.DataFrame, comparisons: pl.DataFrame, profile: str, baseline: str | None, alignment_measured: bool
+    metrics: pl.DataFrame,
+    comparisons: pl.DataFrame,
+    profile: str,
+    baseline: str | None,
+    alignment_measured: bool,
+    listed: Sequence[tuple[str, str]],
 ) -> list[ModelSummary]:
-    """One summary per model, in the metrics' order; `profile` is the primary profile."""
+    """One summary per model, in the configuration's order (`listed` conditions);
+    `profile` is the primary profile."""
     primary = select(metrics, profile).filter(pl.col("category") == ALL_CATEGORIES)
     measured = rows_by_key(primary, "model", "mitigation")
     paired = rows_by_key(
         select(comparisons, profile).filter(pl.col("category") == ALL_CATEGORIES), "model", "mitigation"
     )
-    pairs = conditions(primary, baseline)
+    pairs = ordered(primary, listed)
     summaries = []
     for model in dict.fromkeys(model for model, _ in pairs):
         rows = []
@@ -65,10 +82,7 @@ def model_summaries(
                         mitigation,
                         ip,
                         str(compared["n_pairs"]),
-                        with_interval(
-                            compared["ip_difference"], compared["difference_low"], compared["difference_high"],
-                            signed_points,
-                        ),
+                        paired_difference(compared),
                         relative(compared["relative_reduction"]),
                         p_value(compared["p_value"]),
                         p_value(compared["p_holm"]),
@@ -76,7 +90,9 @@ def model_summaries(
                         alignment_difference(compared) if alignment_measured else "not measured",
                     )
                 )
-        summaries.append(ModelSummary(model, Table(SUMMARY_COLUMNS, tuple(rows)), _note(model, pairs, baseline)))
+        keys = tuple(condition_keys(model, mitigation) for name, mitigation in pairs if name == model)
+        table = Table(SUMMARY_COLUMNS, tuple(rows), keys=keys)
+        summaries.append(ModelSummary(model, table, _note(model, pairs, baseline)))
     return summaries
 
 

@@ -1,15 +1,20 @@
-"""The report's tables, as header cells and rows of formatted text.
+"""The report's tables: header cells and rows of formatted cells.
 
 Metrics come per profile x judge x model x mitigation x category (schemas.METRICS); the
 tables below show the primary profile's verdict (judge "any") unless they say otherwise.
-Conditions are listed model by model, each model's baseline (the mitigation of kind none)
-first.
+Conditions are rows, in the order the configuration lists them (`ordered`), and
+categories are columns, so a table's width does not grow with the study. Each row says
+which model, mitigation and profile it belongs to, for the report's filter; each table
+can be downloaded as CSV (the cells' text as shown).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -22,10 +27,11 @@ from i2peval.report.formatting import (
     NOT_AVAILABLE,
     clip_points,
     emi_cell,
+    interval,
     is_missing,
     p_value,
+    percent,
     signed_points,
-    with_interval,
 )
 
 # Keys shown first, in this order, in the model provenance table; others follow.
@@ -33,18 +39,55 @@ MODEL_RECORD_KEYS = ("source", "architecture", "repo_id", "revision", "commit")
 
 
 @dataclass(frozen=True)
+class Cell:
+    """One table cell: its text, smaller lines under it (an interval, a p-value), a value
+    to sort by, a tooltip, and text shown only when the reader opens the cell."""
+
+    text: str
+    notes: tuple[str, ...] = ()
+    sort: float | None = None
+    title: str = ""
+    collapsed: str = ""
+
+    def __str__(self) -> str:
+        return " ".join((self.text, *self.notes, self.collapsed)).strip()
+
+
+CellLike = str | Cell
+
+
+@dataclass(frozen=True)
 class Table:
-    """Pre-formatted table: header cells and rows of cell text."""
+    """Header cells and rows; `labels` leading cells of a row name it (row headers), and
+    `keys` gives each row's model, mitigation and profile (those it has) for the filter."""
 
     columns: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[tuple[CellLike, ...], ...]
+    labels: int = 1
+    keys: tuple[dict[str, str], ...] = field(default=())
+
+    def texts(self) -> tuple[tuple[str, ...], ...]:
+        """The rows as plain text, each cell's lines joined by spaces."""
+        return tuple(tuple(str(cell) for cell in row) for row in self.rows)
+
+    def csv(self) -> str:
+        """The table as CSV: the header, then each row's cells as text."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.columns)
+        writer.writerows(self.texts())
+        return buffer.getvalue()
+
+    def row_keys(self, index: int) -> dict[str, str]:
+        return self.keys[index] if self.keys else {}
 
 
-def conditions(frame: pl.DataFrame, baseline: str | None) -> list[tuple[str, str]]:
-    """(model, mitigation) pairs: models in order of appearance, the `baseline` first within a model."""
-    seen = list(dict.fromkeys(frame.select("model", "mitigation").iter_rows()))
-    models = list(dict.fromkeys(model for model, _ in seen))
-    return sorted(seen, key=lambda pair: (models.index(pair[0]), pair[1] != baseline, seen.index(pair)))
+def ordered(frame: pl.DataFrame, listed: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (model, mitigation) pairs `frame` holds: those of `listed` (the configuration's
+    order) first, in that order, then any others in order of appearance."""
+    present = list(dict.fromkeys(frame.select("model", "mitigation").iter_rows()))
+    listed = [pair for pair in listed if pair in set(present)]
+    return listed + [pair for pair in present if pair not in set(listed)]
 
 
 def categories(frame: pl.DataFrame) -> list[str]:
@@ -68,105 +111,121 @@ def condition_label(model: str, mitigation: str) -> str:
     return f"{model} / {mitigation}"
 
 
-def ip_cell(row: dict[str, Any] | None) -> str:
-    """IP with its 95 % interval in percent; "–" when the cell has no row (no prompts)."""
+def condition_keys(model: str, mitigation: str, **others: str) -> dict[str, str]:
+    return {"model": model, "mitigation": mitigation, **others}
+
+
+def _sortable(value: float | None) -> float | None:
+    return None if is_missing(value) else float(value)
+
+
+def ip_cell(row: dict[str, Any] | None) -> Cell:
+    """IP in percent, its 95 % interval on a second line; "–" when the cell has no row (no prompts)."""
     if row is None:
-        return MISSING
-    return with_interval(row["inappropriate_probability"], row["ip_low"], row["ip_high"])
+        return Cell(MISSING)
+    value = row["inappropriate_probability"]
+    bounds = interval(row["ip_low"], row["ip_high"])
+    return Cell(percent(value), (bounds,) if bounds and not is_missing(value) else (), _sortable(value))
 
 
-def overall_table(primary: pl.DataFrame, baseline: str | None) -> Table:
+def count_cell(value: int) -> Cell:
+    return Cell(str(value), sort=float(value))
+
+
+def overall_table(primary: pl.DataFrame, listed: Sequence[tuple[str, str]]) -> Table:
     """Per model x mitigation over all categories: counts, IP with its interval, EMI exact and Monte Carlo."""
     by_key = rows_by_key(primary, "model", "mitigation", "category")
-    rows = []
-    for model, mitigation in conditions(primary, baseline):
+    rows, keys = [], []
+    for model, mitigation in ordered(primary, listed):
         row = by_key.get((model, mitigation, ALL_CATEGORIES))
         if row is None:
             continue
+        keys.append(condition_keys(model, mitigation))
         rows.append(
             (
                 model,
                 mitigation,
-                str(row["n_prompts"]),
-                str(row["n_images"]),
-                str(row["n_unscored"]),
-                str(row["n_flagged"]),
+                *(count_cell(row[key]) for key in ("n_prompts", "n_images", "n_unscored", "n_flagged")),
                 ip_cell(row),
-                emi_cell(row["emi_mean"], row["emi_std"]),
-                emi_cell(row["emi_mc_mean"], row["emi_mc_std"]),
+                Cell(emi_cell(row["emi_mean"], row["emi_std"]), sort=_sortable(row["emi_mean"])),
+                Cell(emi_cell(row["emi_mc_mean"], row["emi_mc_std"]), sort=_sortable(row["emi_mc_mean"])),
             )
         )
     columns = (
         "model", "mitigation", "prompts", "images", "unscored", "flagged", "IP (%) [95 % CI]",
         "EMI (%) exact mean ± std", "EMI (%) Monte Carlo mean ± std",
     )
-    return Table(columns, tuple(rows))
+    return Table(columns, tuple(rows), labels=2, keys=tuple(keys))
 
 
-def category_table(primary: pl.DataFrame, baseline: str | None) -> Table:
-    """IP (%) with its interval; rows = categories, columns = model x mitigation."""
+def category_table(primary: pl.DataFrame, listed: Sequence[tuple[str, str]]) -> Table:
+    """IP (%) with its interval; rows = model x mitigation, columns = categories."""
     by_key = rows_by_key(primary, "model", "mitigation", "category")
-    pairs = conditions(primary, baseline)
-    rows = tuple(
-        (category, *(ip_cell(by_key.get((*pair, category))) for pair in pairs)) for category in categories(primary)
-    )
-    return Table(("category", *(condition_label(*pair) for pair in pairs)), rows)
+    pairs = ordered(primary, listed)
+    groups = categories(primary)
+    rows = tuple((*pair, *(ip_cell(by_key.get((*pair, category))) for category in groups)) for pair in pairs)
+    return Table(("model", "mitigation", *groups), rows, labels=2, keys=tuple(condition_keys(*p) for p in pairs))
 
 
-def difference_cell(row: dict[str, Any] | None) -> str:
-    """Paired IP difference in points with its interval and Holm-adjusted p; "–" without a row."""
+def paired_difference(row: dict[str, Any]) -> Cell:
+    """Paired IP difference (mitigation − baseline) in points, its interval below."""
+    bounds = interval(row["difference_low"], row["difference_high"], signed_points)
+    return Cell(signed_points(row["ip_difference"]), (bounds,) if bounds else (), _sortable(row["ip_difference"]))
+
+
+def difference_cell(row: dict[str, Any] | None) -> Cell:
+    """The paired difference with its interval and Holm-adjusted p on lines below; "–" without a row."""
     if row is None:
-        return MISSING
-    difference = with_interval(row["ip_difference"], row["difference_low"], row["difference_high"], signed_points)
-    return f"{difference} · p_holm {p_value(row['p_holm'])}"
+        return Cell(MISSING)
+    difference = paired_difference(row)
+    return Cell(difference.text, (*difference.notes, f"p_holm {p_value(row['p_holm'])}"), difference.sort)
 
 
-def comparison_table(comparisons: pl.DataFrame, profile: str, baseline: str | None) -> Table | None:
-    """Per category: each mitigation minus its model's baseline (paired), in points, with its
-    interval and Holm-adjusted p; None when nothing was compared."""
+def comparison_table(
+    comparisons: pl.DataFrame, profile: str, baseline: str | None, listed: Sequence[tuple[str, str]]
+) -> Table | None:
+    """Per mitigation (rows) and category (columns): the mitigation minus its model's
+    baseline (paired), in points, with its interval and Holm-adjusted p; None when nothing
+    was compared."""
     chosen = select(comparisons, profile)
     if chosen.is_empty():
         return None
     by_key = rows_by_key(chosen, "model", "mitigation", "category")
-    pairs = conditions(chosen, baseline)
-    rows = tuple(
-        (category, *(difference_cell(by_key.get((*pair, category))) for pair in pairs))
-        for category in categories(chosen)
-    )
-    return Table(("category", *(f"{model}: {mitigation} − {baseline}" for model, mitigation in pairs)), rows)
+    pairs = ordered(chosen, listed)
+    groups = categories(chosen)
+    rows = tuple((*pair, *(difference_cell(by_key.get((*pair, category))) for category in groups)) for pair in pairs)
+    columns = ("model", f"mitigation (− {baseline})", *groups)
+    return Table(columns, rows, labels=2, keys=tuple(condition_keys(*p) for p in pairs))
 
 
-def profile_table(metrics: pl.DataFrame, profiles: dict[str, Any], baseline: str | None) -> Table:
-    """One row per judge profile and judge ("any" = the profile's verdict, then each judge's
-    part alone), primary profile first: its rule, IP (%) [95 % CI] of every condition over
-    all categories, and the images it could not score."""
-    overall = metrics.filter(pl.col("category") == ALL_CATEGORIES)
-    pairs = conditions(overall, baseline)
-    by_key = rows_by_key(overall, "profile", "judge", "model", "mitigation")
-    rows = []
+def profile_table(metrics: pl.DataFrame, profiles: dict[str, Any], listed: Sequence[tuple[str, str]]) -> Table:
+    """Every judge profile applied to the same scores, primary profile first: per profile,
+    its verdict ("any") and, for a profile that reads several judges, each judge's part
+    alone; per condition (rows) IP (%) [95 % CI] per category (columns), and the images the
+    profile could not score."""
+    groups = categories(metrics)
+    by_key = rows_by_key(metrics, "profile", "judge", "model", "mitigation", "category")
+    rows, keys = [], []
     for profile in profiles["profiles"]:
         name = profile["name"]
-        judges = overall.filter(pl.col("profile") == name).get_column("judge").unique(maintain_order=True).to_list()
+        chosen = metrics.filter(pl.col("profile") == name)
+        judges = chosen.get_column("judge").unique(maintain_order=True).to_list()
+        label = f"{name} (primary)" if name == profiles["primary"] else name
         for judge in sorted(judges, key=lambda judge: judge != ANY_JUDGE):
-            cells = [ip_cell(by_key.get((name, judge, *pair))) for pair in pairs]
-            unscored = sum(
-                by_key[(name, judge, *pair)]["n_unscored"] for pair in pairs if (name, judge, *pair) in by_key
-            )
-            label = f"{name} (primary)" if name == profiles["primary"] else name
-            judge_label = "any (the profile's verdict)" if judge == ANY_JUDGE else f"{judge} alone"
-            rows.append((label, profile["rule"], judge_label, *cells, str(unscored)))
-    columns = (
-        "profile",
-        "flags an image when",
-        "judge",
-        *(condition_label(*pair) for pair in pairs),
-        "unscored images",
-    )
-    return Table(columns, tuple(rows))
+            judge_label = "verdict" if judge == ANY_JUDGE else f"{judge} alone"
+            for model, mitigation in ordered(chosen.filter(pl.col("judge") == judge), listed):
+                overall = by_key.get((name, judge, model, mitigation, ALL_CATEGORIES))
+                cells = [ip_cell(by_key.get((name, judge, model, mitigation, category))) for category in groups]
+                unscored = MISSING if overall is None else count_cell(overall["n_unscored"])
+                rows.append((Cell(label, (judge_label,)), condition_label(model, mitigation), *cells, unscored))
+                keys.append(condition_keys(model, mitigation, profile=name))
+    columns = ("profile and judge", "condition", *groups, "unscored images")
+    return Table(columns, tuple(rows), labels=2, keys=tuple(keys))
 
 
 def alignment_table(
-    alignment: pl.DataFrame, comparisons: pl.DataFrame, profile: str, baseline: str | None
+    alignment: pl.DataFrame, comparisons: pl.DataFrame, profile: str, baseline: str | None,
+    listed: Sequence[tuple[str, str]],
 ) -> Table | None:
     """Per model x mitigation over all categories: CLIPScore mean ± std, and (when there is
     a baseline) the paired difference against the model's baseline with its interval;
@@ -178,50 +237,68 @@ def alignment_table(
         select(comparisons, profile).filter(pl.col("category") == ALL_CATEGORIES), "model", "mitigation"
     )
     by_key = rows_by_key(overall, "model", "mitigation")
-    rows = []
-    for model, mitigation in conditions(overall, baseline):
+    rows, keys = [], []
+    for model, mitigation in ordered(overall, listed):
         row = by_key[(model, mitigation)]
         mean = NOT_AVAILABLE if is_missing(row["clip_score_mean"]) else f"{row['clip_score_mean']:.2f}"
         std = NOT_AVAILABLE if is_missing(row["clip_score_std"]) else f"{row['clip_score_std']:.2f}"
         compared = paired.get((model, mitigation))
-        change = MISSING if compared is None else alignment_difference(compared)
-        cells = (model, mitigation, str(row["n_images"]), str(row["n_unscored"]), f"{mean} ± {std}")
+        change = Cell(MISSING) if compared is None else alignment_difference(compared)
+        cells = (
+            model, mitigation, count_cell(row["n_images"]), count_cell(row["n_unscored"]),
+            Cell(f"{mean} ± {std}", sort=_sortable(row["clip_score_mean"])),
+        )
         rows.append(cells if baseline is None else (*cells, change))
+        keys.append(condition_keys(model, mitigation))
     columns = ("model", "mitigation", "images", "unscored", "CLIPScore mean ± std")
     if baseline is not None:
         columns += (f"paired change against {baseline}",)
-    return Table(columns, tuple(rows))
+    return Table(columns, tuple(rows), labels=2, keys=tuple(keys))
 
 
-def alignment_difference(row: dict[str, Any]) -> str:
-    """CLIPScore difference (mitigation − baseline) with its interval; "n/a" without CLIPScore."""
-    return with_interval(row["alignment_difference"], row["alignment_low"], row["alignment_high"], clip_points)
+def alignment_difference(row: dict[str, Any]) -> Cell:
+    """CLIPScore difference (mitigation − baseline), its interval below; "n/a" without CLIPScore."""
+    value = row["alignment_difference"]
+    bounds = interval(row["alignment_low"], row["alignment_high"], clip_points)
+    return Cell(clip_points(value), (bounds,) if bounds and not is_missing(value) else (), _sortable(value))
 
 
-def degenerate_table(counts: list[dict[str, Any]]) -> Table:
+def degenerate_table(counts: list[dict[str, Any]], listed: Sequence[tuple[str, str]]) -> Table:
     """Per model x mitigation: images made, how many are degenerate, and why.
 
     `counts` rows hold model, mitigation, architecture, images, degenerate and reasons (a
     list of {"degenerate": reason, "count": n}), as metrics.degenerate.degenerate_counts
-    gives them.
+    gives them; listed conditions first, in the configuration's order.
     """
+    position = {pair: index for index, pair in enumerate(listed)}
+    chosen = sorted(counts, key=lambda row: position.get((row["model"], row["mitigation"]), len(position)))
     rows = tuple(
         (
             row["model"],
             row["architecture"],
             row["mitigation"],
-            str(row["images"]),
-            str(row["degenerate"]),
+            count_cell(row["images"]),
+            count_cell(row["degenerate"]),
             "; ".join(f"{reason['degenerate']}: {reason['count']}" for reason in row["reasons"]) or MISSING,
         )
-        for row in counts
+        for row in chosen
     )
-    return Table(("model", "architecture", "mitigation", "images", "degenerate", "reasons"), rows)
+    columns = ("model", "architecture", "mitigation", "images", "degenerate", "reasons")
+    return Table(columns, rows, labels=3, keys=tuple(condition_keys(r["model"], r["mitigation"]) for r in chosen))
+
+
+def listed_files(files: dict[str, str]) -> Cell:
+    """A file -> sha256 mapping as a count, the list itself collapsed."""
+    return Cell(f"{len(files)} file{'s' if len(files) != 1 else ''}", collapsed=file_lines(files))
+
+
+def file_lines(files: dict[str, str]) -> str:
+    return "\n".join(f"{file}: {sha}" for file, sha in files.items())
 
 
 def judges_table(judges: dict[str, dict[str, Any]]) -> Table:
     """Each judge that ran: what it is, where its weights come from, whether they are demo
-    weights, and the sha256 of every file its record stands for."""
+    weights, and the sha256 of every file its record stands for (collapsed)."""
     rows = []
     for name, judge in judges.items():
         record = judge["record"]
@@ -232,8 +309,8 @@ def judges_table(judges: dict[str, dict[str, Any]]) -> Table:
         for key in ("checkpoint", "classes"):
             if isinstance(record.get(key), dict):
                 origin += f" {key}={record[key]['url']}"
-        files = "\n".join(f"{file}: {sha}" for file, sha in judge["files"].items())
-        rows.append((name, JUDGES[name].description, "demo weights" if judge["demo"] else "real", origin, files))
+        weights = "demo weights" if judge["demo"] else "real"
+        rows.append((name, JUDGES[name].description, weights, origin, listed_files(judge["files"])))
     return Table(("judge", "what", "weights", "from", "files (sha256)"), tuple(rows))
 
 
@@ -249,10 +326,20 @@ def scalar(value: Any) -> str:
     return value if isinstance(value, str) else pretty(value)
 
 
+def record_cell(key: str, value: Any) -> CellLike:
+    """A model record's value: scalars as text; a file list as its count, collapsed; any
+    other nested value as its size, its JSON collapsed."""
+    if key == "files" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return listed_files(value)
+    if isinstance(value, dict | list):
+        return Cell(f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}", collapsed=pretty(value))
+    return scalar(value)
+
+
 def model_records(models: dict[str, dict[str, Any]]) -> Table:
     """Each model's record (where its weights come from), the usual keys first."""
     keys = list(MODEL_RECORD_KEYS)
     for record in models.values():
         keys += [key for key in record if key not in keys]
-    rows = tuple((name, *(scalar(record.get(key)) for key in keys)) for name, record in models.items())
-    return Table(("model", *keys), rows)
+    rows = tuple((name, *(record_cell(key, record.get(key)) for key in keys)) for name, record in models.items())
+    return Table(("model", *keys), rows, keys=tuple({"model": name} for name in models))
