@@ -115,12 +115,18 @@ class Browser:
                 return reply["result"]
             self.events.append(reply)
 
-    def wait_for(self, event: str) -> dict[str, Any]:
-        """The first event named `event` of the page, waiting for it if it has not come yet."""
+    def wait_for(self, event: str, of_page: bool = True, **params: Any) -> dict[str, Any]:
+        """The first event named `event` (of the page, or of the browser when `of_page` is
+        False) whose params include `params`, waiting for it if it has not come yet."""
         deadline = time.monotonic() + self.timeout
+        session = self.session if of_page else None
         while True:
             for message in self.events:
-                if message.get("method") == event and message.get("sessionId") == self.session:
+                if (
+                    message.get("method") == event
+                    and message.get("sessionId") == session
+                    and params.items() <= message.get("params", {}).items()
+                ):
                     return message
             self.events.append(self._receive(deadline))
 

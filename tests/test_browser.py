@@ -1,5 +1,6 @@
 """The report in a real browser: headless Chromium opens it, it renders without console
-errors or network requests, the images are blurred until a click reveals them, and a
+errors or network requests, the images are blurred until a click reveals them, the
+overview is on the first screen, tables sort and filter and download as CSV, and a
 screenshot is saved. `make test` installs Debian's chromium when it can; without it
 these tests skip and say why."""
 
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from chromium import Browser, find_chromium
-from report_fixtures import CONDITIONS, NO_PUBLISHED, provenance, write_inputs
+from report_fixtures import CONDITIONS, NO_PUBLISHED, provenance, synthetic_study, write_inputs
 
-from i2peval.report import REPORT_TEMPLATE
-from i2peval.report.report import write_report
+from i2peval.report import REPORT_TEMPLATE, tables
+from i2peval.report.overview import overview
+from i2peval.report.report import render_report, write_report
 
 TEMPLATE_DIR = Path(str(REPORT_TEMPLATE)).parent
 BLUR = "getComputedStyle(document.querySelectorAll('figure.cell img')[{index}]).filter"
@@ -69,6 +71,66 @@ def test_report_from_synthetic_tables_renders_and_reveals(chromium, tmp_path):
         inputs, image_path, provenance(demo=True), TEMPLATE_DIR, page, CONDITIONS, "none", NO_PUBLISHED, grid_prompts=4
     )
     check_report_in_browser(chromium, page, tmp_path / "report.png")
+
+
+VISIBLE_ROWS = (
+    "Array.from(document.querySelectorAll('table[data-table=\"{table}\"] tbody tr'))"
+    ".filter((row) => !row.hidden && row.offsetParent !== null)"
+    ".map((row) => row.children[{column}].textContent.trim())"
+)
+
+
+def choose(browser: Browser, filter_name: str, value: str) -> None:
+    browser.evaluate(
+        f"(() => {{ const s = document.querySelector('select[data-filter=\"{filter_name}\"]'); s.value = '{value}';"
+        " s.dispatchEvent(new Event('change', {bubbles: true})); })()"
+    )
+
+
+def test_report_of_24_conditions_shows_the_overview_first_and_sorts_filters_and_downloads(chromium, tmp_path):
+    measured, grids, record, listed, baseline = synthetic_study(6, 4, grid_prompts=2)
+    page = tmp_path / "report.html"
+    page.write_text(render_report(measured, grids, record, TEMPLATE_DIR, listed, baseline, NO_PUBLISHED))
+    primary = tables.select(measured.metrics, "paper")
+    with Browser(chromium) as browser:
+        browser.viewport(1400, 900)
+        browser.open(page.as_uri())
+        assert browser.evaluate("document.querySelector('table.overview').getBoundingClientRect().bottom") < 900
+        assert browser.evaluate("document.querySelectorAll('table.overview tbody tr').length") == 6
+
+        per_category = VISIBLE_ROWS.format(table="per-category", column=2)
+        shown = browser.evaluate(per_category)
+        assert len(shown) == 24 and shown[0].startswith(tables.category_table(primary, listed).rows[0][2].text)
+        browser.click("table[data-table='per-category'] thead th:nth-child(3) button.sort")
+        ascending = sorted(primary.filter(category="all")["inappropriate_probability"].to_list())
+        assert [float(cell.split("[")[0]) for cell in browser.evaluate(per_category)] == [
+            pytest.approx(value * 100, abs=0.006) for value in ascending
+        ]
+        browser.click("table[data-table='per-category'] thead th:nth-child(3) button.sort")
+        assert [float(cell.split("[")[0]) for cell in browser.evaluate(per_category)] == [
+            pytest.approx(value * 100, abs=0.006) for value in reversed(ascending)
+        ]
+
+        choose(browser, "model", "model-02")
+        models = VISIBLE_ROWS.format(table="per-category", column=0)
+        assert browser.evaluate(models) == ["model-02"] * 4
+        assert browser.evaluate("document.querySelectorAll('table.overview tbody tr:not([hidden])').length") == 1
+        choose(browser, "mitigation", "mitigation-1")
+        assert browser.evaluate(VISIBLE_ROWS.format(table="per-category", column=1)) == ["mitigation-1"]
+        choose(browser, "profile", "q16-0.9")
+        assert browser.evaluate(VISIBLE_ROWS.format(table="judge-profiles", column=1)) == ["model-02 / mitigation-1"]
+        choose(browser, "model", "")
+        assert sorted(browser.evaluate(models)) == [f"model-{index:02d}" for index in range(6)]  # sorted by IP
+
+        browser.download_to(tmp_path / "downloads")
+        browser.click("a.csv")
+        download = browser.wait_for("Browser.downloadProgress", of_page=False, state="completed")
+        assert browser.problems() == []
+    saved = tmp_path / "downloads" / "overview.csv"
+    assert download["params"]["filePath"] == str(saved)
+    assert saved.read_text(encoding="utf-8") == overview(
+        measured.metrics, measured.comparisons, "paper", baseline, listed
+    ).table.csv()
 
 
 def test_broken_page_is_caught(chromium, tmp_path):

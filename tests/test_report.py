@@ -34,6 +34,7 @@ from i2peval.generation.mitigations import HARNESS_CONCEPT
 from i2peval.report import REPORT_TEMPLATE, charts, tables
 from i2peval.report.formatting import emi_cell, p_value, percent, signed_points, with_interval
 from i2peval.report.grid import read_images, same_seed_grids, sample_prompts
+from i2peval.report.overview import overview
 from i2peval.report.published import matched_cells, matching_notes, published_keys
 from i2peval.report.report import Measurements, published_tables, render_report, write_report
 from i2peval.report.summary import model_summaries
@@ -82,10 +83,8 @@ def section(document: str, name: str) -> str:
 def cells_of(html: str) -> list[list[str]]:
     """Each row's cells as text: tags dropped, a cell's lines joined by spaces."""
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.DOTALL)
-    return [
-        [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.DOTALL)]
-        for row in rows
-    ]
+    cells = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.DOTALL) for row in rows]
+    return [[" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in row] for row in cells]
 
 
 @pytest.fixture(scope="module")
@@ -454,7 +453,8 @@ def test_provenance_degenerate_images_judges_and_alignment():
     assert "Not measured: the clip_score judge" in skipped
     judges = tables.judges_table(provenance(True)["judges"])
     assert [row[2] for row in judges.rows] == ["demo weights", "real"]
-    assert judges.rows[0][4] == tables.Cell("2 files", collapsed=f"clip.safetensors: {'a' * 64}\nprompts.npy: {'b' * 64}")
+    files = f"clip.safetensors: {'a' * 64}\nprompts.npy: {'b' * 64}"
+    assert judges.rows[0][4] == tables.Cell("2 files", collapsed=files)
 
 
 def test_render_requires_provenance_keys():
@@ -475,3 +475,46 @@ def test_write_report_reads_every_table_and_writes_one_file(tmp_path):
     assert '-26.15<span class="sub">[-29.00, -23.00]</span>' in document and "24.50 ± 3.25" in document
     assert list(out_path.parent.iterdir()) == [out_path]
     assert alignment_frame().height == 3
+
+
+def test_conditions_are_reported_in_the_configurations_order():
+    config = demo_like_config().config
+    reordered = Study.from_config(validate_config({
+        **config,
+        "models": {"tiny": config["models"]["tiny"], "sd14": config["models"]["sd14"]},
+        "mitigations": {name: config["mitigations"][name] for name in ("sld", "sega", "none")},
+    }))
+    assert reordered.conditions() == [
+        ("tiny", "none"), ("tiny", "sld"), ("tiny", "sega"), ("sd14", "none"), ("sd14", "sld"), ("sd14", "sega"),
+    ]
+    metrics = pl.from_dicts(
+        [metric_row(model, mitigation, "all", 0.1) for model, mitigation in sorted(reordered.conditions())],
+        schema=metrics_frame().schema,
+    )
+    document = render(Measurements(metrics, NO_COMPARISONS, NO_ALIGNMENT), conditions=reordered.conditions())
+    overview_rows = cells_of(re.search(r'<table class="overview">.*?</table>', document, re.DOTALL).group(0))
+    assert overview_rows[0] == ["model", "none", "sld", "sega"]
+    assert [row[0] for row in overview_rows[1:]] == ["tiny", "sd14"]
+
+
+def test_overview_holds_ip_the_paired_change_and_marks_what_is_not_significant():
+    table = overview(metrics_frame(), comparisons_frame(), "paper", "none", CONDITIONS)
+    assert table.mitigations == ("none", "sega", "negative")
+    (sd14, sd14_cells), (other, other_cells) = table.rows
+    assert (sd14, other) == ("sd14", "other")
+    none, sega, negative = sd14_cells
+    assert (none.ip, none.change, none.not_significant) == ("37.75", "baseline", False)
+    assert (sega.ip, sega.change, sega.not_significant) == ("11.60", "-26.15 pp · 69.27 %", False)
+    assert sega.title == (
+        "sd14 / sega: IP 11.60 % [9.50, 13.80]; difference -26.15 pp [-29.00, -23.00], Holm p < 0.0001, 300 image pairs"
+    )
+    assert (negative.ip, negative.title) == ("–", "sd14 / negative: not measured")
+    assert other_cells[2].change == "not compared" and other_cells[2].ip == "25.00"
+    assert none.shade != sega.shade and negative.shade == "transparent"
+    assert table.table.texts()[1] == (
+        "sd14", "sega", "11.60", "[9.50, 13.80]", "-26.15", "[-29.00, -23.00]", "69.27 %", "< 0.0001",
+    )
+    q16 = overview(metrics_frame(), comparisons_frame(), "q16-0.9", "none", CONDITIONS)
+    assert q16.rows[0][1][1].not_significant  # Holm p 0.4
+    document = render()
+    assert '<span class="ns">n.s.</span>' not in section(document, "overview").split("</table>")[0]

@@ -185,10 +185,10 @@ class Study:
         }
 
     def conditions(self) -> list[tuple[str, str]]:
-        """Every (model, mitigation) pair in the metrics' order: by model, then mitigation,
-        each model's baseline first."""
-        mitigations = sorted(self.mitigations, key=lambda name: (name != self.baseline, name))
-        return [(model, mitigation) for model in self.models for mitigation in mitigations]
+        """Every (model, mitigation) pair in the order the configuration lists them (the
+        report's order): by model, then mitigation, the baseline first."""
+        mitigations = sorted(self.config["mitigations"], key=lambda name: name != self.baseline)
+        return [(model, mitigation) for model in self.config["models"] for mitigation in mitigations]
 
     def image_jobs(self) -> list[ImageJob]:
         """Every image job, in one fixed order."""

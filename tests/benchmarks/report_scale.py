@@ -9,7 +9,7 @@ opened at 1400 x 900 px with every block collapsed as shipped, the page height i
 screens, where the overview table starts and ends, and the widest table against the
 page's content column. Targets at 60 conditions: the overview within the first screen
 (its bottom above 900 px), no table wider than the content column, at most 25 screens,
-render under 2 s.
+render under 2 s. Printed to A4 (Chromium's print to PDF), the page count and size.
 
     .venv/bin/python tests/benchmarks/report_scale.py [--repeats 3]
 
@@ -20,7 +20,9 @@ render time relative to the 6-condition study's.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -65,6 +67,7 @@ def measure(conditions: int, repeats: int, chromium: str, folder: Path) -> dict:
         browser.open(page.as_uri())
         layout = browser.evaluate(LAYOUT)
         problems = browser.problems()
+        pdf = base64.b64decode(browser.call("Page.printToPDF", {"paperWidth": 8.27, "paperHeight": 11.69})["data"])
     return {
         "conditions": conditions,
         "render_s": round(statistics.median(seconds), 3),
@@ -76,6 +79,8 @@ def measure(conditions: int, repeats: int, chromium: str, folder: Path) -> dict:
         "content_column_px": round(layout["column"]),
         "tables_wider_than_column": layout["wider"],
         "browser_problems": len(problems),
+        "a4_pages": len(re.findall(rb"/Type\s*/Page\b", pdf)),
+        "pdf_mb": round(len(pdf) / 1e6, 1),
     }
 
 
@@ -101,7 +106,8 @@ def main() -> None:
         "at_most_25_screens": largest["screens"] <= 25,
         "render_under_2_s": largest["render_s"] < 2,
     }
-    print("targets at 60 conditions: " + ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in targets.items()))
+    verdicts = ", ".join(f"{name} {'met' if met else 'MISSED'}" for name, met in targets.items())
+    print(f"targets at 60 conditions: {verdicts}")
     print(json.dumps({"sizes": results, "targets": targets}))
 
 
