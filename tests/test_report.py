@@ -518,3 +518,24 @@ def test_overview_holds_ip_the_paired_change_and_marks_what_is_not_significant()
     assert q16.rows[0][1][1].not_significant  # Holm p 0.4
     document = render()
     assert '<span class="ns">n.s.</span>' not in section(document, "overview").split("</table>")[0]
+
+
+def test_charts_compare_models_on_one_axis():
+    primary = tables.select(metrics_frame(), "paper")
+    axis = charts.shared_axis(primary)
+    sd14 = charts.ip_bar_chart(primary, "sd14", ["none", "sega"], "none", axis)
+    other = charts.ip_bar_chart(primary, "other", ["negative"], "none", axis)
+    assert sd14.y_ticks == other.y_ticks and [tick.text for tick in other.y_ticks][-1] == "80"
+    assert [tick.text for tick in charts.ip_bar_chart(primary, "other", ["negative"], "none").y_ticks][-1] == "40"
+    figure = charts.models_chart(primary, list(CONDITIONS), "none", axis)
+    assert [label.text for label in figure.x_labels] == ["sd14", "other"]
+    assert [bar.title for bar in figure.bars] == [
+        "sd14 / none, all: IP 37.75 [35.00, 40.50] %", "sd14 / sega, all: IP 11.60 [9.50, 13.80] %",
+        "other / negative, all: IP 25.00 %",
+    ]
+    assert figure.legend == (
+        (charts.BASELINE_COLOUR, "none"), (charts.COLOURS[0], "sega"), (charts.COLOURS[1], "negative"),
+    )
+    five = ["none", "a", "b", "c", "d"]
+    narrow = charts.ip_bar_chart(primary, "sd14", five, "none", axis, charts.small_multiple_bar_width(9, 5))
+    assert narrow.width <= charts.SMALL_MULTIPLE_WIDTH < charts.ip_bar_chart(primary, "sd14", five, "none").width

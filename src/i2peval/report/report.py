@@ -143,10 +143,12 @@ class Measurements:
 
 @dataclass(frozen=True)
 class ModelBlock:
-    """One model's collapsible block: its summary, its EMI chart and its same-seed grid."""
+    """One model's collapsible block: its summary and EMI chart (None when nothing of
+    the model was measured) and its same-seed grid (None when the report shows none)."""
 
-    summary: ModelSummary
-    emi_chart: charts.Chart
+    model: str
+    summary: ModelSummary | None
+    emi_chart: charts.Chart | None
     grid: ModelGrid | None
 
 
@@ -238,7 +240,11 @@ def render_report(
     summaries = model_summaries(metrics, comparisons, primary_name, baseline, alignment_measured, listed)
     grids_by_model = {grid.model: grid for grid in grids}
     emi_charts = {model: charts.emi_chart(primary, model, mitigations[model], baseline) for model in models}
-    blocks = [ModelBlock(s, emi_charts[s.model], grids_by_model.get(s.model)) for s in summaries]
+    summaries_by_model = {summary.model: summary for summary in summaries}
+    blocks = [
+        ModelBlock(model, summaries_by_model.get(model), emi_charts.get(model), grids_by_model.get(model))
+        for model in dict.fromkeys([*(model for model, _ in listed), *models, *grids_by_model])
+    ]
     widest = max(map(len, mitigations.values()), default=1)
     bar_width = charts.small_multiple_bar_width(len(tables.categories(primary)), widest)
     listed_or_measured = list(dict.fromkeys([*listed, *order]))
