@@ -82,7 +82,7 @@ class Study:
         count = prompts.known_count()
         if count is not None:
             check_shard_count(prompts.shards, count)
-        mitigations = resolve_mitigations(config["mitigations"], config["concept"])
+        mitigations = resolve_mitigations(config["mitigations"], config["concept"], directory)
         baseline = baseline_mitigation(mitigations)
         return cls(
             config=config,

@@ -20,6 +20,8 @@ loop (engine.py) evaluates every branch a `Guidance` needs in one batched call.
 - `SafeLatentDiffusion` (SLD): the concept's difference to the base, scaled per
   element by how close prompt and concept predictions are, plus momentum; subtracted
   (times the classifier-free scale) once ``sld_warmup_steps`` steps have passed.
+- a custom term of the user's own (mitigation kind custom, custom_terms.py): any class
+  with ``branches`` and ``contribution``, built from the mitigation's parameters.
 
 The maths, the order of operations and the on/off rules are those of diffusers'
 StableDiffusionPipeline, SemanticStableDiffusionPipeline and StableDiffusionPipelineSafe
@@ -68,9 +70,11 @@ def concept_branch(text: str) -> Branch:
 
 @dataclass
 class TermState:
-    """What a term carries from one step to the next within one batch (its momentum)."""
+    """What a term carries from one step to the next within one batch: its momentum, and
+    anything else a custom term keeps under a name of its choice."""
 
     momentum: torch.Tensor | None = None
+    values: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class GuidanceTerm(Protocol):
@@ -210,6 +214,14 @@ def guidance_for(mitigation: Mitigation, guidance_scale: float) -> Guidance:
         return Guidance(None)
     if mitigation.kind == "negative_prompt":
         return Guidance(ClassifierFree(guidance_scale, negative=concept_branch(mitigation.concept)))
+    if mitigation.kind == "custom":
+        from i2peval.generation.custom_terms import verified_term
+
+        term = verified_term(
+            mitigation.name, mitigation.term, mitigation.term_sha256, concept=mitigation.concept,
+            guidance_scale=guidance_scale, parameters=mitigation.parameters,
+        )
+        return Guidance(ClassifierFree(guidance_scale), (term,))
     classifier_free = ClassifierFree(guidance_scale)
     parameters = mitigation.parameters
     if mitigation.kind == "sega" and parameters["edit_guidance_scale"] != 0:

@@ -1,8 +1,9 @@
 """Inference-time mitigations as named presets (docs/protocol.md#mitigation-presets).
 
-A `Mitigation` is data: its kind (none, negative prompt, SEGA, SLD), the concept text
-it steers away from, the guidance parameters (named as diffusers' pipelines name them)
-and how long prompts are tokenized. `guidance.guidance_for` turns it into guidance
+A `Mitigation` is data: its kind (none, negative prompt, SEGA, SLD, or a custom guidance
+term of the user's own, custom_terms.py), the concept text it steers away from, the
+guidance parameters (named as diffusers' pipelines name them) and how long prompts are
+tokenized. `guidance.guidance_for` turns it into guidance
 terms. The official harness used these presets for every Stable Diffusion model; the
 same values apply to SDXL, which the study did not run. A mitigation also says how it
 differs from the way the harness ran its kind (`Mitigation.harness_differences`), which
@@ -12,6 +13,7 @@ decides both the report's list of deviations and whether a published number matc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from i2peval.errors import I2PEvalError
@@ -23,12 +25,15 @@ HARNESS_CONCEPT = (
     "theft, vandalism, weapons, child abuse, brutality, cruelty"
 )
 
-KINDS = ("none", "negative_prompt", "sega", "sld")
+KINDS = ("none", "negative_prompt", "sega", "sld", "custom")
 
 # How the harness tokenized prompts over 77 tokens under each kind (text.py,
 # docs/protocol.md#text-handling): diffusers' SEGA pipeline cuts the untruncated ids, the
 # other pipelines truncate.
-HARNESS_LONG_PROMPTS = {"none": "truncate", "negative_prompt": "truncate", "sega": "cut", "sld": "truncate"}
+# A custom term truncates, as the harness's other pipelines did.
+HARNESS_LONG_PROMPTS = {
+    "none": "truncate", "negative_prompt": "truncate", "sega": "cut", "sld": "truncate", "custom": "truncate",
+}
 
 SEGA_PRESETS: dict[str, dict[str, float]] = {
     "medium": {
@@ -96,6 +101,7 @@ PRESETS: dict[str, dict[str, dict[str, float]]] = {
     "negative_prompt": {},
     "sega": SEGA_PRESETS,
     "sld": SLD_PRESETS,
+    "custom": {},
 }
 
 
@@ -103,7 +109,7 @@ PRESETS: dict[str, dict[str, dict[str, float]]] = {
 class HarnessDifference:
     """One way a mitigation is run otherwise than the harness ran its kind."""
 
-    kind: str  # concept, long_prompts or preset
+    kind: str  # concept, long_prompts, preset or custom
     deviation: str  # for the report's list of deviations
     reason: str  # why no published number can match it
 
@@ -125,22 +131,37 @@ class Mitigation:
     kind: str
     concept: str | None = None
     preset: str | None = None
-    parameters: dict[str, float] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
     long_prompts: str = "truncate"
+    term: str | None = None  # custom kind: "module:Class"
+    term_sha256: str | None = None  # custom kind: of the term module's source file
 
     def settings(self) -> dict[str, Any]:
         """Everything that determines this mitigation's images, for manifests and params."""
-        return {
+        settings = {
             "kind": self.kind,
             "preset": self.preset,
             "concept": self.concept,
             "parameters": dict(sorted(self.parameters.items())),
             "long_prompts": self.long_prompts,
         }
+        if self.kind == "custom":
+            settings |= {"term": self.term, "term_sha256": self.term_sha256}
+        return settings
 
     def harness_differences(self) -> list[HarnessDifference]:
         """How this mitigation is run otherwise than the harness ran its kind."""
         differences = []
+        if self.kind == "custom":
+            parameters = f" with parameters {dict(sorted(self.parameters.items()))}" if self.parameters else ""
+            differences.append(
+                HarnessDifference(
+                    "custom",
+                    f"custom guidance term {self.term} (module sha256 {self.term_sha256}){parameters}, not one of "
+                    "the paper's mitigations",
+                    "it is a custom guidance term",
+                )
+            )
         if self.concept is not None and not same_concept(self.concept):
             differences.append(
                 HarnessDifference(
@@ -159,7 +180,7 @@ class Mitigation:
                     f"it tokenizes long prompts by {self.long_prompts!r}, not as the harness did",
                 )
             )
-        changed = self.changed_parameters()
+        changed = self.changed_parameters() if self.kind in ("sega", "sld") else {}
         if changed:
             differences.append(
                 HarnessDifference(
@@ -189,12 +210,15 @@ class Mitigation:
         return PRESET_CAVEATS.get((self.kind, self.preset))
 
 
-def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) -> Mitigation:
+def resolve_mitigation(
+    name: str, spec: dict[str, Any], default_concept: str, directory: Path = Path(".")
+) -> Mitigation:
     """Turn one ``mitigations:`` entry of the configuration into a `Mitigation`.
 
     ``spec`` holds ``kind``, and for SEGA/SLD a ``preset`` whose values ``overrides``
-    may change key by key; ``concept`` defaults to `default_concept`, ``long_prompts``
-    to what the harness did for the kind (`HARNESS_LONG_PROMPTS`).
+    may change key by key, for a custom term its ``term`` (imported from the Python path
+    or from `directory`) and ``parameters``; ``concept`` defaults to `default_concept`,
+    ``long_prompts`` to what the harness did for the kind (`HARNESS_LONG_PROMPTS`).
     """
     kind = spec.get("kind")
     if kind not in KINDS:
@@ -202,8 +226,14 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
     long_prompts = spec.get("long_prompts", HARNESS_LONG_PROMPTS[kind])
     if long_prompts not in LONG_PROMPTS:
         raise MitigationError(f"mitigation {name!r}: long_prompts {long_prompts!r} is not one of {LONG_PROMPTS}")
+    misplaced = [key for key in ("term", "parameters") if key in spec and kind != "custom"]
+    if misplaced:
+        raise MitigationError(
+            f"mitigation {name!r}: {' and '.join(misplaced)} belong to kind custom, not {kind}: remove them, or set "
+            "kind: custom"
+        )
     ignored = [key for key in ("preset", "overrides", *(["concept"] if kind == "none" else [])) if key in spec]
-    if kind in ("none", "negative_prompt") and ignored:
+    if kind in ("none", "negative_prompt", "custom") and ignored:
         raise MitigationError(
             f"mitigation {name!r}: kind {kind} takes no {' or '.join(ignored)} (given "
             f"{', '.join(f'{key} {spec[key]!r}' for key in ignored)}): remove them, or give the kind they belong to"
@@ -213,6 +243,8 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
     concept = spec.get("concept") or default_concept
     if kind == "negative_prompt":
         return Mitigation(name=name, kind=kind, concept=concept, long_prompts=long_prompts)
+    if kind == "custom":
+        return custom_mitigation(name, spec, concept, long_prompts, directory)
     presets = PRESETS[kind]
     preset = spec.get("preset")
     if preset not in presets:
@@ -236,9 +268,34 @@ def resolve_mitigation(name: str, spec: dict[str, Any], default_concept: str) ->
     )
 
 
-def resolve_mitigations(specs: dict[str, dict[str, Any]], default_concept: str) -> dict[str, Mitigation]:
+def custom_mitigation(
+    name: str, spec: dict[str, Any], concept: str, long_prompts: str, directory: Path = Path(".")
+) -> Mitigation:
+    """A mitigation of kind custom, its term imported, built and checked against the
+    guidance-term protocol now, at planning, with its module's sha256 recorded
+    (`custom_terms.CustomTermError` names what is wrong)."""
+    from i2peval.generation.custom_terms import PLAN_GUIDANCE_SCALE, build_term, term_sha256
+
+    term, parameters = spec.get("term"), dict(spec.get("parameters") or {})
+    if not term:
+        raise MitigationError(f"mitigation {name!r}: kind custom needs a term (module:Class)")
+    build_term(name, term, concept, PLAN_GUIDANCE_SCALE, parameters, directory)
+    return Mitigation(
+        name=name,
+        kind="custom",
+        concept=concept,
+        parameters=parameters,
+        long_prompts=long_prompts,
+        term=term,
+        term_sha256=term_sha256(name, term, directory),
+    )
+
+
+def resolve_mitigations(
+    specs: dict[str, dict[str, Any]], default_concept: str, directory: Path = Path(".")
+) -> dict[str, Mitigation]:
     """Every entry of the configuration's ``mitigations`` section, resolved, in name order."""
-    return {name: resolve_mitigation(name, spec, default_concept) for name, spec in sorted(specs.items())}
+    return {name: resolve_mitigation(name, spec, default_concept, directory) for name, spec in sorted(specs.items())}
 
 
 def baseline_mitigation(mitigations: dict[str, Mitigation]) -> str | None:
