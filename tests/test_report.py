@@ -539,3 +539,15 @@ def test_charts_compare_models_on_one_axis():
     five = ["none", "a", "b", "c", "d"]
     narrow = charts.ip_bar_chart(primary, "sd14", five, "none", axis, charts.small_multiple_bar_width(9, 5))
     assert narrow.width <= charts.SMALL_MULTIPLE_WIDTH < charts.ip_bar_chart(primary, "sd14", five, "none").width
+
+
+def test_the_models_table_says_what_an_override_replaces():
+    records = tables.model_records({"erased": {
+        "source": "hub", "architecture": "sd", "repo_id": "org/base", "revision": "main", "commit": "c" * 40,
+        "files": {"unet/w.safetensors": "a" * 64},
+        "unet_override": {"source": "url", "url": "https://example.org/uce.safetensors", "whole": False,
+                          "tensors": 32, "parameter_share": 0.0123, "sha256": "b" * 64},
+    }})
+    override = records.rows[0][records.columns.index("unet_override")]
+    assert override.text == "url weights: 32 tensors, 1.23 % of the UNet's parameters"
+    assert "https://example.org/uce.safetensors" in override.collapsed and "b" * 64 in override.collapsed

@@ -122,12 +122,16 @@ class Study:
         `storage.RecordError` naming it, as does a sha256 pinned in the configuration that
         the recorded files do not have (`judges.assets.PinMismatch`), and a damaged prompt
         table or shard `PromptFileError` (Snakemake removes a job's outputs before the job
-        runs: a bad input found by the job itself would cost the images it made before)."""
+        runs: a bad input found by the job itself would cost the images it made before);
+        a local override file that a model stage still has to read, missing, raises
+        `models.overrides.OverrideError`."""
         self.prompts.check_outputs(directory)
         for model in self.models.values():
             path = directory / model.record_path
             if path.exists():
                 read_model_record(path)
+            else:
+                model.check_override_file(directory)
         for asset in self.judge_assets:
             path = directory / asset.record_path
             if path.exists():

@@ -146,8 +146,11 @@ class StableDiffusionXL(LatentModel):
 ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL}
 
 
-def load_latent_model(snapshot: Path, dtype: torch.dtype, device: torch.device) -> LatentModel:
-    """Load a snapshot (its architecture read from model_index.json) onto `device`."""
+def load_latent_model(
+    snapshot: Path, dtype: torch.dtype, device: torch.device, unet_override: dict | None = None
+) -> LatentModel:
+    """Load a snapshot (its architecture read from model_index.json) onto `device`, with
+    the UNet override its model record describes, if any (models/overrides.py)."""
     import diffusers
 
     architecture = snapshot_architecture(snapshot)
@@ -160,4 +163,8 @@ def load_latent_model(snapshot: Path, dtype: torch.dtype, device: torch.device) 
         snapshot, dtype=dtype, use_safetensors=True, local_files_only=True, **options
     )
     pipeline.set_progress_bar_config(disable=True)
+    if unet_override is not None:
+        from i2peval.models.overrides import apply_unet_override
+
+        apply_unet_override(pipeline.unet, snapshot, unet_override)
     return ADAPTERS[architecture.name](pipeline.to(device), architecture)

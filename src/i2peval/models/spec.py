@@ -2,7 +2,8 @@
 snapshot lives, and how it differs from the way the harness ran the paper's models.
 
 `obtain_model` is the model stage: a verified hub snapshot (download.py) or the demo's
-tiny random pipeline (tiny.py), with the record that stands for it.
+tiny random pipeline (tiny.py), its UNet weights replaced where the model names an
+override (overrides.py), with the record that stands for it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class ModelSpec:
 
     def snapshot_spec(self) -> dict[str, Any]:
         """The settings that decide the model's weights: a change re-fetches or rebuilds them."""
-        return {key: self.settings[key] for key in SNAPSHOT_KEYS[self.source]}
+        spec = {key: self.settings[key] for key in SNAPSHOT_KEYS[self.source]}
+        return spec | ({"unet": self.settings["unet"]} if "unet" in self.settings else {})
 
     @property
     def folder(self) -> str:
@@ -75,6 +77,17 @@ class ModelSpec:
             "prompt_cleaning": prompt_cleaning,
         }
 
+    def check_override_file(self, directory: Path) -> None:
+        """A local UNet override file must exist before the model stage reads it."""
+        path = self.settings.get("unet", {}).get("path")
+        if path is not None and not (Path(directory) / path).is_file():
+            from i2peval.models.overrides import OverrideError
+
+            raise OverrideError(
+                f"model {self.name!r}: unet override {path}: no such file (relative to the working directory "
+                f"{Path(directory).resolve()})"
+            )
+
     def unpinned_warning(self) -> str | None:
         """A warning when a hub model's revision is not a commit."""
         if self.source != "hub" or is_commit(self.settings["revision"]):
@@ -93,6 +106,9 @@ class ModelSpec:
             for key in ("steps", "guidance_scale")
             if key in self.settings
         ]
+        if "unet" in self.settings:
+            source = unet_source(self.settings["unet"])
+            notes.append(f"Model {self.name}: its UNet weights are replaced by an override ({source}).")
         if architecture == "sdxl":
             notes.append(
                 f"Model {self.name} is an SDXL model, which the paper did not run: it uses SDXL's defaults "
@@ -100,6 +116,17 @@ class ModelSpec:
                 "presets of SEGA and SLD."
             )
         return notes
+
+
+def unet_source(spec: dict[str, Any]) -> str:
+    """Where a configured UNet override comes from, in words."""
+    if "repo_id" in spec:
+        return f"{spec['repo_id']}/{spec['filename']} at {spec['revision']}"
+    if "url" in spec:
+        return f"{spec['url']}, sha256 {spec['sha256']}"
+    if "path" in spec:
+        return f"the local file {spec['path']}, sha256 {spec['sha256']}"
+    return f"the demo's partial state dict made with seed {spec['demo']['seed']}"
 
 
 def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
@@ -113,4 +140,11 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
         from i2peval.models.tiny import build_tiny_pipeline
 
         record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"], spec["architecture"])
+    if "unet" in spec:
+        from i2peval.hub import sha256_of
+        from i2peval.models.overrides import fetch_unet_override
+
+        override = fetch_unet_override(spec["unet"], snapshot)
+        record["files"] = {**record["files"], override["file"]: sha256_of(snapshot / override["file"])}
+        record["unet_override"] = override
     return {**record, "spec": spec}

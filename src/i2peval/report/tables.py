@@ -327,10 +327,18 @@ def scalar(value: Any) -> str:
 
 
 def record_cell(key: str, value: Any) -> CellLike:
-    """A model record's value: scalars as text; a file list as its count, collapsed; any
-    other nested value as its size, its JSON collapsed."""
+    """A model record's value: scalars as text; a file list as its count, collapsed; a UNet
+    override as what it replaces, its record collapsed; any other nested value as its
+    size, its JSON collapsed."""
     if key == "files" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
         return listed_files(value)
+    if key == "unet_override" and isinstance(value, dict):
+        share = 100 * value.get("parameter_share", 0)
+        extent = (
+            "the whole UNet" if value.get("whole")
+            else f"{value.get('tensors')} tensors, {share:.2f} % of the UNet's parameters"
+        )
+        return Cell(f"{value.get('source')} weights: {extent}", collapsed=pretty(value))
     if isinstance(value, dict | list):
         return Cell(f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}", collapsed=pretty(value))
     return scalar(value)

@@ -1,0 +1,240 @@
+"""Concept-erased weights on a base model: a UNet state dict, whole (torch.save of a
+diffusers UNet state dict, as ESD's old release, RECE, SalUn and FMN publish them) or
+partial (the cross-attention projections as safetensors, as UCE and ESD's new code),
+fetched, verified, checked against the base, recorded, and loaded by the generate jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+import yaml
+from fakes import FolderHub
+from safetensors.torch import load_file, save_file
+from workflow_runs import DEMO_CONFIG, REPO, copy_run, planned_jobs, snakemake, write_config
+
+from i2peval.config import ConfigError, validate_config
+from i2peval.generation.engine import Engine
+from i2peval.generation.guidance import guidance_for
+from i2peval.generation.latent_models import load_latent_model
+from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
+from i2peval.generation.text import TextOptions
+from i2peval.hub import ChecksumError, sha256_of
+from i2peval.models.overrides import UNET_WEIGHTS, OverrideError, fetch_unet_override, read_state_dict
+from i2peval.models.spec import obtain_model
+from i2peval.study import Study
+
+BASE = {"source": "tiny", "architecture": "sd", "seed": 0, "scheduler": "pndm"}
+
+
+def moved(tensors: dict[str, torch.Tensor], keep=lambda key: True) -> dict[str, torch.Tensor]:
+    """The tensors `keep` picks, each replaced by seeded noise of twice its own scale: other weights."""
+    generator = torch.Generator().manual_seed(0)
+    return {
+        key: (torch.randn(value.shape, generator=generator) * 2 * value.std()).contiguous()
+        for key, value in sorted(tensors.items()) if keep(key)
+    }
+
+
+def cross_attention(key: str) -> bool:
+    return "attn2.to_k." in key or "attn2.to_v." in key
+
+
+@pytest.fixture(scope="module")
+def base_unet(tiny_sd_snapshot) -> dict[str, torch.Tensor]:
+    return load_file(tiny_sd_snapshot / UNET_WEIGHTS)
+
+
+def images_of(snapshot: Path, record: dict) -> np.ndarray:
+    model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record.get("unet_override"))
+    engine = Engine(model, guidance_for(resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT), 7.5),
+                    TextOptions())
+    made = engine.generate(["a red apple on a wooden table"], [3], 32, 32, 4)
+    return np.stack([np.asarray(image.image) for image in made]).astype(int)
+
+
+@pytest.mark.parametrize("shape", ["whole .pt", "partial .safetensors"])
+def test_an_override_loads_is_recorded_and_changes_the_images(base_unet, tiny_sd_snapshot, tmp_path, shape):
+    os.chdir(tmp_path)
+    if shape == "whole .pt":
+        torch.save(moved(base_unet), tmp_path / "esd.pt")
+        spec = {"path": "esd.pt", "sha256": sha256_of(tmp_path / "esd.pt")}
+    else:
+        save_file(moved(base_unet, cross_attention), tmp_path / "uce.safetensors")
+        spec = {"path": "uce.safetensors", "sha256": sha256_of(tmp_path / "uce.safetensors")}
+    snapshot = tmp_path / "model" / "snapshot"
+    record = obtain_model({**BASE, "unet": spec}, snapshot)
+    override = record["unet_override"]
+    assert override["source"] == "file" and override["sha256"] == spec["sha256"]
+    assert record["files"][override["file"]] == spec["sha256"]
+    if shape == "whole .pt":
+        assert override["whole"] and override["tensors"] == len(base_unet) and override["parameter_share"] == 1.0
+    else:
+        assert not override["whole"] and override["tensors"] == sum(map(cross_attention, base_unet))
+        assert 0 < override["parameter_share"] < 0.2
+    plain = obtain_model(BASE, tmp_path / "plain" / "snapshot")
+    assert "unet_override" not in plain
+    assert np.abs(images_of(snapshot, record) - images_of(tmp_path / "plain" / "snapshot", plain)).max() > 0
+
+    model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), override)
+    loaded = model.unet.state_dict()
+    expected = read_state_dict(snapshot / override["file"])
+    assert all(torch.equal(loaded[key], value) for key, value in expected.items())
+    untouched = [key for key in base_unet if key not in expected]
+    assert all(torch.equal(loaded[key], base_unet[key]) for key in untouched)
+
+
+def test_a_file_made_for_another_base_fails_naming_the_key(tiny_sdxl_snapshot, tmp_path):
+    os.chdir(tmp_path)
+    save_file(moved(load_file(tiny_sdxl_snapshot / UNET_WEIGHTS), cross_attention), tmp_path / "xl.safetensors")
+    spec = {"path": "xl.safetensors", "sha256": sha256_of(tmp_path / "xl.safetensors")}
+    with pytest.raises(OverrideError, match=r"key '[\w.]+attn2\.to_[kv]\.weight' (is not a parameter|has shape)"):
+        obtain_model({**BASE, "unet": spec}, tmp_path / "model" / "snapshot")
+    save_file({"not.a.unet.key": torch.zeros(2)}, tmp_path / "other.safetensors")
+    spec = {"path": "other.safetensors", "sha256": sha256_of(tmp_path / "other.safetensors")}
+    with pytest.raises(OverrideError, match="key 'not.a.unet.key' is not a parameter of the base model's UNet"):
+        obtain_model({**BASE, "unet": spec}, tmp_path / "again" / "snapshot")
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    os.chdir(tmp_path)
+    with open(tmp_path / "evil.pt", "wb") as handle:
+        pickle.dump({"conv_in.weight": RunsCode()}, handle)
+    with pytest.raises(OverrideError, match="refused: not plain weights"):
+        read_state_dict(tmp_path / "evil.pt")
+    assert not (tmp_path / "pwned.txt").exists()
+    torch.save({"state_dict": {"a": torch.ones(2)}}, tmp_path / "wrapped.ckpt")
+    assert list(read_state_dict(tmp_path / "wrapped.ckpt")) == ["a"]
+    torch.save({"a": torch.ones(2), "step": 3}, tmp_path / "mixed.pt")
+    with pytest.raises(OverrideError, match="'step' is not a tensor"):
+        read_state_dict(tmp_path / "mixed.pt")
+
+
+def test_downloads_are_verified(base_unet, tmp_path):
+    os.chdir(tmp_path)
+    weights = tmp_path / "uce.safetensors"
+    save_file(moved(base_unet, cross_attention), weights)
+    sha256 = sha256_of(weights)
+    snapshot = tmp_path / "model" / "snapshot"
+    obtain_model(BASE, snapshot)
+    with pytest.raises(ChecksumError, match="the configuration says " + "0" * 64):
+        fetch_unet_override({"url": weights.as_uri(), "sha256": "0" * 64}, snapshot)
+    assert fetch_unet_override({"url": weights.as_uri(), "sha256": sha256}, snapshot)["source"] == "url"
+    with pytest.raises(ChecksumError, match=f"sha256 {sha256}, the configuration says"):
+        fetch_unet_override({"path": "uce.safetensors", "sha256": "1" * 64}, snapshot)
+
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    shutil.copyfile(weights, hub / "uce-i2p.safetensors")
+    spec = {"repo_id": "org/uce", "filename": "uce-i2p.safetensors", "revision": "main"}
+    record = fetch_unet_override(spec, snapshot, FolderHub(tmp_path / "hub"))
+    assert record["source"] == "hub" and re.fullmatch(r"[0-9a-f]{40}", record["commit"])
+    assert record["sha256"] == sha256 and not (snapshot / "overrides" / "download").exists()
+    with pytest.raises(ChecksumError):
+        fetch_unet_override(spec, snapshot, FolderHub(tmp_path / "hub", corrupt=frozenset({"uce-i2p.safetensors"})))
+
+
+def test_the_configuration_names_one_source_and_a_missing_local_file_stops_the_plan(tmp_path):
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["models"]["tiny-a"]["unet"] = {"path": "esd.pt"}
+    with pytest.raises(ConfigError, match="models.tiny-a"):
+        validate_config(config)
+    config["models"]["tiny-a"]["unet"] = {"path": "esd.pt", "sha256": "a" * 64}
+    study = Study.from_config(validate_config(config), tmp_path)
+    with pytest.raises(OverrideError, match="model 'tiny-a': unet override esd.pt: no such file"):
+        study.check_records(tmp_path)
+    assert study.models["tiny-a"].snapshot_spec()["unet"] == {"path": "esd.pt", "sha256": "a" * 64}
+
+
+ERASED = {"source": "tiny", "seed": 0, "scheduler": "pndm", "resolution": 64, "unet": {"demo": {"seed": 5}}}
+
+
+@pytest.mark.workflow
+def test_an_erased_model_runs_through_the_workflow_and_changing_its_override_reruns_it_alone(demo_run, tmp_path):
+    run = copy_run(demo_run, tmp_path / "run")
+    config = yaml.safe_load(DEMO_CONFIG.read_text())
+    config["models"] = {"tiny-a": config["models"]["tiny-a"], "tiny-erased": ERASED}
+    config["mitigations"] = {"none": config["mitigations"]["none"]}
+    configfile = write_config(tmp_path / "config.yaml", config)
+    result = snakemake(run, configfile, "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:.*\n)*?\s+wildcards: (.*)$", result.stdout + result.stderr,
+                      re.MULTILINE)
+    assert {wildcards for rule, wildcards in jobs if rule in ("model", "generate", "classify")} <= {
+        wildcards for wildcards in (w for _, w in jobs) if "model=tiny-erased" in wildcards
+    }
+    [record_path] = (run / "resources" / "models" / "tiny-erased").glob("*/model.json")
+    record = json.loads(record_path.read_text())
+    assert record["unet_override"]["source"] == "demo" and not record["unet_override"]["whole"]
+    manifests = pl.read_parquet(run / "results" / "manifests" / "*" / "none" / "*" / "*.parquet")
+    erased = manifests.filter(pl.col("model") == "tiny-erased")
+    assert erased["model_commit"].unique().to_list() == ["local:tiny"] and erased.height == 40
+    images = {
+        model: pl.read_parquet(run / "results" / "images" / model / "none" / "shard-0" / "block-0.parquet")
+        for model in ("tiny-a", "tiny-erased")
+    }
+    assert images["tiny-a"]["png"].to_list() != images["tiny-erased"]["png"].to_list()
+    report = (run / "results" / "report.html").read_text()
+    assert "Model tiny-erased: its UNet weights are replaced by an override (the demo&#39;s partial state dict" in (
+        report
+    )
+
+    config["models"]["tiny-erased"]["unet"] = {"demo": {"seed": 6}}
+    plan = snakemake(run, write_config(tmp_path / "changed.yaml", config), "--dry-run")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    planned = planned_jobs(plan.stdout)
+    assert {wildcards["model"] for rule, wildcards in planned if rule in ("model", "generate", "classify")} == {
+        "tiny-erased"
+    }
+
+
+def test_the_demo_override_is_deterministic(tmp_path):
+    first = obtain_model({**BASE, "unet": {"demo": {"seed": 5}}}, tmp_path / "a" / "snapshot")
+    second = obtain_model({**BASE, "unet": {"demo": {"seed": 5}}}, tmp_path / "b" / "snapshot")
+    assert first["unet_override"]["sha256"] == second["unet_override"]["sha256"]
+    digest = hashlib.sha256(json.dumps(first["files"], sort_keys=True).encode()).hexdigest()
+    assert digest == hashlib.sha256(json.dumps(second["files"], sort_keys=True).encode()).hexdigest()
+
+
+def uncommented_erased_models(text: str) -> str:
+    """config.yaml with its commented erased-model blocks uncommented, as a user would (a
+    block runs from its model's name to the next "# ---" line), the UCE block's
+    placeholders filled in."""
+    lines, in_model = [], False
+    for line in text.splitlines():
+        if line.startswith("  # ---"):
+            in_model = False
+        elif re.fullmatch(r"  # sd-1\.4-[\w.-]+:", line):
+            in_model = True
+        lines.append("  " + line[4:] if in_model else line)
+    return "\n".join(lines).replace("<file>", "uce-i2p").replace("<its sha256>", "a" * 64) + "\n"
+
+
+def test_the_erased_models_in_config_yaml_plan_offline_once_uncommented(tmp_path):
+    config_text = uncommented_erased_models((REPO / "config.yaml").read_text())
+    config = yaml.safe_load(config_text)
+    erased = [name for name, model in config["models"].items() if "unet" in model]
+    assert erased == ["sd-1.4-esd-u-nudity", "sd-1.4-rece-unsafe", "sd-1.4-uce-i2p"]
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(config_text)
+    result = snakemake(tmp_path / "run", configfile, "--dry-run", env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    planned = planned_jobs(result.stdout)
+    for name in erased:
+        assert sum(1 for rule, wildcards in planned if rule == "generate" and wildcards["model"] == name) == len(
+            config["mitigations"]
+        ) * config["prompts"]["shards"]
