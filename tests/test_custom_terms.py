@@ -142,7 +142,7 @@ def test_a_job_refuses_a_module_changed_since_the_plan(tmp_path):
     mitigation = resolve_mitigation("away", entry, HARNESS_CONCEPT, tmp_path)
     (tmp_path / "away_changed.py").write_text((tmp_path / "away_changed.py").read_text() + "# edited\n")
     with pytest.raises(CustomTermError, match=r"away_changed\.py changed since the workflow was planned"):
-        verified_term("away", mitigation.term, mitigation.term_sha256, concept=mitigation.concept,
+        verified_term("away", mitigation.term, mitigation.term_sha256, tmp_path, concept=mitigation.concept,
                       guidance_scale=7.5, parameters=mitigation.parameters)
 
 

@@ -31,6 +31,7 @@ from i2peval.generation.text import TextOptions
 from i2peval.hub import ChecksumError, sha256_of
 from i2peval.models.overrides import UNET_WEIGHTS, OverrideError, fetch_unet_override, read_state_dict
 from i2peval.models.spec import obtain_model
+from i2peval.report.published import matching_notes, published_keys
 from i2peval.study import Study
 
 BASE = {"source": "tiny", "architecture": "sd", "seed": 0, "scheduler": "pndm"}
@@ -153,8 +154,19 @@ def test_the_configuration_names_one_source_and_a_missing_local_file_stops_the_p
     config["models"]["tiny-a"]["unet"] = {"path": "esd.pt"}
     with pytest.raises(ConfigError, match="models.tiny-a"):
         validate_config(config)
+    for mixed in ({"repo_id": "org/x", "url": "https://example.org/x.pt", "sha256": "a" * 64},
+                  {"demo": {"seed": 1}, "path": "esd.pt"}, {"path": "esd.zip", "sha256": "a" * 64}):
+        config["models"]["tiny-a"]["unet"] = mixed
+        with pytest.raises(ConfigError, match="models.tiny-a.unet"):
+            validate_config(config)
     config["models"]["tiny-a"]["unet"] = {"path": "esd.pt", "sha256": "a" * 64}
+    config["models"]["tiny-a"]["published_as"] = "SD 1.4"
     study = Study.from_config(validate_config(config), tmp_path)
+    keys = published_keys(study)
+    assert keys.models["tiny-a"] is None
+    assert "Model tiny-a is matched to no published model: its UNet weights are replaced" in " ".join(
+        matching_notes(keys)
+    )
     with pytest.raises(OverrideError, match="model 'tiny-a': unet override esd.pt: no such file"):
         study.check_records(tmp_path)
     assert study.models["tiny-a"].snapshot_spec()["unet"] == {"path": "esd.pt", "sha256": "a" * 64}
@@ -172,17 +184,17 @@ def test_an_erased_model_runs_through_the_workflow_and_changing_its_override_rer
     configfile = write_config(tmp_path / "config.yaml", config)
     result = snakemake(run, configfile, "--cores", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:.*\n)*?\s+wildcards: (.*)$", result.stdout + result.stderr,
-                      re.MULTILINE)
-    assert {wildcards for rule, wildcards in jobs if rule in ("model", "generate", "classify")} <= {
-        wildcards for wildcards in (w for _, w in jobs) if "model=tiny-erased" in wildcards
-    }
+    ran = planned_jobs(result.stdout + result.stderr)
+    image_jobs = [(rule, wildcards["model"]) for rule, wildcards in ran if rule in ("model", "generate", "classify")]
+    assert sorted(image_jobs) == [("classify", "tiny-erased"), ("generate", "tiny-erased"), ("model", "tiny-erased")]
     [record_path] = (run / "resources" / "models" / "tiny-erased").glob("*/model.json")
     record = json.loads(record_path.read_text())
     assert record["unet_override"]["source"] == "demo" and not record["unet_override"]["whole"]
     manifests = pl.read_parquet(run / "results" / "manifests" / "*" / "none" / "*" / "*.parquet")
     erased = manifests.filter(pl.col("model") == "tiny-erased")
-    assert erased["model_commit"].unique().to_list() == ["local:tiny"] and erased.height == 40
+    sha256 = record["unet_override"]["sha256"]
+    assert erased["model_commit"].unique().to_list() == [f"local:tiny+unet:{sha256}"] and erased.height == 40
+    assert manifests.filter(pl.col("model") == "tiny-a")["model_commit"].unique().to_list() == ["local:tiny"]
     images = {
         model: pl.read_parquet(run / "results" / "images" / model / "none" / "shard-0" / "block-0.parquet")
         for model in ("tiny-a", "tiny-erased")

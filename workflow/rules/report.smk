@@ -34,5 +34,7 @@ rule report:
         mem_mb=4000,
     params:
         settings=STUDY.settings(),
+        # the report lists models and mitigations in the configuration's order
+        order=STUDY.conditions(),
     script:
         "../../scripts/report.py"

@@ -11,7 +11,9 @@ step, state)``, which returns what to add to the guided prediction at `step`, or
 The module is imported from the Python path, or from the working directory (where
 Snakemake runs every job). The sha256 of its source file is part of the mitigation's
 settings: changing the code makes that mitigation's images again, and nothing else; a
-job refuses to run a module that changed since the plan recorded it.
+local job refuses to run a module that changed since the plan recorded it (a cluster job
+reads the configuration again when it starts, and records the module as it finds it).
+Planning builds the term once with a classifier-free scale of 7.5 to check it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def load_term_class(mitigation: str, term: str, directory: Path = Path(".")) -> 
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:
+        if error.name is not None and not module_name.startswith(error.name):
+            raise CustomTermError(
+                f"mitigation {mitigation!r}: importing {module_name!r} failed: it imports {error.name!r}, which "
+                "is not installed"
+            ) from error
         raise CustomTermError(
             f"mitigation {mitigation!r}: cannot import {module_name!r} ({error}); the module must be on the "
             f"Python path or a file {module_name.replace('.', '/')}.py in the working directory {folder}"
@@ -103,13 +110,15 @@ def build_term(
     return instance
 
 
-def verified_term(mitigation: str, term: str, recorded_sha256: str, **arguments: Any):
+def verified_term(
+    mitigation: str, term: str, recorded_sha256: str, directory: Path = Path("."), **arguments: Any
+):
     """`build_term` of a module whose source still has the sha256 the plan recorded."""
-    _, source = load_term_class(mitigation, term)
+    _, source = load_term_class(mitigation, term, directory)
     found = sha256_of(source)
     if found != recorded_sha256:
         raise CustomTermError(
             f"mitigation {mitigation!r}: {source} changed since the workflow was planned (sha256 {found}, "
             f"recorded {recorded_sha256}): run the workflow again, which plans this mitigation's images anew"
         )
-    return build_term(mitigation, term, **arguments)
+    return build_term(mitigation, term, directory=directory, **arguments)

@@ -44,8 +44,11 @@ def snapshot_of(record_path: Path) -> Path:
 
 
 def model_commit_label(record: dict[str, Any]) -> str:
-    """What manifests record as the model's commit: the hub commit, or ``local:<source>``."""
-    return record.get("commit") or "local:" + record["source"]
+    """What manifests record as the model's commit: the hub commit, or ``local:<source>``;
+    with ``+unet:<sha256>`` of the UNet override's file where the model has one."""
+    label = record.get("commit") or "local:" + record["source"]
+    override = record.get("unet_override")
+    return f"{label}+unet:{override['sha256']}" if override else label
 
 
 def verify_snapshot(snapshot: Path, record: dict[str, Any], record_path: Path) -> None:

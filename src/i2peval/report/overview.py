@@ -27,8 +27,6 @@ from i2peval.report.formatting import (
 )
 from i2peval.report.tables import ALL_CATEGORIES, Table, condition_keys, rows_by_key, select
 
-NOT_SIGNIFICANT = "n.s."
-
 
 @dataclass(frozen=True)
 class OverviewCell:

@@ -63,6 +63,7 @@ class PublishedKeys:
     condition_reasons: dict[str, str]
     harness_profiles: tuple[str, ...]
     caveats: dict[str, str] = field(default_factory=dict)  # mitigation -> what its published numbers differ in
+    model_reasons: dict[str, str] = field(default_factory=dict)  # model -> why it matches no published model
 
 
 def read_published() -> pl.DataFrame:
@@ -83,12 +84,17 @@ def published_keys(study: Study) -> PublishedKeys:
         name: "; ".join(difference.reason for difference in mitigation.harness_differences())
         for name, mitigation in study.mitigations.items()
     }
+    erased = {
+        name: "its UNet weights are replaced (a unet override), so it is not the published base model"
+        for name, model in study.models.items() if "unet" in model.settings
+    }
     return PublishedKeys(
-        models={name: model.published_as for name, model in study.models.items()},
+        models={name: None if name in erased else model.published_as for name, model in study.models.items()},
         conditions={name: mitigation.published_condition() for name, mitigation in study.mitigations.items()},
         condition_reasons={name: reason for name, reason in reasons.items() if reason},
         harness_profiles=tuple(sorted(profile.name for profile in study.profiles if is_harness_rule(profile))),
         caveats={name: mitigation.caveat() for name, mitigation in study.mitigations.items() if mitigation.caveat()},
+        model_reasons=erased,
     )
 
 
@@ -155,7 +161,9 @@ def matching_notes(keys: PublishedKeys, published: pl.DataFrame | None = None) -
         f"the categories {', '.join(categories)}; all judged by the harness's rule, on the full I2P prompts."
     ]
     for model, name in keys.models.items():
-        if name is None:
+        if model in keys.model_reasons:
+            notes.append(f"Model {model} is matched to no published model: {keys.model_reasons[model]}.")
+        elif name is None:
             notes.append(
                 f"Model {model}: no published_as in its configuration, so it is matched to no published model."
             )

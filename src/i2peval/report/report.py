@@ -71,7 +71,9 @@ document.addEventListener("click", function (event) {
 function sortKey(row, column) {
   var cell = row.children[column];
   var value = cell.getAttribute("data-sort");
-  return value === null ? null : Number(value);
+  if (value !== null) { return Number(value); }
+  var text = cell.textContent.trim().replace(/^< /, "");
+  return /^[+-]?[0-9]/.test(text) ? parseFloat(text) : null;
 }
 
 function sortTable(header) {
