@@ -1,20 +1,18 @@
 """Guidance terms of the user's own (mitigation kind custom): the README's example runs as
-it is written, through the engine and through the workflow; what cannot run is refused
-when the workflow is planned, naming why."""
+it is written, through the engine (and through the workflow, with an erased model, in
+tests/test_overrides.py); what cannot run is refused when the workflow is planned, naming
+why."""
 
 from __future__ import annotations
 
-import json
 import re
-import textwrap
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 import yaml
-from workflow_runs import DEMO_CONFIG, REPO, copy_run, planned_jobs, snakemake, write_config
+from workflow_runs import DEMO_CONFIG, REPO, snakemake, write_config
 
 from i2peval.config import ConfigError, validate_config
 from i2peval.generation.custom_terms import CustomTermError, verified_term
@@ -144,38 +142,6 @@ def test_a_job_refuses_a_module_changed_since_the_plan(tmp_path):
     with pytest.raises(CustomTermError, match=r"away_changed\.py changed since the workflow was planned"):
         verified_term("away", mitigation.term, mitigation.term_sha256, tmp_path, concept=mitigation.concept,
                       guidance_scale=7.5, parameters=mitigation.parameters)
-
-
-@pytest.mark.workflow
-def test_the_readme_example_runs_through_the_workflow_and_only_its_images_are_made_again(demo_run, tmp_path):
-    run = copy_run(demo_run, tmp_path / "run")
-    code, mitigations = readme_example()
-    (run / "away_from_concept.py").write_text(code)
-    config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["models"] = {"tiny-a": config["models"]["tiny-a"]}
-    config["mitigations"] = {"none": config["mitigations"]["none"], **mitigations}
-    configfile = write_config(tmp_path / "config.yaml", config)
-
-    result = snakemake(run, configfile, "--cores", "2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ran = sorted(set(re.findall(r"^(?:local)?rule (\w+):", result.stdout + result.stderr, re.MULTILINE)))
-    assert ran == ["aggregate", "all", "classify", "generate", "report"]
-    manifests = pl.read_parquet(run / "results" / "manifests" / "tiny-a" / "*" / "*" / "*.parquet")
-    made_with = {row["mitigation"]: json.loads(row["mitigation_settings"]) for row in manifests.iter_rows(named=True)}
-    assert made_with["away-from-weapons"]["term_sha256"] == sha256_of(run / "away_from_concept.py")
-    metrics = pl.read_parquet(run / "results" / "metrics" / "metrics.parquet")
-    assert set(metrics["mitigation"]) == {"none", "away-from-weapons"}
-    report = (run / "results" / "report.html").read_text()
-    deviations = report[report.index("Deviations from the paper"):report.index("<h3>Warnings</h3>")]
-    assert "Mitigation away-from-weapons: custom guidance term away_from_concept:AwayFromConcept" in deviations
-
-    (run / "away_from_concept.py").write_text(code + textwrap.dedent("""
-        # a comment changes the file, and so the recorded sha256
-    """))
-    plan = snakemake(run, configfile, "--dry-run")
-    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
-    image_jobs = [wildcards for rule, wildcards in planned_jobs(plan.stdout) if rule in ("generate", "classify")]
-    assert image_jobs and {job["mitigation"] for job in image_jobs} == {"away-from-weapons"}
 
 
 def test_planning_stops_on_a_term_that_cannot_be_imported(tmp_path):

@@ -20,6 +20,7 @@ import torch
 import yaml
 from fakes import FolderHub
 from safetensors.torch import load_file, save_file
+from test_custom_terms import readme_example
 from workflow_runs import DEMO_CONFIG, REPO, copy_run, planned_jobs, snakemake, write_config
 
 from i2peval.config import ConfigError, validate_config
@@ -176,42 +177,61 @@ ERASED = {"source": "tiny", "seed": 0, "scheduler": "pndm", "resolution": 64, "u
 
 
 @pytest.mark.workflow
-def test_an_erased_model_runs_through_the_workflow_and_changing_its_override_reruns_it_alone(demo_run, tmp_path):
+def test_an_erased_model_under_a_custom_term_runs_through_the_workflow_and_each_change_reruns_its_jobs(
+    demo_run, tmp_path
+):
+    """Both of the user's own methods in one run (a run costs minutes): the demo's tiny-a
+    with a partial UNet override, under no mitigation and the README's custom term."""
     run = copy_run(demo_run, tmp_path / "run")
+    code, mitigations = readme_example()
+    (run / "away_from_concept.py").write_text(code)
     config = yaml.safe_load(DEMO_CONFIG.read_text())
-    config["models"] = {"tiny-a": config["models"]["tiny-a"], "tiny-erased": ERASED}
-    config["mitigations"] = {"none": config["mitigations"]["none"]}
+    config["models"] = {"tiny-erased": ERASED}
+    config["mitigations"] = {"none": config["mitigations"]["none"], **mitigations}
     configfile = write_config(tmp_path / "config.yaml", config)
     result = snakemake(run, configfile, "--cores", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ran = planned_jobs(result.stdout + result.stderr)
-    image_jobs = [(rule, wildcards["model"]) for rule, wildcards in ran if rule in ("model", "generate", "classify")]
-    assert sorted(image_jobs) == [("classify", "tiny-erased"), ("generate", "tiny-erased"), ("model", "tiny-erased")]
+    jobs = sorted((rule, wildcards.get("model"), wildcards.get("mitigation")) for rule, wildcards in ran if wildcards)
+    assert jobs == [
+        ("classify", "tiny-erased", "away-from-weapons"), ("classify", "tiny-erased", "none"),
+        ("generate", "tiny-erased", "away-from-weapons"), ("generate", "tiny-erased", "none"),
+        ("model", "tiny-erased", None),
+    ]
+
     [record_path] = (run / "resources" / "models" / "tiny-erased").glob("*/model.json")
     record = json.loads(record_path.read_text())
     assert record["unet_override"]["source"] == "demo" and not record["unet_override"]["whole"]
-    manifests = pl.read_parquet(run / "results" / "manifests" / "*" / "none" / "*" / "*.parquet")
-    erased = manifests.filter(pl.col("model") == "tiny-erased")
-    sha256 = record["unet_override"]["sha256"]
-    assert erased["model_commit"].unique().to_list() == [f"local:tiny+unet:{sha256}"] and erased.height == 40
-    assert manifests.filter(pl.col("model") == "tiny-a")["model_commit"].unique().to_list() == ["local:tiny"]
-    images = {
-        model: pl.read_parquet(run / "results" / "images" / model / "none" / "shard-0" / "block-0.parquet")
-        for model in ("tiny-a", "tiny-erased")
-    }
-    assert images["tiny-a"]["png"].to_list() != images["tiny-erased"]["png"].to_list()
+    manifests = pl.read_parquet(run / "results" / "manifests" / "tiny-erased" / "*" / "*" / "*.parquet")
+    assert manifests["model_commit"].unique().to_list() == [f"local:tiny+unet:{record['unet_override']['sha256']}"]
+    made_with = {row["mitigation"]: json.loads(row["mitigation_settings"]) for row in manifests.iter_rows(named=True)}
+    assert made_with["away-from-weapons"]["term_sha256"] == sha256_of(run / "away_from_concept.py")
+    conditions = (("tiny-a", "none"), ("tiny-erased", "none"), ("tiny-erased", "away-from-weapons"))
+    containers = {(model, mitigation): run / "results" / "images" / model / mitigation / "shard-0" / "block-0.parquet"
+                  for model, mitigation in conditions}
+    pngs = {key: pl.read_parquet(path).sort("prompt_id", "image_index")["png"].to_list()
+            for key, path in containers.items()}
+    assert pngs[("tiny-a", "none")] != pngs[("tiny-erased", "none")] != pngs[("tiny-erased", "away-from-weapons")]
     report = (run / "results" / "report.html").read_text()
+    deviations = report[report.index("Deviations from the paper"):report.index("<h3>Warnings</h3>")]
     assert "Model tiny-erased: its UNet weights are replaced by an override (the demo&#39;s partial state dict" in (
-        report
+        deviations
     )
+    assert "Mitigation away-from-weapons: custom guidance term away_from_concept:AwayFromConcept" in deviations
 
+    (run / "away_from_concept.py").write_text(code + "# a comment changes the file, and so its recorded sha256\n")
+    plan = snakemake(run, configfile, "--dry-run")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    image_jobs = [wildcards for rule, wildcards in planned_jobs(plan.stdout) if rule in ("generate", "classify")]
+    assert image_jobs and {job["mitigation"] for job in image_jobs} == {"away-from-weapons"}
+
+    (run / "away_from_concept.py").write_text(code)
     config["models"]["tiny-erased"]["unet"] = {"demo": {"seed": 6}}
     plan = snakemake(run, write_config(tmp_path / "changed.yaml", config), "--dry-run")
     assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
-    planned = planned_jobs(plan.stdout)
-    assert {wildcards["model"] for rule, wildcards in planned if rule in ("model", "generate", "classify")} == {
-        "tiny-erased"
-    }
+    assert sorted(rule for rule, _ in planned_jobs(plan.stdout)) == [
+        "aggregate", "all", "classify", "classify", "generate", "generate", "model", "report",
+    ]
 
 
 def test_the_demo_override_is_deterministic(tmp_path):
