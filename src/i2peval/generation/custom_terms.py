@@ -71,23 +71,20 @@ def load_term_class(mitigation: str, term: str, directory: Path = Path(".")) -> 
     return cls, Path(source)
 
 
-def term_sha256(mitigation: str, term: str, directory: Path = Path(".")) -> str:
-    """The sha256 of the source file of `term`'s module."""
-    return sha256_of(load_term_class(mitigation, term, directory)[1])
+def planned_term_sha256(
+    mitigation: str, term: str, concept: str, parameters: dict[str, Any], directory: Path = Path(".")
+) -> str:
+    """Import `term` and build it as planning checks it (classifier-free scale 7.5); the
+    sha256 of its module's source file."""
+    cls, source = load_term_class(mitigation, term, directory)
+    build_term(mitigation, term, cls, concept, PLAN_GUIDANCE_SCALE, parameters)
+    return sha256_of(source)
 
 
-def build_term(
-    mitigation: str,
-    term: str,
-    concept: str,
-    guidance_scale: float,
-    parameters: dict[str, Any],
-    directory: Path = Path("."),
-):
-    """An instance of `term`, checked against the guidance-term protocol."""
+def build_term(mitigation: str, term: str, cls: type, concept: str, guidance_scale: float, parameters: dict[str, Any]):
+    """An instance of `term`'s class `cls`, checked against the guidance-term protocol."""
     from i2peval.generation.guidance import Branch
 
-    cls, _ = load_term_class(mitigation, term, directory)
     try:
         instance = cls(concept=concept, guidance_scale=guidance_scale, **parameters)
     except Exception as error:
@@ -114,11 +111,11 @@ def verified_term(
     mitigation: str, term: str, recorded_sha256: str, directory: Path = Path("."), **arguments: Any
 ):
     """`build_term` of a module whose source still has the sha256 the plan recorded."""
-    _, source = load_term_class(mitigation, term, directory)
+    cls, source = load_term_class(mitigation, term, directory)
     found = sha256_of(source)
     if found != recorded_sha256:
         raise CustomTermError(
             f"mitigation {mitigation!r}: {source} changed since the workflow was planned (sha256 {found}, "
             f"recorded {recorded_sha256}): run the workflow again, which plans this mitigation's images anew"
         )
-    return build_term(mitigation, term, directory=directory, **arguments)
+    return build_term(mitigation, term, cls, **arguments)

@@ -180,7 +180,7 @@ class Mitigation:
                     f"it tokenizes long prompts by {self.long_prompts!r}, not as the harness did",
                 )
             )
-        changed = self.changed_parameters() if self.kind in ("sega", "sld") else {}
+        changed = self.changed_parameters()
         if changed:
             differences.append(
                 HarnessDifference(
@@ -192,7 +192,10 @@ class Mitigation:
         return differences
 
     def changed_parameters(self) -> dict[str, float]:
-        """The parameters whose value is not the preset's, with their values."""
+        """The parameters whose value is not the preset's, with their values (none for a
+        kind without presets)."""
+        if not PRESETS[self.kind]:
+            return {}
         preset = PRESETS[self.kind].get(self.preset, {})
         return {key: value for key, value in sorted(self.parameters.items()) if preset.get(key) != value}
 
@@ -274,12 +277,11 @@ def custom_mitigation(
     """A mitigation of kind custom, its term imported, built and checked against the
     guidance-term protocol now, at planning, with its module's sha256 recorded
     (`custom_terms.CustomTermError` names what is wrong)."""
-    from i2peval.generation.custom_terms import PLAN_GUIDANCE_SCALE, build_term, term_sha256
+    from i2peval.generation.custom_terms import planned_term_sha256
 
     term, parameters = spec.get("term"), dict(spec.get("parameters") or {})
     if not term:
         raise MitigationError(f"mitigation {name!r}: kind custom needs a term (module:Class)")
-    build_term(name, term, concept, PLAN_GUIDANCE_SCALE, parameters, directory)
     return Mitigation(
         name=name,
         kind="custom",
@@ -287,7 +289,7 @@ def custom_mitigation(
         parameters=parameters,
         long_prompts=long_prompts,
         term=term,
-        term_sha256=term_sha256(name, term, directory),
+        term_sha256=planned_term_sha256(name, term, concept, parameters, directory),
     )
 
 

@@ -19,6 +19,7 @@ Weights are read as safetensors, or from ``.pt``/``.ckpt``/``.bin`` files with
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -102,14 +103,8 @@ def check_fits(override: dict[str, tuple[int, ...]], base: dict[str, tuple[int, 
                 "the file was made for another base model"
             )
 
-    def size(shape: tuple[int, ...]) -> int:
-        count = 1
-        for dimension in shape:
-            count *= dimension
-        return count
-
-    replaced = sum(size(shape) for shape in override.values())
-    total = sum(size(shape) for shape in base.values())
+    replaced = sum(math.prod(shape) for shape in override.values())
+    total = sum(math.prod(shape) for shape in base.values())
     return {
         "whole": set(override) == set(base),
         "tensors": len(override),
@@ -148,11 +143,13 @@ def fetch_unet_override(spec: dict[str, Any], snapshot: Path, client: HubClient 
         )
         shutil.move(folder / "download" / spec["filename"], folder / name)
         shutil.rmtree(folder / "download")
+        sha256 = fetched.files[spec["filename"]]
         source = {"source": "hub", "repo_id": spec["repo_id"], "filename": spec["filename"],
                   "revision": spec["revision"], "commit": fetched.commit}
     elif "url" in spec:
         name = f"unet{suffix_of(spec['url'].split('?')[0])}"
-        fetch_url(spec["url"], spec["sha256"], folder / name)
+        fetch_url(spec["url"], spec["sha256"], folder / name)  # verifies the sha256
+        sha256 = spec["sha256"]
         source = {"source": "url", "url": spec["url"]}
     elif "path" in spec:
         local = Path(spec["path"])
@@ -160,14 +157,15 @@ def fetch_unet_override(spec: dict[str, Any], snapshot: Path, client: HubClient 
             raise OverrideError(f"unet override {local}: no such file")
         name = f"unet{suffix_of(local.name)}"
         shutil.copyfile(local, folder / name)
+        sha256 = sha256_of(folder / name)
         source = {"source": "file", "path": str(local)}
     else:
         name = "unet.safetensors"
         demo_partial_state_dict(snapshot / UNET_WEIGHTS, spec["demo"]["seed"], folder / name)
+        sha256 = sha256_of(folder / name)
         source = {"source": "demo", "seed": spec["demo"]["seed"]}
     path = folder / name
-    sha256 = sha256_of(path)
-    if spec.get("sha256") and spec.get("sha256") != sha256:
+    if spec.get("sha256") and spec["sha256"] != sha256:
         path.unlink()
         raise ChecksumError(f"unet override {spec}: sha256 {sha256}, the configuration says {spec['sha256']}")
     fit = check_fits(shapes_of(path), shapes_of(snapshot / UNET_WEIGHTS), f"unet override {path.name} ({source})")

@@ -141,10 +141,9 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
 
         record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"], spec["architecture"])
     if "unet" in spec:
-        from i2peval.hub import sha256_of
         from i2peval.models.overrides import fetch_unet_override
 
         override = fetch_unet_override(spec["unet"], snapshot)
-        record["files"] = {**record["files"], override["file"]: sha256_of(snapshot / override["file"])}
+        record["files"] = {**record["files"], override["file"]: override["sha256"]}
         record["unet_override"] = override
     return {**record, "spec": spec}

@@ -85,9 +85,9 @@ class Table:
 def ordered(frame: pl.DataFrame, listed: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
     """The (model, mitigation) pairs `frame` holds: those of `listed` (the configuration's
     order) first, in that order, then any others in order of appearance."""
-    present = list(dict.fromkeys(frame.select("model", "mitigation").iter_rows()))
-    listed = [pair for pair in listed if pair in set(present)]
-    return listed + [pair for pair in present if pair not in set(listed)]
+    present = dict.fromkeys(frame.select("model", "mitigation").iter_rows())
+    first = [pair for pair in listed if pair in present]
+    return list(dict.fromkeys([*first, *present]))
 
 
 def categories(frame: pl.DataFrame) -> list[str]:
