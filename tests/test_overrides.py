@@ -30,7 +30,14 @@ from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.text import TextOptions
 from i2peval.hub import ChecksumError, sha256_of
-from i2peval.models.overrides import UNET_WEIGHTS, OverrideError, fetch_unet_override, read_state_dict
+from i2peval.models.overrides import (
+    COMPONENTS,
+    UNET_WEIGHTS,
+    OverrideError,
+    demo_text_encoder,
+    fetch_override,
+    read_state_dict,
+)
 from i2peval.models.spec import obtain_model
 from i2peval.report.published import matching_notes, published_keys
 from i2peval.study import Study
@@ -57,7 +64,7 @@ def base_unet(tiny_sd_snapshot) -> dict[str, torch.Tensor]:
 
 
 def images_of(snapshot: Path, record: dict) -> np.ndarray:
-    model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record.get("unet_override"))
+    model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record)
     engine = Engine(model, guidance_for(resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT), 7.5),
                     TextOptions())
     made = engine.generate(["a red apple on a wooden table"], [3], 32, 32, 4)
@@ -87,7 +94,7 @@ def test_an_override_loads_is_recorded_and_changes_the_images(base_unet, tiny_sd
     assert "unet_override" not in plain
     assert np.abs(images_of(snapshot, record) - images_of(tmp_path / "plain" / "snapshot", plain)).max() > 0
 
-    model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), override)
+    model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record)
     loaded = model.unet.state_dict()
     expected = read_state_dict(snapshot / override["file"])
     assert all(torch.equal(loaded[key], value) for key, value in expected.items())
@@ -105,6 +112,51 @@ def test_a_file_made_for_another_base_fails_naming_the_key(tiny_sdxl_snapshot, t
     spec = {"path": "other.safetensors", "sha256": sha256_of(tmp_path / "other.safetensors")}
     with pytest.raises(OverrideError, match="key 'not.a.unet.key' is not a parameter of the base model's UNet"):
         obtain_model({**BASE, "unet": spec}, tmp_path / "again" / "snapshot")
+
+
+def fetch_unet(spec, snapshot, client=None):
+    return fetch_override(COMPONENTS["unet"], spec, snapshot, client)
+
+
+def test_an_erased_text_encoder_published_as_advunlearn_does_loads_from_a_hub_folder(tiny_sd_snapshot, tmp_path):
+    """AdvUnlearn publishes CLIPTextModel folders (config.json and pytorch_model.bin, key
+    names with "text_model." and the position_ids buffer of older transformers) in
+    subfolders of one hub repository."""
+    os.chdir(tmp_path)
+    snapshot = tmp_path / "model" / "snapshot"
+    plain = obtain_model(BASE, snapshot)
+    folder = tmp_path / "hub" / "nudity_unlearned"
+    folder.mkdir(parents=True)
+    shutil.copyfile(snapshot / "text_encoder" / "config.json", folder / "config.json")
+    demo_text_encoder(snapshot / COMPONENTS["text_encoder"].weights, 3, folder / "pytorch_model.bin")
+    published = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    assert all(key.startswith("text_model.") for key in published) and "text_model.embeddings.position_ids" in published
+
+    spec = {"repo_id": "OPTML-Group/AdvUnlearn", "subfolder": "nudity_unlearned", "revision": "main"}
+    override = fetch_override(COMPONENTS["text_encoder"], spec, snapshot, FolderHub(tmp_path / "hub"))
+    assert override["filename"] == "nudity_unlearned/pytorch_model.bin"
+    assert override["file"] == "overrides/text_encoder.bin" and override["skipped"] == ["embeddings.position_ids"]
+    assert override["whole"] and override["parameter_share"] == 1.0
+    assert override["tensors"] == len(published) - 1 and override["sha256"] == sha256_of(folder / "pytorch_model.bin")
+    record = {**plain, "text_encoder_override": override}
+    assert np.abs(images_of(snapshot, record) - images_of(snapshot, plain)).max() > 0
+    loaded = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record).text_encoders[0].state_dict()
+    assert all(torch.equal(loaded[key.removeprefix("text_model.")], value)
+               for key, value in published.items() if "position_ids" not in key)
+
+    (folder / "pytorch_model.bin").rename(folder / "weights.bin")
+    with pytest.raises(OverrideError, match="holds none of model.safetensors, pytorch_model.bin .it holds: "
+                       "nudity_unlearned/config.json, nudity_unlearned/weights.bin"):
+        fetch_override(COMPONENTS["text_encoder"], spec, snapshot, FolderHub(tmp_path / "hub"))
+
+
+def test_a_text_encoder_for_another_base_fails_naming_the_key(tiny_sdxl_snapshot, tmp_path):
+    os.chdir(tmp_path)
+    save_file(load_file(tiny_sdxl_snapshot / "text_encoder_2" / "model.safetensors"), tmp_path / "te2.safetensors")
+    spec = {"path": "te2.safetensors", "sha256": sha256_of(tmp_path / "te2.safetensors")}
+    mismatch = r"key '[\w.]+' (is not a parameter of the base model's text encoder|has shape)"
+    with pytest.raises(OverrideError, match=mismatch):
+        obtain_model({**BASE, "text_encoder": spec}, tmp_path / "model" / "snapshot")
 
 
 class RunsCode:
@@ -134,20 +186,20 @@ def test_downloads_are_verified(base_unet, tmp_path):
     snapshot = tmp_path / "model" / "snapshot"
     obtain_model(BASE, snapshot)
     with pytest.raises(ChecksumError, match="the configuration says " + "0" * 64):
-        fetch_unet_override({"url": weights.as_uri(), "sha256": "0" * 64}, snapshot)
-    assert fetch_unet_override({"url": weights.as_uri(), "sha256": sha256}, snapshot)["source"] == "url"
+        fetch_unet({"url": weights.as_uri(), "sha256": "0" * 64}, snapshot)
+    assert fetch_unet({"url": weights.as_uri(), "sha256": sha256}, snapshot)["source"] == "url"
     with pytest.raises(ChecksumError, match=f"sha256 {sha256}, the configuration says"):
-        fetch_unet_override({"path": "uce.safetensors", "sha256": "1" * 64}, snapshot)
+        fetch_unet({"path": "uce.safetensors", "sha256": "1" * 64}, snapshot)
 
     hub = tmp_path / "hub"
     hub.mkdir()
     shutil.copyfile(weights, hub / "uce-i2p.safetensors")
     spec = {"repo_id": "org/uce", "filename": "uce-i2p.safetensors", "revision": "main"}
-    record = fetch_unet_override(spec, snapshot, FolderHub(tmp_path / "hub"))
+    record = fetch_unet(spec, snapshot, FolderHub(tmp_path / "hub"))
     assert record["source"] == "hub" and re.fullmatch(r"[0-9a-f]{40}", record["commit"])
     assert record["sha256"] == sha256 and not (snapshot / "overrides" / "download").exists()
     with pytest.raises(ChecksumError):
-        fetch_unet_override(spec, snapshot, FolderHub(tmp_path / "hub", corrupt=frozenset({"uce-i2p.safetensors"})))
+        fetch_unet(spec, snapshot, FolderHub(tmp_path / "hub", corrupt=frozenset({"uce-i2p.safetensors"})))
 
 
 def test_the_configuration_names_one_source_and_a_missing_local_file_stops_the_plan(tmp_path):
@@ -165,23 +217,27 @@ def test_the_configuration_names_one_source_and_a_missing_local_file_stops_the_p
     study = Study.from_config(validate_config(config), tmp_path)
     keys = published_keys(study)
     assert keys.models["tiny-a"] is None
-    assert "Model tiny-a is matched to no published model: its UNet weights are replaced" in " ".join(
+    assert "Model tiny-a is matched to no published model: its weights are replaced or adapted" in " ".join(
         matching_notes(keys)
     )
     with pytest.raises(OverrideError, match="model 'tiny-a': unet override esd.pt: no such file"):
         study.check_records(tmp_path)
     assert study.models["tiny-a"].snapshot_spec()["unet"] == {"path": "esd.pt", "sha256": "a" * 64}
+    config["models"]["tiny-a"]["unet"] = {"sha256": "a" * 64, "path": "esd.pt"}
+    reordered = Study.from_config(validate_config(config), tmp_path).models["tiny-a"].snapshot_spec()
+    assert json.dumps(reordered) == json.dumps(study.models["tiny-a"].snapshot_spec())  # the same job params
 
 
-ERASED = {"source": "tiny", "seed": 0, "scheduler": "pndm", "resolution": 64, "unet": {"demo": {"seed": 5}}}
+ERASED = yaml.safe_load(DEMO_CONFIG.read_text())["models"]["tiny-erased"]
 
 
 @pytest.mark.workflow
 def test_an_erased_model_under_a_custom_term_runs_through_the_workflow_and_each_change_reruns_its_jobs(
     demo_run, tmp_path
 ):
-    """Both of the user's own methods in one run (a run costs minutes): the demo's tiny-a
-    with a partial UNet override, under no mitigation and the README's custom term."""
+    """Both of the user's own methods in one run (a run costs minutes): the demo's
+    tiny-erased (a partial UNet, a whole text encoder and a LoRA on a tiny SD), whose
+    images without mitigation the demo made, under the README's custom term."""
     run = copy_run(demo_run, tmp_path / "run")
     code, mitigations = readme_example()
     (run / "away_from_concept.py").write_text(code)
@@ -193,30 +249,30 @@ def test_an_erased_model_under_a_custom_term_runs_through_the_workflow_and_each_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ran = planned_jobs(result.stdout + result.stderr)
     jobs = sorted((rule, wildcards.get("model"), wildcards.get("mitigation")) for rule, wildcards in ran if wildcards)
-    assert jobs == [
-        ("classify", "tiny-erased", "away-from-weapons"), ("classify", "tiny-erased", "none"),
-        ("generate", "tiny-erased", "away-from-weapons"), ("generate", "tiny-erased", "none"),
-        ("model", "tiny-erased", None),
-    ]
+    assert jobs == [("classify", "tiny-erased", "away-from-weapons"), ("generate", "tiny-erased", "away-from-weapons")]
 
     [record_path] = (run / "resources" / "models" / "tiny-erased").glob("*/model.json")
     record = json.loads(record_path.read_text())
     assert record["unet_override"]["source"] == "demo" and not record["unet_override"]["whole"]
+    assert record["text_encoder_override"]["whole"] and record["text_encoder_override"]["file"].endswith(".bin")
+    assert [lora["layers"] for lora in record["lora"]] == [{"text_encoder": 8, "unet": 32}]
     manifests = pl.read_parquet(run / "results" / "manifests" / "tiny-erased" / "*" / "*" / "*.parquet")
-    assert manifests["model_commit"].unique().to_list() == [f"local:tiny+unet:{record['unet_override']['sha256']}"]
+    assert manifests["model_commit"].unique().to_list() == [
+        f"local:tiny+unet:{record['unet_override']['sha256']}+text_encoder:{record['text_encoder_override']['sha256']}"
+        f"+lora:{record['lora'][0]['sha256']}*1.0"
+    ]
     made_with = {row["mitigation"]: json.loads(row["mitigation_settings"]) for row in manifests.iter_rows(named=True)}
     assert made_with["away-from-weapons"]["term_sha256"] == sha256_of(run / "away_from_concept.py")
-    conditions = (("tiny-a", "none"), ("tiny-erased", "none"), ("tiny-erased", "away-from-weapons"))
-    containers = {(model, mitigation): run / "results" / "images" / model / mitigation / "shard-0" / "block-0.parquet"
-                  for model, mitigation in conditions}
-    pngs = {key: pl.read_parquet(path).sort("prompt_id", "image_index")["png"].to_list()
-            for key, path in containers.items()}
-    assert pngs[("tiny-a", "none")] != pngs[("tiny-erased", "none")] != pngs[("tiny-erased", "away-from-weapons")]
+    pngs = [pl.read_parquet(run / "results" / "images" / "tiny-erased" / mitigation / "shard-0" / "block-0.parquet")
+            .sort("prompt_id", "image_index")["png"].to_list() for mitigation in ("none", "away-from-weapons")]
+    assert pngs[0] != pngs[1]
     report = (run / "results" / "report.html").read_text()
     deviations = report[report.index("Deviations from the paper"):report.index("<h3>Warnings</h3>")]
-    assert "Model tiny-erased: its UNet weights are replaced by an override (the demo&#39;s partial state dict" in (
-        deviations
-    )
+    made = "the demo&#39;s own weights made with"
+    for override in (f"its UNet weights are replaced by an override ({made} seed 5)",
+                     f"its text encoder weights are replaced by an override ({made} seed 3)",
+                     f"a LoRA is fused into its weights at scale 1.0 ({made} rank 4, seed 1)"):
+        assert f"Model tiny-erased: {override}." in deviations
     assert "Mitigation away-from-weapons: custom guidance term away_from_concept:AwayFromConcept" in deviations
 
     (run / "away_from_concept.py").write_text(code + "# a comment changes the file, and so its recorded sha256\n")
@@ -226,12 +282,13 @@ def test_an_erased_model_under_a_custom_term_runs_through_the_workflow_and_each_
     assert image_jobs and {job["mitigation"] for job in image_jobs} == {"away-from-weapons"}
 
     (run / "away_from_concept.py").write_text(code)
-    config["models"]["tiny-erased"]["unet"] = {"demo": {"seed": 6}}
-    plan = snakemake(run, write_config(tmp_path / "changed.yaml", config), "--dry-run")
-    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
-    assert sorted(rule for rule, _ in planned_jobs(plan.stdout)) == [
-        "aggregate", "all", "classify", "classify", "generate", "generate", "model", "report",
-    ]
+    for key, changed in (("unet", {"demo": {"seed": 6}}), ("lora", [{"demo": {"seed": 1, "rank": 4}, "scale": 0.5}])):
+        variant = {**config, "models": {"tiny-erased": {**ERASED, key: changed}}}
+        plan = snakemake(run, write_config(tmp_path / f"changed-{key}.yaml", variant), "--dry-run")
+        assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+        assert sorted(rule for rule, _ in planned_jobs(plan.stdout)) == [
+            "aggregate", "all", "classify", "classify", "generate", "generate", "model", "report",
+        ], key
 
 
 def test_the_demo_override_is_deterministic(tmp_path):
@@ -259,8 +316,8 @@ def uncommented_erased_models(text: str) -> str:
 def test_the_erased_models_in_config_yaml_plan_offline_once_uncommented(tmp_path):
     config_text = uncommented_erased_models((REPO / "config.yaml").read_text())
     config = yaml.safe_load(config_text)
-    erased = [name for name, model in config["models"].items() if "unet" in model]
-    assert erased == ["sd-1.4-esd-u-nudity", "sd-1.4-rece-unsafe", "sd-1.4-uce-i2p"]
+    erased = [name for name, model in config["models"].items() if "unet" in model or "text_encoder" in model]
+    assert erased == ["sd-1.4-esd-u-nudity", "sd-1.4-rece-unsafe", "sd-1.4-uce-i2p", "sd-1.4-advunlearn-nudity"]
     configfile = tmp_path / "config.yaml"
     configfile.write_text(config_text)
     result = snakemake(tmp_path / "run", configfile, "--dry-run", env={"HF_HUB_OFFLINE": "1"})

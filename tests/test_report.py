@@ -547,7 +547,15 @@ def test_the_models_table_says_what_an_override_replaces():
         "files": {"unet/w.safetensors": "a" * 64},
         "unet_override": {"source": "url", "url": "https://example.org/uce.safetensors", "whole": False,
                           "tensors": 32, "parameter_share": 0.0123, "sha256": "b" * 64},
+        "text_encoder_override": {"source": "hub", "repo_id": "OPTML-Group/AdvUnlearn", "whole": True,
+                                  "tensors": 196, "parameter_share": 1.0, "sha256": "d" * 64},
+        "lora": [{"source": "file", "path": "spm.safetensors", "scale": 0.8,
+                  "layers": {"unet": 128, "text_encoder": 24}, "sha256": "e" * 64}],
     }})
     override = records.rows[0][records.columns.index("unet_override")]
     assert override.text == "url weights: 32 tensors, 1.23 % of the UNet's parameters"
     assert "https://example.org/uce.safetensors" in override.collapsed and "b" * 64 in override.collapsed
+    text_encoder = records.rows[0][records.columns.index("text_encoder_override")]
+    assert text_encoder.text == "hub weights: the whole text encoder" and "d" * 64 in text_encoder.collapsed
+    lora = records.rows[0][records.columns.index("lora")]
+    assert lora.text == "file LoRA at scale 0.8: 128 unet layers, 24 text_encoder layers" and "e" * 64 in lora.collapsed

@@ -240,14 +240,14 @@ def test_finished_demo_has_nothing_to_do(demo_run):
 
 
 def test_changing_one_models_settings_plans_only_that_models_jobs(demo_run, tmp_path):
-    config = variant_config(tmp_path, lambda config: config["models"]["tiny-b"].update(steps=6))
+    config = variant_config(tmp_path, lambda config: config["models"]["tiny-erased"].update(steps=6))
     result = snakemake(demo_run, config, "--dry-run")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
     image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
     assert len(image_jobs) == 2 * len(demo["mitigations"]) * demo["prompts"]["shards"]
-    assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-b"}
+    assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-erased"}
     assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
     assert "Params have changed" in result.stdout
 
@@ -289,7 +289,7 @@ def test_adding_a_model_plans_only_its_jobs_and_the_summaries(demo_run, tmp_path
 
 
 def test_removing_a_model_plans_only_the_summaries(demo_run, tmp_path):
-    config = variant_config(tmp_path, lambda config: config["models"].pop("tiny-b"))
+    config = variant_config(tmp_path, lambda config: config["models"].pop("tiny-erased"))
     result = snakemake(demo_run, config, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert sorted(rule for rule, _ in planned_jobs(result.stdout)) == ["aggregate", "all", "report"]
@@ -477,9 +477,9 @@ def test_a_key_written_twice_in_a_config_file_stops_the_plan_naming_the_key_and_
     text = DEMO_CONFIG.read_text()
     lines = text.splitlines()
     first = lines.index("  tiny-a:") + 1
-    second = lines.index("  tiny-b:") + 1
+    second = lines.index("  tiny-xl:") + 1
     config = tmp_path / "twice.yaml"
-    config.write_text(text.replace("\n  tiny-b:\n", "\n  tiny-a:\n"))
+    config.write_text(text.replace("\n  tiny-xl:\n", "\n  tiny-a:\n"))
     result = snakemake(tmp_path, config, "--dry-run")
     assert result.returncode != 0
     assert (
@@ -512,9 +512,9 @@ def test_a_users_configfile_replaces_config_yaml_instead_of_merging_into_it(tmp_
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.yaml").write_text((REPO / "config.yaml").read_text())
-    mine = variant_config(tmp_path, lambda config: config["models"].pop("tiny-b"), name="my.yaml")
+    mine = variant_config(tmp_path, lambda config: config["models"].pop("tiny-erased"), name="my.yaml")
     jobs = planned_jobs(snakemake(workdir, mine, "--dry-run").stdout)
-    kept = set(yaml.safe_load(DEMO_CONFIG.read_text())["models"]) - {"tiny-b"}
+    kept = set(yaml.safe_load(DEMO_CONFIG.read_text())["models"]) - {"tiny-erased"}
     assert {wildcards["model"] for rule, wildcards in jobs if rule == "model"} == kept
     assert {wildcards["model"] for rule, wildcards in jobs if rule == "generate"} == kept
 
@@ -621,7 +621,7 @@ def test_a_damaged_image_fails_its_classify_job_by_name_and_deleting_its_contain
     demo_run, tmp_path
 ):
     run = copy_run(demo_run, tmp_path / "run")
-    job = "tiny-b/none/shard-0/block-0.parquet"
+    job = "tiny-erased/none/shard-0/block-0.parquet"
     container, scores = run / "results" / "images" / job, run / "results" / "scores" / job
     tables = {path.name: path.read_bytes() for path in (run / "results" / "metrics").glob("*.parquet")}
     images = pl.read_parquet(container)
@@ -632,7 +632,7 @@ def test_a_damaged_image_fails_its_classify_job_by_name_and_deleting_its_contain
 
     result = snakemake(run, DEMO_CONFIG, "--cores", "1")
     assert result.returncode != 0
-    log = (run / "logs" / "classify" / "tiny-b" / "none" / "shard-0-block-0.log").read_text()
+    log = (run / "logs" / "classify" / "tiny-erased" / "none" / "shard-0-block-0.log").read_text()
     assert f"results/images/{job}: image {image_index} of prompt {prompt_id} cannot be decoded" in log
     assert f"delete results/images/{job} and run the workflow again" in log
     assert not scores.exists()  # Snakemake removes a failed job's outputs

@@ -95,6 +95,17 @@ def image_jobs(
     ]
 
 
+def sorted_keys(value: Any) -> Any:
+    """`value` with the keys of every mapping in it sorted: settings written in another key
+    order (a configuration saved by another tool) make the same job params, so they
+    rerun nothing."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 def settings_id(settings: dict[str, Any]) -> str:
     """Short stable hash of JSON-serialisable settings."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]

@@ -131,7 +131,7 @@ class Study:
             if path.exists():
                 read_model_record(path)
             else:
-                model.check_override_file(directory)
+                model.check_override_files(directory)
         for asset in self.judge_assets:
             path = directory / asset.record_path
             if path.exists():

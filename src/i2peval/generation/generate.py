@@ -218,9 +218,7 @@ def run_generate_job(
         if batches:
             verify_snapshot(snapshot_dir, record, model_record_path)
             engine = Engine(
-                load_latent_model(
-                    snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record.get("unet_override")
-                ),
+                load_latent_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record),
                 guidance_for(mitigation, settings.guidance_scale),
                 TextOptions(cleaning=settings.prompt_cleaning, long_prompts=mitigation.long_prompts),
             )

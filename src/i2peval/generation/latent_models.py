@@ -25,11 +25,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from i2peval.generation.text import TextOptions, token_ids
-from i2peval.models.architectures import Architecture, snapshot_architecture
+from i2peval.models.architectures import Architecture, load_pipeline
 
 Conditioning = dict[str, torch.Tensor]
 
@@ -147,24 +148,19 @@ ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL}
 
 
 def load_latent_model(
-    snapshot: Path, dtype: torch.dtype, device: torch.device, unet_override: dict | None = None
+    snapshot: Path, dtype: torch.dtype, device: torch.device, record: dict[str, Any] | None = None
 ) -> LatentModel:
     """Load a snapshot (its architecture read from model_index.json) onto `device`, with
-    the UNet override its model record describes, if any (models/overrides.py)."""
-    import diffusers
+    the weight overrides its model `record` describes, if any (models/overrides.py, models/lora.py)."""
+    pipeline, architecture = load_pipeline(snapshot, dtype)
+    record = record or {}
+    from i2peval.models.overrides import COMPONENTS, apply_override
 
-    architecture = snapshot_architecture(snapshot)
-    pipeline_class = getattr(diffusers, architecture.pipeline_class)
-    options = {
-        "sd": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
-        "sdxl": {"add_watermarker": False, "image_encoder": None, "feature_extractor": None},
-    }[architecture.name]
-    pipeline = pipeline_class.from_pretrained(
-        snapshot, dtype=dtype, use_safetensors=True, local_files_only=True, **options
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    if unet_override is not None:
-        from i2peval.models.overrides import apply_unet_override
+    for component in COMPONENTS.values():
+        if component.record_key in record:
+            apply_override(getattr(pipeline, component.name), component, snapshot, record[component.record_key])
+    if "lora" in record:
+        from i2peval.models.lora import apply_loras
 
-        apply_unet_override(pipeline.unet, snapshot, unet_override)
+        apply_loras(pipeline, snapshot, record["lora"])
     return ADAPTERS[architecture.name](pipeline.to(device), architecture)

@@ -128,3 +128,22 @@ def describe_snapshot(snapshot: Path) -> dict[str, Any]:
         "scheduler": scheduler.get("_class_name"),
         "prediction_type": scheduler.get("prediction_type", "epsilon"),
     }
+
+
+PIPELINE_OPTIONS = {
+    "sd": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
+    "sdxl": {"add_watermarker": False, "image_encoder": None, "feature_extractor": None},
+}
+
+
+def load_pipeline(snapshot: Path, dtype) -> tuple[Any, Architecture]:
+    """The diffusers pipeline of a local snapshot in `dtype` on the CPU (safetensors only,
+    no safety checker or watermarker), and its architecture."""
+    import diffusers
+
+    architecture = snapshot_architecture(snapshot)
+    pipeline = getattr(diffusers, architecture.pipeline_class).from_pretrained(
+        snapshot, dtype=dtype, use_safetensors=True, local_files_only=True, **PIPELINE_OPTIONS[architecture.name]
+    )
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline, architecture

@@ -45,10 +45,13 @@ def snapshot_of(record_path: Path) -> Path:
 
 def model_commit_label(record: dict[str, Any]) -> str:
     """What manifests record as the model's commit: the hub commit, or ``local:<source>``;
-    with ``+unet:<sha256>`` of the UNet override's file where the model has one."""
+    then ``+unet:<sha256>`` and ``+text_encoder:<sha256>`` of the override files, and
+    ``+lora:<sha256>*<scale>`` of each LoRA, where the model has them."""
     label = record.get("commit") or "local:" + record["source"]
-    override = record.get("unet_override")
-    return f"{label}+unet:{override['sha256']}" if override else label
+    for component in ("unet", "text_encoder"):
+        if f"{component}_override" in record:
+            label += f"+{component}:{record[f'{component}_override']['sha256']}"
+    return label + "".join(f"+lora:{lora['sha256']}*{lora['scale']}" for lora in record.get("lora", []))
 
 
 def verify_snapshot(snapshot: Path, record: dict[str, Any], record_path: Path) -> None:

@@ -2,8 +2,8 @@
 snapshot lives, and how it differs from the way the harness ran the paper's models.
 
 `obtain_model` is the model stage: a verified hub snapshot (download.py) or the demo's
-tiny random pipeline (tiny.py), its UNet weights replaced where the model names an
-override (overrides.py), with the record that stands for it.
+tiny random pipeline (tiny.py), with the weight overrides the model names (a UNet or text
+encoder state dict, overrides.py; LoRA adapters, lora.py), and the record that stands for it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from i2peval.hub import is_commit
-from i2peval.plan import settings_id
+from i2peval.models.overrides import COMPONENTS, OverrideError
+from i2peval.plan import settings_id, sorted_keys
 
 SNAPSHOT_KEYS = {
     "hub": ("source", "repo_id", "revision"),
     "tiny": ("source", "architecture", "seed", "scheduler"),
 }
+# The configuration keys of a model's weight overrides, in the order they are applied.
+OVERRIDE_KEYS = (*COMPONENTS, "lora")
 
 
 def _slug(text: str) -> str:
@@ -46,7 +49,12 @@ class ModelSpec:
     def snapshot_spec(self) -> dict[str, Any]:
         """The settings that decide the model's weights: a change re-fetches or rebuilds them."""
         spec = {key: self.settings[key] for key in SNAPSHOT_KEYS[self.source]}
-        return spec | ({"unet": self.settings["unet"]} if "unet" in self.settings else {})
+        return spec | {key: sorted_keys(self.settings[key]) for key in OVERRIDE_KEYS if key in self.settings}
+
+    @property
+    def overridden(self) -> bool:
+        """Whether weights of the base model are replaced or adapted."""
+        return any(key in self.settings for key in OVERRIDE_KEYS)
 
     @property
     def folder(self) -> str:
@@ -77,16 +85,20 @@ class ModelSpec:
             "prompt_cleaning": prompt_cleaning,
         }
 
-    def check_override_file(self, directory: Path) -> None:
-        """A local UNet override file must exist before the model stage reads it."""
-        path = self.settings.get("unet", {}).get("path")
-        if path is not None and not (Path(directory) / path).is_file():
-            from i2peval.models.overrides import OverrideError
+    def check_override_files(self, directory: Path) -> None:
+        """Every local override file must exist before the model stage reads it."""
+        for key, spec in self.override_specs():
+            path = spec.get("path")
+            if path is not None and not (Path(directory) / path).is_file():
+                raise OverrideError(
+                    f"model {self.name!r}: {key} override {path}: no such file (relative to the working directory "
+                    f"{Path(directory).resolve()})"
+                )
 
-            raise OverrideError(
-                f"model {self.name!r}: unet override {path}: no such file (relative to the working directory "
-                f"{Path(directory).resolve()})"
-            )
+    def override_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """The model's configured overrides as (key, source spec), a LoRA's key numbered."""
+        specs = [(key, self.settings[key]) for key in COMPONENTS if key in self.settings]
+        return specs + [(f"lora {index}", spec) for index, spec in enumerate(self.settings.get("lora", []))]
 
     def unpinned_warning(self) -> str | None:
         """A warning when a hub model's revision is not a commit."""
@@ -106,9 +118,17 @@ class ModelSpec:
             for key in ("steps", "guidance_scale")
             if key in self.settings
         ]
-        if "unet" in self.settings:
-            source = unet_source(self.settings["unet"])
-            notes.append(f"Model {self.name}: its UNet weights are replaced by an override ({source}).")
+        for key, spec in self.override_specs():
+            if key in COMPONENTS:
+                notes.append(
+                    f"Model {self.name}: its {COMPONENTS[key].label} weights are replaced by an override "
+                    f"({override_source(spec)})."
+                )
+            else:
+                notes.append(
+                    f"Model {self.name}: a LoRA is fused into its weights at scale {spec['scale']} "
+                    f"({override_source(spec)})."
+                )
         if architecture == "sdxl":
             notes.append(
                 f"Model {self.name} is an SDXL model, which the paper did not run: it uses SDXL's defaults "
@@ -118,15 +138,16 @@ class ModelSpec:
         return notes
 
 
-def unet_source(spec: dict[str, Any]) -> str:
-    """Where a configured UNet override comes from, in words."""
+def override_source(spec: dict[str, Any]) -> str:
+    """Where a configured override comes from, in words."""
     if "repo_id" in spec:
-        return f"{spec['repo_id']}/{spec['filename']} at {spec['revision']}"
+        return f"{spec['repo_id']}/{spec.get('filename') or spec['subfolder']} at {spec['revision']}"
     if "url" in spec:
         return f"{spec['url']}, sha256 {spec['sha256']}"
     if "path" in spec:
         return f"the local file {spec['path']}, sha256 {spec['sha256']}"
-    return f"the demo's partial state dict made with seed {spec['demo']['seed']}"
+    made_with = ", ".join(f"{key} {value}" for key, value in sorted(spec["demo"].items()))
+    return f"the demo's own weights made with {made_with}"
 
 
 def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
@@ -140,10 +161,20 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
         from i2peval.models.tiny import build_tiny_pipeline
 
         record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"], spec["architecture"])
-    if "unet" in spec:
-        from i2peval.models.overrides import fetch_unet_override
+    from i2peval.models.overrides import fetch_override
 
-        override = fetch_unet_override(spec["unet"], snapshot)
-        record["files"] = {**record["files"], override["file"]: override["sha256"]}
-        record["unet_override"] = override
+    for component in COMPONENTS.values():
+        if component.name in spec:
+            override = fetch_override(component, spec[component.name], snapshot)
+            record["files"] = {**record["files"], override["file"]: override["sha256"]}
+            record[component.record_key] = override
+    if "lora" in spec:
+        import diffusers
+
+        from i2peval.models.architectures import snapshot_architecture
+        from i2peval.models.lora import fetch_lora
+
+        pipeline_class = getattr(diffusers, snapshot_architecture(snapshot).pipeline_class)
+        record["lora"] = [fetch_lora(lora, index, snapshot, pipeline_class) for index, lora in enumerate(spec["lora"])]
+        record["files"] = {**record["files"], **{lora["file"]: lora["sha256"] for lora in record["lora"]}}
     return {**record, "spec": spec}

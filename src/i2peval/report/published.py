@@ -85,8 +85,8 @@ def published_keys(study: Study) -> PublishedKeys:
         for name, mitigation in study.mitigations.items()
     }
     erased = {
-        name: "its UNet weights are replaced (a unet override), so it is not the published base model"
-        for name, model in study.models.items() if "unet" in model.settings
+        name: "its weights are replaced or adapted (a weight override), so it is not the published base model"
+        for name, model in study.models.items() if model.overridden
     }
     return PublishedKeys(
         models={name: None if name in erased else model.published_as for name, model in study.models.items()},

@@ -326,19 +326,30 @@ def scalar(value: Any) -> str:
     return value if isinstance(value, str) else pretty(value)
 
 
+OVERRIDDEN_MODULES = {"unet_override": "UNet", "text_encoder_override": "text encoder"}
+
+
 def record_cell(key: str, value: Any) -> CellLike:
-    """A model record's value: scalars as text; a file list as its count, collapsed; a UNet
-    override as what it replaces, its record collapsed; any other nested value as its
-    size, its JSON collapsed."""
+    """A model record's value: scalars as text; a file list as its count, collapsed; a
+    weight override as what it replaces or adapts, its record collapsed; any other nested
+    value as its size, its JSON collapsed."""
     if key == "files" and isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
         return listed_files(value)
-    if key == "unet_override" and isinstance(value, dict):
+    if key in OVERRIDDEN_MODULES and isinstance(value, dict):
+        module = OVERRIDDEN_MODULES[key]
         share = 100 * value.get("parameter_share", 0)
         extent = (
-            "the whole UNet" if value.get("whole")
-            else f"{value.get('tensors')} tensors, {share:.2f} % of the UNet's parameters"
+            f"the whole {module}" if value.get("whole")
+            else f"{value.get('tensors')} tensors, {share:.2f} % of the {module}'s parameters"
         )
         return Cell(f"{value.get('source')} weights: {extent}", collapsed=pretty(value))
+    if key == "lora" and isinstance(value, list) and all(isinstance(lora, dict) for lora in value):
+        adapted = "; ".join(
+            f"{lora.get('source')} LoRA at scale {lora.get('scale')}: "
+            + ", ".join(f"{count} {module} layers" for module, count in (lora.get("layers") or {}).items())
+            for lora in value
+        )
+        return Cell(adapted, collapsed=pretty(value))
     if isinstance(value, dict | list):
         return Cell(f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}", collapsed=pretty(value))
     return scalar(value)
