@@ -1,6 +1,8 @@
+import numpy as np
 import pytest
+from PIL import Image
 
-from i2peval.generation.imagestore import ShardImageWriter, check_image_container
+from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter, check_image_container, decode_png
 from i2peval.parts import IncompleteJob, RowsMismatch
 from i2peval.schemas import IMAGES, MANIFEST, read_table, write_table
 
@@ -124,3 +126,50 @@ def test_check_image_container_names_an_unreadable_file(tmp_path):
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(Exception, match="broken.parquet: not a readable Parquet file"):
         check_image_container(path, EXPECTED)
+
+
+def pictures(count):
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)) for _ in range(count)]
+
+
+def manifest_row(prompt_id, image_index):
+    row = image_row(prompt_id, image_index)
+    del row["png"]
+    return row
+
+
+def test_batches_saved_in_the_background_keep_their_order_and_decode_to_the_images_made(paths):
+    images = pictures(len(EXPECTED))
+    job = writer(paths)
+    with BackgroundSaver(job) as saver:
+        for start in range(0, len(EXPECTED), 2):
+            keys = EXPECTED[start:start + 2]
+            saver.save([manifest_row(*key) for key in keys], images[start:start + 2])
+    assert job.finish() == len(EXPECTED)
+    stored = read_table(paths[0], IMAGES)
+    assert list(zip(stored["prompt_id"].to_pylist(), stored["image_index"].to_pylist())) == EXPECTED
+    for png, image, key in zip(stored["png"].to_pylist(), images, EXPECTED):
+        assert np.array_equal(np.asarray(decode_png(png, paths[0], *key)), np.asarray(image))
+
+
+def test_work_done_before_an_error_is_saved_and_a_failed_save_is_raised(paths):
+    job = writer(paths)
+    with pytest.raises(RuntimeError, match="the engine failed"), BackgroundSaver(job) as saver:
+        saver.save([manifest_row(0, 0), manifest_row(0, 1)], pictures(2))
+        raise RuntimeError("the engine failed")
+    assert job.completed() == {(0, 0), (0, 1)}
+
+    class FullDisk(ShardImageWriter):
+        def add(self, rows):
+            raise OSError(28, "No space left on device")
+
+    failing = FullDisk(*paths, expected=EXPECTED, settings=SETTINGS)
+    with pytest.raises(OSError, match="No space left"), BackgroundSaver(failing) as saver:
+        saver.save([manifest_row(1, 0)], pictures(1))
+    saver = BackgroundSaver(failing)
+    saver.save([manifest_row(1, 0)], pictures(1))
+    with pytest.raises(OSError, match="No space left"):
+        saver.wait()
+    with pytest.raises(OSError, match="No space left"):
+        saver.save([manifest_row(1, 1)], pictures(1))  # the next batch is refused, not lost silently
