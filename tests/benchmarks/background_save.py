@@ -10,7 +10,8 @@ core as it uses spare CPU cores beside a GPU. On the CPU generation dominates (a
 model at 256 px takes seconds per image, encoding 256 px takes milliseconds), so the
 two ways tie; what the background saves shows with `--snapshot` and `--device cuda`:
 encoding a 512 px image takes Pillow 65-98 ms on one core (tests/benchmarks/png_levels.py),
-a third to a half of the 0.2 s in which an H100 at 40 % MFU makes one with SD 1.x. Prints a table and ends with one JSON line.
+a third to a half of the 0.2 s in which an H100 at 40 % MFU makes one with SD 1.x.
+Prints a table and ends with one JSON line.
 
     python tests/benchmarks/background_save.py --size 256 --batches 3 --batch-size 2 --steps 2
 """
