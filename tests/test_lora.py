@@ -95,8 +95,8 @@ def test_a_lora_for_another_base_fails_naming_the_layer(tiny_sdxl_snapshot, tmp_
     os.chdir(tmp_path)
     demo_lora(tiny_sdxl_snapshot, 0, 4, tmp_path / "xl.safetensors")
     spec = {"path": "xl.safetensors", "sha256": sha256_of(tmp_path / "xl.safetensors"), "scale": 1.0}
-    mismatch = r"lora 0 lora-0\.safetensors \(.*\): key '(unet|text_encoder)\.[\w.]+lora_[AB]\.weight'"
-    with pytest.raises(OverrideError, match=mismatch + r" (has shape|: the base model's \w+ has no layer)"):
+    mismatch = r"lora 0 lora-0\.safetensors \(.*\): key '(unet|text_encoder|text_encoder_2)\.[\w.]+lora_[AB]\.weight'"
+    with pytest.raises(OverrideError, match=mismatch + r" (has shape|: the base model's \w+ has no layer|adapts)"):
         obtain_model({**BASE, "lora": [spec]}, tmp_path / "model" / "snapshot")
     save_file({"unet.no_such_block.to_q.lora_A.weight": torch.zeros(4, 32),
                "unet.no_such_block.to_q.lora_B.weight": torch.zeros(32, 4)}, tmp_path / "stray.safetensors")
@@ -121,3 +121,17 @@ def test_the_demo_lora_is_deterministic_and_made_in_diffusers_layout(adapted, tm
     keys = list(load_file(tmp_path / "again.safetensors"))
     assert all(key.startswith(("unet.", "text_encoder.")) and ".lora_" in key for key in keys)
     assert StableDiffusionPipeline.lora_state_dict(load_file(tmp_path / "again.safetensors"))[1] is None
+
+
+def test_a_lora_on_sdxl_adapts_the_unet_and_both_text_encoders(tiny_sdxl_snapshot, tmp_path):
+    base = {"source": "tiny", "architecture": "sdxl", "seed": 0, "scheduler": "euler"}
+    snapshot = tmp_path / "xl" / "snapshot"
+    record = obtain_model({**base, "lora": [DEMO]}, snapshot)
+    [lora] = record["lora"]
+    assert set(lora["layers"]) == {"unet", "text_encoder", "text_encoder_2"}
+    plain, _ = load_pipeline(snapshot, torch.float32)
+    adapted, _ = load_pipeline(snapshot, torch.float32)
+    apply_loras(adapted, snapshot, [lora])
+    for module, layers in lora["layers"].items():
+        before, after = getattr(plain, module).state_dict(), getattr(adapted, module).state_dict()
+        assert sum(not torch.equal(before[key], after[key]) for key in before) == layers, module

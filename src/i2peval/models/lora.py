@@ -111,7 +111,7 @@ def check_lora(path: Path, snapshot: Path, pipeline_class, name: str) -> dict[st
 
 def demo_lora(snapshot: Path, seed: int, rank: int, dest: Path) -> None:
     """The demo's LoRA, made on the base model itself: rank-`rank` adapters on the UNet's
-    attention projections and the text encoder's attention projections, filled with
+    attention projections and each text encoder's (SDXL's second too), filled with
     seeded noise that moves each layer by about its own scale, saved in diffusers' layout."""
     import torch
     from peft import LoraConfig, inject_adapter_in_model
@@ -122,7 +122,9 @@ def demo_lora(snapshot: Path, seed: int, rank: int, dest: Path) -> None:
     pipeline, _ = load_pipeline(snapshot, torch.float32)
     generator = torch.Generator().manual_seed(seed)
     layers = {}
-    for name, targets in (("unet", DEMO_UNET_TARGETS), ("text_encoder", DEMO_TEXT_ENCODER_TARGETS)):
+    adapted = [(name, DEMO_TEXT_ENCODER_TARGETS) for name in ("text_encoder", "text_encoder_2")
+               if getattr(pipeline, name, None) is not None]
+    for name, targets in [("unet", DEMO_UNET_TARGETS), *adapted]:
         module = getattr(pipeline, name)
         inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=rank, target_modules=targets), module)
         with torch.no_grad():
@@ -131,8 +133,7 @@ def demo_lora(snapshot: Path, seed: int, rank: int, dest: Path) -> None:
                     parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5)
         layers[name] = get_peft_model_state_dict(module)
     type(pipeline).save_lora_weights(
-        dest.parent, unet_lora_layers=layers["unet"], text_encoder_lora_layers=layers["text_encoder"],
-        weight_name=dest.name,
+        dest.parent, weight_name=dest.name, **{f"{name}_lora_layers": tensors for name, tensors in layers.items()}
     )
 
 
