@@ -31,6 +31,7 @@ import torch
 
 from i2peval.generation.text import TextOptions, token_ids
 from i2peval.models.architectures import Architecture, load_pipeline
+from i2peval.models.overrides import COMPONENTS, apply_override
 
 Conditioning = dict[str, torch.Tensor]
 
@@ -154,8 +155,6 @@ def load_latent_model(
     the weight overrides its model `record` describes, if any (models/overrides.py, models/lora.py)."""
     pipeline, architecture = load_pipeline(snapshot, dtype)
     record = record or {}
-    from i2peval.models.overrides import COMPONENTS, apply_override
-
     for component in COMPONENTS.values():
         if component.record_key in record:
             apply_override(getattr(pipeline, component.name), component, snapshot, record[component.record_key])

@@ -84,7 +84,8 @@ def check_lora(path: Path, snapshot: Path, pipeline_class, name: str) -> dict[st
         if module not in ADAPTABLE or not (snapshot / ADAPTABLE[module]).is_file():
             raise OverrideError(f"{name}: key {key!r} adapts {module!r}, which the base model does not have")
         if module not in bases:
-            bases[module] = {layer_name(key): shape for key, shape in shapes_of(snapshot / ADAPTABLE[module]).items()}
+            weights = shapes_of(snapshot / ADAPTABLE[module])
+            bases[module] = {layer_name(base_key): base_shape for base_key, base_shape in weights.items()}
         base = bases[module]
         layer, _, matrix = tensor.partition(".lora_")
         layer, matrix = layer_name(layer), matrix[0]

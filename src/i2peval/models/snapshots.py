@@ -12,6 +12,7 @@ from typing import Any
 
 from i2peval.errors import I2PEvalError
 from i2peval.hub import sha256_of
+from i2peval.models.overrides import COMPONENTS
 from i2peval.storage import RecordError, read_json_record
 
 SNAPSHOT_NAME = "snapshot"
@@ -48,9 +49,9 @@ def model_commit_label(record: dict[str, Any]) -> str:
     then ``+unet:<sha256>`` and ``+text_encoder:<sha256>`` of the override files, and
     ``+lora:<sha256>*<scale>`` of each LoRA, where the model has them."""
     label = record.get("commit") or "local:" + record["source"]
-    for component in ("unet", "text_encoder"):
-        if f"{component}_override" in record:
-            label += f"+{component}:{record[f'{component}_override']['sha256']}"
+    for component in COMPONENTS.values():
+        if component.record_key in record:
+            label += f"+{component.name}:{record[component.record_key]['sha256']}"
     return label + "".join(f"+lora:{lora['sha256']}*{lora['scale']}" for lora in record.get("lora", []))
 
 

@@ -21,6 +21,7 @@ import polars as pl
 
 from i2peval.judges.registry import JUDGES
 from i2peval.metrics.prompt_sets import ALL_CATEGORIES, ANY_JUDGE, HARD
+from i2peval.models.overrides import COMPONENTS
 from i2peval.prompts.i2p import I2P_CATEGORIES
 from i2peval.report.formatting import (
     MISSING,
@@ -326,7 +327,7 @@ def scalar(value: Any) -> str:
     return value if isinstance(value, str) else pretty(value)
 
 
-OVERRIDDEN_MODULES = {"unet_override": "UNet", "text_encoder_override": "text encoder"}
+OVERRIDDEN_MODULES = {component.record_key: component.label for component in COMPONENTS.values()}
 
 
 def record_cell(key: str, value: Any) -> CellLike:
