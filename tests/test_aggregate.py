@@ -11,7 +11,13 @@ from i2peval.judges.nudenet3 import nudenet3_column
 from i2peval.judges.registry import FLAG_JUDGES, SCORES
 from i2peval.metrics.aggregate import ScoreFile, image_flags, load_scores
 from i2peval.metrics.alignment import compute_alignment
-from i2peval.metrics.manifests import ImageSettings, StaleImages, check_image_settings, check_manifests
+from i2peval.metrics.manifests import (
+    ImageSettings,
+    StaleImages,
+    check_image_settings,
+    check_manifests,
+    engine_rule_mismatches,
+)
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
 from i2peval.metrics.rates import compute_metrics as compute_table
@@ -318,7 +324,9 @@ def test_images_made_for_other_prompts_are_refused():
 def settings_manifest(**changes):
     row = {
         "model": "m", "architecture": "sd", "mitigation": "sld",
-        "mitigation_settings": json.dumps({"kind": "sld", "parameters": {"sld_guidance_scale": 1000}}),
+        "mitigation_settings": json.dumps(
+            {"kind": "sld", "parameters": {"sld_guidance_scale": 1000}, "sld_combination": "subtract_then_scale"}
+        ),
         "steps": 50, "guidance_scale": 7.5, "width": 512, "height": 512, "dtype": "float16", "prompt_cleaning": "ftfy",
     }  # fmt: skip
     return pl.DataFrame([{**row, **changes}]).cast({"guidance_scale": pl.Float32})
@@ -344,8 +352,15 @@ def test_images_made_with_the_configured_settings_pass_steps_and_scale_read_as_t
         ({"height": 256}, "m's resolution is 256 in the images, 512 in the configuration"),
         ({"dtype": "bfloat16"}, "m's dtype is 'bfloat16' in the images, 'float16' in the configuration"),
         (
-            {"mitigation_settings": json.dumps({"kind": "sld", "parameters": {"sld_guidance_scale": 2000}})},
+            {"mitigation_settings": json.dumps(
+                {"kind": "sld", "parameters": {"sld_guidance_scale": 2000}, "sld_combination": "subtract_then_scale"}
+            )},
             "mitigation sld's parameters.sld_guidance_scale is 2000 in the images, 1000 in the configuration",
+        ),
+        (
+            {"mitigation_settings": json.dumps({"kind": "sld", "parameters": {"sld_guidance_scale": 1000}})},
+            "mitigation sld's sld_combination is 'scale_then_subtract' in the images, 'subtract_then_scale' in this "
+            "version of the engine",
         ),
         ({"model": "other"}, "model 'other' with mitigation 'sld' is not a condition of the configuration"),
     ],
@@ -353,6 +368,26 @@ def test_images_made_with_the_configured_settings_pass_steps_and_scale_read_as_t
 def test_images_made_with_other_settings_are_refused_naming_manifest_and_setting(changes, named):
     with pytest.raises(StaleImages, match=re.escape(f"manifest.parquet: {named}")):
         check_image_settings(Path("manifest.parquet"), settings_manifest(**changes), MADE_WITH)
+
+
+def test_only_rules_of_the_engine_count_as_images_made_otherwise_at_planning():
+    # settings in the jobs' params (steps, a preset's values) rerun the job through Snakemake
+    row = settings_manifest().row(0, named=True)
+    assert engine_rule_mismatches(row, MADE_WITH) == []
+    assert engine_rule_mismatches({**row, "steps": 8}, MADE_WITH) == []
+    earlier = {**row, "mitigation_settings": json.dumps({"kind": "sld", "parameters": {"sld_guidance_scale": 1000}})}
+    assert engine_rule_mismatches(earlier, MADE_WITH) == [
+        "mitigation sld's sld_combination is 'scale_then_subtract' in the images, 'subtract_then_scale' in this "
+        "version of the engine"
+    ]
+    sega = {"kind": "sega", "parameters": {}, "long_prompts": "cut"}
+    made_with = ImageSettings(models=MADE_WITH.models, mitigations={"sega": sega})
+    cut = {**row, "mitigation": "sega", "mitigation_settings": json.dumps(sega)}
+    assert engine_rule_mismatches(cut, made_with) == []  # SD: the harness's cut, as configured
+    assert engine_rule_mismatches({**cut, "architecture": "sdxl"}, made_with) == [
+        "mitigation sega's edit_mask is 'per_channel' in the images, 'summed_channels' in this version of the engine",
+        "mitigation sega's long_prompts is 'cut' in the images, 'truncate' in this version of the engine",
+    ]
 
 
 def test_every_profile_is_measured_and_the_metrics_carry_its_name():

@@ -17,10 +17,8 @@ from workflow_runs import DEMO_CONFIG, REPO, snakemake, write_config
 from i2peval.config import ConfigError, validate_config
 from i2peval.generation.custom_terms import CustomTermError, verified_term
 from i2peval.generation.engine import Engine
-from i2peval.generation.guidance import guidance_for
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, MitigationError, resolve_mitigation
-from i2peval.generation.text import TextOptions
 from i2peval.hub import sha256_of
 from i2peval.study import Study
 
@@ -69,7 +67,7 @@ def test_the_readme_example_steers_images_batch_invariantly(tiny_sd_snapshot, tm
     prompts, seeds = ["a red apple on a wooden table", "a storm over a dark sea"], [3, 4]
 
     def images(mitigation, chosen_prompts, chosen_seeds):
-        engine = Engine(model, guidance_for(mitigation, 7.5), TextOptions())
+        engine = Engine.for_mitigation(model, mitigation, 7.5)
         made = engine.generate(chosen_prompts, chosen_seeds, 32, 32, 6)
         return np.stack([np.asarray(image.image) for image in made]).astype(int)
 

@@ -17,7 +17,6 @@ import torch
 
 from i2peval.generation.degenerate import BLACK, CONSTANT, NONFINITE_LATENTS, NONFINITE_PIXELS, degenerate_reason
 from i2peval.generation.engine import Engine
-from i2peval.generation.guidance import guidance_for
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.seeds import image_generators, image_seed
@@ -42,7 +41,7 @@ def mitigation(name, **changes):
 
 def engine_for(model, name, guidance_scale, **changes):
     chosen = mitigation(name, **changes)
-    return Engine(model, guidance_for(chosen, guidance_scale), TextOptions(long_prompts=chosen.long_prompts))
+    return Engine.for_mitigation(model, chosen, guidance_scale)
 
 
 def pixels(images):
@@ -154,6 +153,19 @@ def test_long_prompts_are_truncated_with_an_end_token_or_cut_without_one(sdxl):
         )
 
 
+@pytest.mark.parametrize("configured", [{}, {"long_prompts": "cut"}])
+def test_sega_on_sdxl_truncates_long_prompts_so_each_keeps_its_own_pooled_embedding(sdxl, configured):
+    # "cut" leaves no end token, where SDXL's pooled embedding is read: every long prompt
+    # would get the start token's, the same for all
+    other = " ".join(["a quiet harbour at dawn with fishing boats and grey gulls over the water"] * 8)
+    engine = engine_for(sdxl, "sega", 5.0, **configured)
+    assert engine.text_options.long_prompts == "truncate"
+    pooled = sdxl.encode([LONG, other], engine.text_options)["text_embeds"]
+    assert not torch.allclose(pooled[0], pooled[1])
+    cut = sdxl.encode([LONG, other], TextOptions(long_prompts="cut"))["text_embeds"]
+    assert torch.equal(cut[0], cut[1])
+
+
 def test_ftfy_cleaning_straightens_what_the_harness_tokenizer_straightened(sdxl):
     tokenizer = sdxl.tokenizers[0]
     curly = "\u201c a girl on a ledge \u201d, a man \u2019 s mouth"
@@ -174,9 +186,7 @@ def test_ftfy_cleaning_straightens_what_the_harness_tokenizer_straightened(sdxl)
 )
 def test_sdxl_guidance_at_scale_zero_equals_plain_generation(sdxl, name, changes):
     seeds = [image_seed(1001, index) for index in range(2)]
-    # plain generation with the same tokens: SEGA cuts long prompts the harness's way
-    long_prompts = mitigation(name, **changes).long_prompts
-    plain = engine_for(sdxl, "none", 5.0, long_prompts=long_prompts).generate([SHORT, LONG], seeds, SIZE, SIZE, STEPS)
+    plain = engine_for(sdxl, "none", 5.0).generate([SHORT, LONG], seeds, SIZE, SIZE, STEPS)
     zero = engine_for(sdxl, name, 5.0, **changes).generate([SHORT, LONG], seeds, SIZE, SIZE, STEPS)
     assert np.array_equal(pixels(plain), pixels(zero))
 

@@ -12,6 +12,7 @@ from i2peval.generation.engine import Engine
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.seeds import image_seed
+from i2peval.models.architectures import ARCHITECTURES
 from i2peval.models.snapshots import SnapshotMismatch
 from i2peval.models.tiny import build_tiny_pipeline
 from i2peval.schemas import IMAGES, MANIFEST, PROMPTS, read_table, write_table
@@ -275,7 +276,7 @@ def test_every_mitigation_kind_generates_its_images(mitigation_jobs, name):
     manifest = read_table(manifest_path, MANIFEST).to_pylist()
     assert {row["mitigation"] for row in manifest} == {name}
     assert {row["mitigation_settings"] for row in manifest} == {
-        json.dumps(mitigation(name).settings(), sort_keys=True)
+        json.dumps(mitigation(name).settings_on(ARCHITECTURES["sd"]), sort_keys=True)
     }
 
 

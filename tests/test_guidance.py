@@ -15,8 +15,10 @@ from i2peval.generation.guidance import (
     guidance_for,
 )
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
+from i2peval.models.architectures import ARCHITECTURES
 
 CONCEPT = concept_branch(HARNESS_CONCEPT)
+SD, SDXL = ARCHITECTURES["sd"], ARCHITECTURES["sdxl"]
 
 
 def predictions(batch=2, seed=0):
@@ -42,7 +44,6 @@ def sega(**changes):
 def sld(**changes):
     parameters = {
         "concept": HARNESS_CONCEPT,
-        "guidance_scale": 7.5,
         "sld_guidance_scale": 2000,
         "sld_warmup_steps": 7,
         "sld_threshold": 0.025,
@@ -65,7 +66,7 @@ def test_classifier_free_guidance_moves_from_the_negative_branch_towards_the_pro
 
 
 def test_negative_prompt_conditions_the_unconditional_branch_on_the_concept():
-    guidance = guidance_for(mitigation("negative_prompt"), 7.5)
+    guidance = guidance_for(mitigation("negative_prompt"), 7.5, SD)
     assert guidance.branches == (CONCEPT, PROMPT)
     predicted = predictions()
     guided = guidance.combine(predicted, step=0, states=guidance.start())
@@ -81,7 +82,7 @@ def test_negative_prompt_conditions_the_unconditional_branch_on_the_concept():
     ],
 )
 def test_each_mitigation_asks_for_the_branches_it_reads_once(kind, spec, branches):
-    assert guidance_for(mitigation(kind, **spec), 7.5).branches == branches
+    assert guidance_for(mitigation(kind, **spec), 7.5, SD).branches == branches
 
 
 @pytest.mark.parametrize(
@@ -89,18 +90,18 @@ def test_each_mitigation_asks_for_the_branches_it_reads_once(kind, spec, branche
 )
 def test_without_classifier_free_guidance_nothing_guides(kind, spec):
     # diffusers' pipelines apply SEGA, SLD and the negative prompt only inside classifier-free guidance
-    guidance = guidance_for(mitigation(kind, **spec), 1.0)
+    guidance = guidance_for(mitigation(kind, **spec), 1.0, SD)
     assert guidance.branches == (PROMPT,)
     predicted = predictions()
     assert torch.equal(guidance.combine(predicted, 0, guidance.start()), predicted[PROMPT])
 
 
 def test_sega_at_scale_zero_and_sld_at_scale_one_or_less_are_plain_guidance():
-    plain = guidance_for(mitigation("none"), 7.5)
+    plain = guidance_for(mitigation("none"), 7.5, SD)
     sega_zero = mitigation("sega", preset="strong", overrides={"edit_guidance_scale": 0})
     sld_one = mitigation("sld", preset="strong", overrides={"sld_guidance_scale": 1})
-    assert guidance_for(sega_zero, 7.5) == plain
-    assert guidance_for(sld_one, 7.5) == plain
+    assert guidance_for(sega_zero, 7.5, SD) == plain
+    assert guidance_for(sld_one, 7.5, SD) == plain
 
 
 def test_sega_term_at_scale_zero_contributes_nothing_even_after_warmup():
@@ -139,9 +140,9 @@ def test_sld_ignores_elements_where_the_prompt_is_already_far_from_the_concept()
     safety = term.contribution(predicted, predicted[UNCONDITIONAL], 0, TermState())
     far = (predicted[PROMPT] - predicted[CONCEPT]) >= 0.025
     assert not safety[far].any()
-    # elsewhere: minus the classifier-free scale times the concept's direction, scaled up to 1
+    # elsewhere: minus the concept's direction, scaled up to 1 (the classifier-free scale comes later)
     scale = torch.clamp((predicted[PROMPT] - predicted[CONCEPT]).abs() * 2000, max=1.0)
-    expected = -7.5 * (predicted[CONCEPT] - predicted[UNCONDITIONAL]) * scale
+    expected = -(predicted[CONCEPT] - predicted[UNCONDITIONAL]) * scale
     assert torch.allclose(safety[~far], expected[~far])
 
 
@@ -154,3 +155,41 @@ def test_a_term_treats_each_image_of_a_batch_alone(make_term):
         alone = {branch: value[index : index + 1] for branch, value in batch.items()}
         result = term.contribution(alone, alone[UNCONDITIONAL], 0, TermState())
         assert torch.allclose(result, together[index : index + 1])
+
+
+def test_sega_on_sdxl_keeps_the_pixels_whose_magnitude_summed_over_channels_is_largest():
+    # the SEGA authors' SemanticStableDiffusionXLPipeline, written out: sum |edit| over the
+    # channels, repeat it per channel, quantile per channel, one spatial mask for all
+    term = sega(edit_threshold=0.75, edit_warmup_steps=0, edit_momentum_scale=0, mask="summed_channels")
+    predicted = predictions()
+    edit = -(predicted[CONCEPT] - predicted[UNCONDITIONAL]) * 7
+    summed = torch.sum(torch.abs(edit), dim=1, keepdim=True).repeat(1, 4, 1, 1)
+    threshold = torch.quantile(summed.flatten(start_dim=2), 0.75, dim=2, keepdim=False)
+    expected = torch.where(summed >= threshold[:, :, None, None], edit, torch.zeros_like(edit))
+    found = term.contribution(predicted, predicted[UNCONDITIONAL], 0, TermState())
+    assert torch.equal(found, expected)
+    kept = found != 0
+    assert torch.equal(kept, kept[:, :1].expand_as(kept))  # the same pixels in every channel
+    assert kept[:, 0].flatten(start_dim=1).sum(dim=1).tolist() == [16, 16]
+    per_channel = sega(edit_threshold=0.75, edit_warmup_steps=0, edit_momentum_scale=0)
+    assert not torch.equal(per_channel.contribution(predicted, predicted[UNCONDITIONAL], 0, TermState()), found)
+
+
+def test_each_architecture_gets_the_sega_mask_of_its_authors_pipeline():
+    strong = mitigation("sega", preset="strong")
+    assert guidance_for(strong, 7.5, SD).terms[0].mask == "per_channel"
+    assert guidance_for(strong, 7.5, SDXL).terms[0].mask == "summed_channels"
+    with pytest.raises(ValueError, match="not one of"):
+        sega(mask="per_pixel")
+
+
+def test_sld_is_subtracted_from_the_prompts_difference_before_the_classifier_free_scale():
+    # StableDiffusionPipelineSafe: uncond + scale * ((text - uncond) - safety), in that order
+    predicted = {branch: value.to(torch.bfloat16) for branch, value in predictions().items()}
+    term = sld(sld_warmup_steps=0, sld_momentum_scale=0)
+    guidance = Guidance(ClassifierFree(7.5), (term,))
+    guided = guidance.combine(predicted, 0, guidance.start())
+    uncond, text = predicted[UNCONDITIONAL], predicted[PROMPT]
+    safety = -term.contribution(predicted, uncond, 0, TermState())
+    assert torch.equal(guided, uncond + 7.5 * ((text - uncond) - safety))
+    assert not torch.equal(guided, uncond + (7.5 * (text - uncond) - 7.5 * safety))  # bf16 rounds otherwise

@@ -5,6 +5,7 @@ from i2peval.generation.mitigations import (
     MitigationError,
     resolve_mitigation,
 )
+from i2peval.models.architectures import ARCHITECTURES
 
 PROTOCOL_CONCEPT = (
     "an image showing hate, harassment, violence, suffering, humiliation, harm, suicide, sexual, nudity, "
@@ -95,6 +96,17 @@ def test_unknown_kind_preset_or_override_is_an_error_naming_it(spec, named):
 )
 def test_long_prompts_are_tokenized_as_the_harness_did_for_the_kind(kind, spec, expected):
     assert resolve_mitigation(kind, {"kind": kind, **spec}, HARNESS_CONCEPT).long_prompts == expected
+
+
+def test_images_of_each_architecture_are_made_with_its_own_rules():
+    sega = resolve_mitigation("sega", {"kind": "sega", "preset": "strong"}, HARNESS_CONCEPT)
+    sld = resolve_mitigation("sld", {"kind": "sld", "preset": "strong"}, HARNESS_CONCEPT)
+    sd, sdxl = ARCHITECTURES["sd"], ARCHITECTURES["sdxl"]
+    assert sega.settings_on(sd) == {**sega.settings(), "long_prompts": "cut", "edit_mask": "per_channel"}
+    assert sega.settings_on(sdxl) == {**sega.settings(), "long_prompts": "truncate", "edit_mask": "summed_channels"}
+    assert sld.settings_on(sd) == sld.settings_on(sdxl) == {**sld.settings(), "sld_combination": "subtract_then_scale"}
+    plain = resolve_mitigation("none", {"kind": "none", "long_prompts": "cut"}, HARNESS_CONCEPT)
+    assert plain.settings_on(sd) == plain.settings() == {**plain.settings_on(sdxl), "long_prompts": "cut"}
 
 
 def test_clean_truncation_under_sega_is_a_named_option():

@@ -25,10 +25,8 @@ from workflow_runs import DEMO_CONFIG, REPO, copy_run, planned_jobs, snakemake, 
 
 from i2peval.config import ConfigError, validate_config
 from i2peval.generation.engine import Engine
-from i2peval.generation.guidance import guidance_for
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
-from i2peval.generation.text import TextOptions
 from i2peval.hub import ChecksumError, sha256_of
 from i2peval.models.overrides import (
     COMPONENTS,
@@ -65,8 +63,7 @@ def base_unet(tiny_sd_snapshot) -> dict[str, torch.Tensor]:
 
 def images_of(snapshot: Path, record: dict) -> np.ndarray:
     model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record)
-    engine = Engine(model, guidance_for(resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT), 7.5),
-                    TextOptions())
+    engine = Engine.for_mitigation(model, resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT), 7.5)
     made = engine.generate(["a red apple on a wooden table"], [3], 32, 32, 4)
     return np.stack([np.asarray(image.image) for image in made]).astype(int)
 

@@ -252,6 +252,30 @@ def test_changing_one_models_settings_plans_only_that_models_jobs(demo_run, tmp_
     assert "Params have changed" in result.stdout
 
 
+def test_images_made_by_an_earlier_engines_rules_are_made_again_and_nothing_else(demo_run, tmp_path):
+    # manifests as the engine wrote them before it recorded its per-architecture rules: SLD
+    # scaled, then subtracted; SEGA on SDXL with the SD pipeline's cut prompts and mask
+    run = copy_run(demo_run, tmp_path / "run")
+    remade = {("tiny-a", "sld-strong"), ("tiny-xl", "sega-strong")}
+    for model, mitigation in remade:
+        path = run / f"results/manifests/{model}/{mitigation}/shard-0/block-0.parquet"
+        manifest = pl.read_parquet(path)
+        earlier = json.loads(manifest["mitigation_settings"][0])
+        earlier.pop("sld_combination", None)
+        earlier.pop("edit_mask", None)
+        earlier["long_prompts"] = "cut" if mitigation == "sega-strong" else earlier["long_prompts"]
+        manifest.with_columns(mitigation_settings=pl.lit(json.dumps(earlier, sort_keys=True))).write_parquet(path)
+    result = snakemake(run, DEMO_CONFIG, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result.stdout)
+    assert {(wildcards["model"], wildcards["mitigation"]) for rule, wildcards in jobs if rule == "generate"} == remade
+    assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
+    said = result.stdout + result.stderr
+    assert "sld_combination is 'scale_then_subtract' in the images, 'subtract_then_scale' in this version" in said
+    assert "long_prompts is 'cut' in the images, 'truncate'" in said
+    assert "edit_mask is 'per_channel' in the images, 'summed_channels'" in said
+
+
 def test_changing_one_models_weights_rebuilds_only_that_model(demo_run, tmp_path):
     config = variant_config(tmp_path, lambda config: config["models"]["tiny-a"].update(seed=5))
     jobs = planned_jobs(snakemake(demo_run, config, "--dry-run").stdout)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -189,6 +190,23 @@ def read_columns(path: str | Path, expected: pa.Schema, columns: list[str], repa
             raise SchemaMismatch(f"{path}: missing") from None
         except (OSError, pa.ArrowException) as error:
             raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+
+
+def read_first_row(path: str | Path, expected: pa.Schema, columns: list[str]) -> dict[str, Any] | None:
+    """`columns` of the first row of a Parquet file whose schema must fit `expected`, reading
+    no further (None when it has no rows); errors name the file."""
+    try:
+        with pq.ParquetFile(path) as file:
+            conform(file.schema_arrow.empty_table(), expected, path)
+            batch = next(file.iter_batches(batch_size=1, columns=columns), None)
+    except FileNotFoundError:
+        raise SchemaMismatch(f"{path}: missing") from None
+    except (OSError, pa.ArrowException) as error:
+        raise SchemaMismatch(f"{path}: not a readable Parquet file ({error})") from None
+    if batch is None or batch.num_rows == 0:
+        return None
+    first = conform(pa.Table.from_batches([batch]), pa.schema([expected.field(c) for c in columns]), path)
+    return first.to_pylist()[0]
 
 
 @contextmanager

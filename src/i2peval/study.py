@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from i2peval.metrics.aggregate import (
     physical_memory_bytes,
     recorded_score_files,
 )
-from i2peval.metrics.manifests import ImageSettings
+from i2peval.metrics.manifests import ImageSettings, made_otherwise
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.models.snapshots import read_model_record, snapshot_of
 from i2peval.models.spec import ModelSpec
@@ -211,6 +212,19 @@ class Study:
             models={model: self.generation_params(model) for model in self.models},
             mitigations={name: mitigation.settings() for name, mitigation in self.mitigations.items()},
         )
+
+    @cached_property
+    def made_with(self) -> ImageSettings:
+        return self.image_settings()
+
+    def images_made_otherwise(self, job: ImageJob, directory: Path = Path(".")) -> list[str]:
+        """How the finished images of `job` in `directory` were made by other rules of the
+        engine than this version's (none when they are not made yet): a rule of the engine
+        is in no job's params, so Snakemake would keep them (`manifests.made_otherwise`)."""
+        manifest = directory / job.path(MANIFESTS)
+        if not manifest.exists():
+            return []
+        return made_otherwise(manifest, self.made_with)
 
     def aggregation_params(self) -> dict[str, Any]:
         """The aggregate rule's params: what turns scores into metrics (`Judging.from_params`)."""

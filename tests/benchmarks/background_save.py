@@ -29,11 +29,9 @@ import torch
 
 from i2peval.generation.engine import Engine
 from i2peval.generation.generate import GenerationSettings, ImageRequest, generate_batch
-from i2peval.generation.guidance import guidance_for
 from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter, encode_png
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
-from i2peval.generation.text import TextOptions
 from i2peval.models.tiny import build_tiny_pipeline
 
 ROW = {"model": "bench", "model_commit": "local:tiny", "mitigation": "none", "mitigation_settings": "{}",
@@ -84,8 +82,7 @@ def main() -> None:
             snapshot = Path(tmp) / "tiny"
             build_tiny_pipeline(snapshot, seed=0, scheduler="pndm", architecture="sd")
         model = load_latent_model(snapshot, torch.float32, torch.device(args.device))
-        guidance = guidance_for(resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT), 7.5)
-        engine = Engine(model, guidance, TextOptions())
+        engine = Engine.for_mitigation(model, resolve_mitigation("none", {"kind": "none"}, HARNESS_CONCEPT), 7.5)
         settings = GenerationSettings(steps=args.steps, guidance_scale=7.5, resolution=args.size, dtype="float32")
         batches = [[ImageRequest(b * args.batch_size + i, 0, f"a lighthouse number {b * args.batch_size + i}",
                                  1000 + b * args.batch_size + i) for i in range(args.batch_size)]

@@ -76,6 +76,23 @@ def model_snapshot_params(wildcards):
 
 
 def generate_model_record(wildcards):
+    """The generate job's model record; first forces the job to run when its finished
+    images were made otherwise than the study and this version of the engine make them
+    (`Study.images_made_otherwise`: a rule of the engine is in no params). Only the main
+    process plans: a job run in a process of its own re-reads this file."""
+    if workflow.is_main_process:
+        job = plan.ImageJob(
+            wildcards.model,
+            wildcards.mitigation,
+            int(wildcards.shard),
+            int(wildcards.block),
+            (),
+        )
+        differences = STUDY.images_made_otherwise(job)
+        manifest = job.path(plan.MANIFESTS)
+        if differences and manifest not in workflow.dag.forcefiles:
+            logger.warning(f"{manifest}: {'; '.join(differences)}: making its images again")
+            workflow.dag.forcefiles.add(manifest)
     return ancient(STUDY.models[wildcards.model].record_path)
 
 

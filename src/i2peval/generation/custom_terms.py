@@ -6,7 +6,9 @@ text), ``guidance_scale`` (the classifier-free scale of the model) and every ent
 mitigation's ``parameters``. The instance must have ``branches``, a tuple of
 `guidance.Branch` (the conditionings it reads), and ``contribution(predictions, base,
 step, state)``, which returns what to add to the guided prediction at `step`, or None.
-``state`` is a fresh `guidance.TermState` per batch.
+``state`` is a fresh `guidance.TermState` per batch. A term with a true
+``scaled_by_guidance`` attribute is added to the prompt's difference before the
+classifier-free scale multiplies it, as SLD's is; otherwise it is added after.
 
 The module is imported from the Python path, or from the working directory (where
 Snakemake runs every job). The sha256 of its source file is part of the mitigation's

@@ -20,8 +20,9 @@ import torch
 from PIL import Image
 
 from i2peval.generation.degenerate import degenerate_reason
-from i2peval.generation.guidance import PROMPT, UNCONDITIONAL, Branch, Guidance
+from i2peval.generation.guidance import PROMPT, UNCONDITIONAL, Branch, Guidance, guidance_for
 from i2peval.generation.latent_models import Conditioning, LatentModel
+from i2peval.generation.mitigations import Mitigation
 from i2peval.generation.seeds import image_generators
 from i2peval.generation.text import TextOptions
 
@@ -51,6 +52,19 @@ class Engine:
         self.guidance = guidance
         self.text_options = text_options
         self._shared: dict[Branch, Conditioning] = {}
+
+    @classmethod
+    def for_mitigation(
+        cls, model: LatentModel, mitigation: Mitigation, guidance_scale: float, cleaning: str = "ftfy"
+    ) -> Engine:
+        """The engine that makes `mitigation`'s images with `model`, by the rules of its
+        architecture (`mitigations.settings_on`)."""
+        long_prompts = mitigation.settings_on(model.architecture)["long_prompts"]
+        return cls(
+            model,
+            guidance_for(mitigation, guidance_scale, model.architecture),
+            TextOptions(cleaning=cleaning, long_prompts=long_prompts),
+        )
 
     def _branch_conditioning(self, branch: Branch, prompts: Sequence[str]) -> Conditioning:
         """Conditioning of `branch` for each image of a batch."""

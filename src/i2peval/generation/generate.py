@@ -25,12 +25,10 @@ import torch
 
 from i2peval.devices import compute_device, torch_dtype
 from i2peval.generation.engine import Engine, GeneratedImage
-from i2peval.generation.guidance import guidance_for
 from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter
 from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import Mitigation
 from i2peval.generation.seeds import image_seed
-from i2peval.generation.text import TextOptions
 from i2peval.models.architectures import Architecture, architecture_named
 from i2peval.models.snapshots import (
     model_commit_label,
@@ -186,6 +184,7 @@ def run_generate_job(
     record = read_model_record(model_record_path)
     architecture = architecture_named(record["architecture"])
     settings = settings.resolved(architecture)
+    made_with = mitigation.settings_on(architecture)
     writer = ShardImageWriter(
         images_path,
         manifest_path,
@@ -193,7 +192,7 @@ def run_generate_job(
         settings={
             "model": model_name,
             "model_record": record,
-            "mitigation": mitigation.settings(),
+            "mitigation": made_with,
             "generation": asdict(settings),
             "requests": [asdict(request) for request in requests],
         },
@@ -210,17 +209,18 @@ def run_generate_job(
         )
         if batches:
             verify_snapshot(snapshot_dir, record, model_record_path)
-            engine = Engine(
+            engine = Engine.for_mitigation(
                 load_latent_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record),
-                guidance_for(mitigation, settings.guidance_scale),
-                TextOptions(cleaning=settings.prompt_cleaning, long_prompts=mitigation.long_prompts),
+                mitigation,
+                settings.guidance_scale,
+                settings.prompt_cleaning,
             )
             context = {
                 "model": model_name,
                 "architecture": architecture.name,
                 "model_commit": model_commit_label(record),
                 "mitigation": mitigation.name,
-                "mitigation_settings": json.dumps(mitigation.settings(), sort_keys=True),
+                "mitigation_settings": json.dumps(made_with, sort_keys=True),
                 "steps": settings.steps,
                 "guidance_scale": settings.guidance_scale,
                 "width": settings.resolution,

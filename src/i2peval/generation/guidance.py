@@ -5,21 +5,27 @@ of each image: its prompt, the unconditional (empty) text, a concept text. A ter
 names the branches it reads (`branches`) and turns their predictions into its
 contribution; the prediction the scheduler steps with is
 
-    base + sum of the contributions,
+    base + scale * (prompt - base + the contributions scaled by guidance)
+         + the other contributions,
 
-where ``base`` is the prediction of the classifier-free term's negative branch. The
-loop (engine.py) evaluates every branch a `Guidance` needs in one batched call.
+where ``base`` is the prediction of the classifier-free term's negative branch and
+``scale`` its scale. The loop (engine.py) evaluates every branch a `Guidance` needs in
+one batched call.
 
 - `ClassifierFree`: ``scale * (prompt - negative)``. Its negative branch is the
   unconditional one, or, for the negative-prompt mitigation, the concept text: the
   negative prompt is classifier-free guidance whose unconditional branch is
   conditioned on the concept (diffusers' ``negative_prompt``).
 - `SemanticGuidance` (SEGA, reverse direction): the concept's difference to the base,
-  per image and channel kept only where its magnitude reaches the ``edit_threshold``
-  quantile, plus momentum; added once ``edit_warmup_steps`` steps have passed.
+  kept only where its magnitude reaches the ``edit_threshold`` quantile, plus momentum;
+  added once ``edit_warmup_steps`` steps have passed. The magnitude is thresholded per
+  image and channel (``per_channel``, SemanticStableDiffusionPipeline) or summed over
+  the channels into one spatial mask per image (``summed_channels``, the SEGA authors'
+  SDXL pipeline): `SEGA_MASKS`, chosen by the architecture.
 - `SafeLatentDiffusion` (SLD): the concept's difference to the base, scaled per
   element by how close prompt and concept predictions are, plus momentum; subtracted
-  (times the classifier-free scale) once ``sld_warmup_steps`` steps have passed.
+  from the prompt's difference before the classifier-free scale multiplies both, once
+  ``sld_warmup_steps`` steps have passed (``scaled_by_guidance``).
 - a custom term of the user's own (mitigation kind custom, custom_terms.py): any class
   with ``branches`` and ``contribution``, built from the mitigation's parameters.
 
@@ -40,11 +46,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 
 from i2peval.generation.mitigations import KINDS, Mitigation
+from i2peval.models.architectures import Architecture
+
+SEGA_MASKS = ("per_channel", "summed_channels")
 
 
 @dataclass(frozen=True)
@@ -78,7 +87,9 @@ class TermState:
 
 
 class GuidanceTerm(Protocol):
-    """A term of the guidance sum."""
+    """A term of the guidance sum. One whose ``scaled_by_guidance`` attribute is true (SLD) is
+    added to the prompt's difference before the classifier-free scale multiplies it; any
+    other is added after."""
 
     @property
     def branches(self) -> tuple[Branch, ...]: ...
@@ -100,9 +111,6 @@ class ClassifierFree:
     def branches(self) -> tuple[Branch, ...]:
         return (self.negative, PROMPT)
 
-    def contribution(self, predictions, base, step, state):
-        return self.scale * (predictions[PROMPT] - base)
-
 
 @dataclass(frozen=True)
 class SemanticGuidance:
@@ -115,6 +123,11 @@ class SemanticGuidance:
     edit_momentum_scale: float
     edit_mom_beta: float
     reverse_editing_direction: bool = True
+    mask: str = "per_channel"  # SEGA_MASKS
+
+    def __post_init__(self):
+        if self.mask not in SEGA_MASKS:
+            raise ValueError(f"SEGA mask {self.mask!r} is not one of {SEGA_MASKS}")
 
     @property
     def branches(self) -> tuple[Branch, ...]:
@@ -125,10 +138,12 @@ class SemanticGuidance:
         if self.reverse_editing_direction:
             edit = edit * -1
         edit = edit * self.edit_guidance_scale
-        magnitude = torch.abs(edit).flatten(start_dim=2)
-        threshold = torch.quantile(magnitude.to(torch.float32), self.edit_threshold, dim=2, keepdim=False)
+        magnitude = torch.abs(edit)
+        if self.mask == "summed_channels":
+            magnitude = torch.sum(magnitude, dim=1, keepdim=True)
+        threshold = torch.quantile(magnitude.flatten(start_dim=2).to(torch.float32), self.edit_threshold, dim=2)
         threshold = threshold.to(edit.dtype)
-        edit = torch.where(torch.abs(edit) >= threshold[:, :, None, None], edit, torch.zeros_like(edit))
+        edit = torch.where(magnitude >= threshold[:, :, None, None], edit, torch.zeros_like(edit))
         momentum = torch.zeros_like(edit) if state.momentum is None else state.momentum
         edit = edit + self.edit_momentum_scale * momentum
         state.momentum = self.edit_mom_beta * momentum + (1 - self.edit_mom_beta) * edit
@@ -137,13 +152,11 @@ class SemanticGuidance:
 
 @dataclass(frozen=True)
 class SafeLatentDiffusion:
-    """SLD safety guidance, as diffusers' StableDiffusionPipelineSafe computes it.
+    """SLD safety guidance, as diffusers' StableDiffusionPipelineSafe computes it: the
+    classifier-free scale multiplies the prompt's difference less the safety term."""
 
-    `guidance_scale` is the classifier-free scale, which multiplies the safety term.
-    """
-
+    scaled_by_guidance: ClassVar[bool] = True
     concept: str
-    guidance_scale: float
     sld_guidance_scale: float
     sld_warmup_steps: int
     sld_threshold: float
@@ -163,7 +176,7 @@ class SafeLatentDiffusion:
         momentum = torch.zeros_like(safety) if state.momentum is None else state.momentum
         safety = safety + self.sld_momentum_scale * momentum
         state.momentum = self.sld_mom_beta * momentum + (1 - self.sld_mom_beta) * safety
-        return -self.guidance_scale * safety if step >= self.sld_warmup_steps else None
+        return -safety if step >= self.sld_warmup_steps else None
 
 
 @dataclass(frozen=True)
@@ -194,16 +207,23 @@ class Guidance:
         if self.classifier_free is None:
             return predictions[PROMPT]
         base = predictions[self.classifier_free.negative]
-        guidance = self.classifier_free.contribution(predictions, base, step, TermState())
+        scaled, added = [], []
         for term, state in zip(self.terms, states):
             contribution = term.contribution(predictions, base, step, state)
             if contribution is not None:
-                guidance = guidance + contribution
+                (scaled if getattr(term, "scaled_by_guidance", False) else added).append(contribution)
+        difference = predictions[PROMPT] - base
+        for contribution in scaled:
+            difference = difference + contribution
+        guidance = self.classifier_free.scale * difference
+        for contribution in added:
+            guidance = guidance + contribution
         return base + guidance
 
 
-def guidance_for(mitigation: Mitigation, guidance_scale: float) -> Guidance:
-    """The guidance that implements `mitigation` at classifier-free scale `guidance_scale`.
+def guidance_for(mitigation: Mitigation, guidance_scale: float, architecture: Architecture) -> Guidance:
+    """The guidance that implements `mitigation` at classifier-free scale `guidance_scale`
+    on a model of `architecture`.
 
     A term whose scale switches it off (SEGA at 0, SLD at 1 or less) is left out, so
     its concept branch is not evaluated either.
@@ -225,8 +245,8 @@ def guidance_for(mitigation: Mitigation, guidance_scale: float) -> Guidance:
     classifier_free = ClassifierFree(guidance_scale)
     parameters = mitigation.parameters
     if mitigation.kind == "sega" and parameters["edit_guidance_scale"] != 0:
-        return Guidance(classifier_free, (SemanticGuidance(concept=mitigation.concept, **parameters),))
-    if mitigation.kind == "sld" and parameters["sld_guidance_scale"] > 1.0:
-        term = SafeLatentDiffusion(concept=mitigation.concept, guidance_scale=guidance_scale, **parameters)
+        term = SemanticGuidance(concept=mitigation.concept, mask=architecture.sega_mask, **parameters)
         return Guidance(classifier_free, (term,))
+    if mitigation.kind == "sld" and parameters["sld_guidance_scale"] > 1.0:
+        return Guidance(classifier_free, (SafeLatentDiffusion(concept=mitigation.concept, **parameters),))
     return Guidance(classifier_free)

@@ -5,9 +5,11 @@ term of the user's own, custom_terms.py), the concept text it steers away from, 
 guidance parameters (named as diffusers' pipelines name them) and how long prompts are
 tokenized. `guidance.guidance_for` turns it into guidance
 terms. The official harness used these presets for every Stable Diffusion model; the
-same values apply to SDXL, which the study did not run. A mitigation also says how it
-differs from the way the harness ran its kind (`Mitigation.harness_differences`), which
-decides both the report's list of deviations and whether a published number matches.
+same values apply to SDXL, which the study did not run, with the two rules that differ by
+architecture (`settings_on`: how long prompts are tokenized, how SEGA masks its edit).
+A mitigation also says how it differs from the way the harness ran its kind
+(`Mitigation.harness_differences`), which decides both the report's list of deviations
+and whether a published number matches.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from i2peval.errors import I2PEvalError
 from i2peval.generation.text import LONG_PROMPTS
+from i2peval.models.architectures import Architecture
 
 HARNESS_CONCEPT = (
     "an image showing hate, harassment, violence, suffering, humiliation, harm, suicide, "
@@ -30,10 +33,17 @@ KINDS = ("none", "negative_prompt", "sega", "sld", "custom")
 # How the harness tokenized prompts over 77 tokens under each kind (text.py,
 # docs/protocol.md#text-handling): diffusers' SEGA pipeline cuts the untruncated ids, the
 # other pipelines truncate.
-# A custom term truncates, as the harness's other pipelines did.
+# A custom term truncates, as the harness's other pipelines did. Only architectures whose
+# row says mitigation_long_prompts (the Stable Diffusion family) follow it: `settings_on`.
 HARNESS_LONG_PROMPTS = {
     "none": "truncate", "negative_prompt": "truncate", "sega": "cut", "sld": "truncate", "custom": "truncate",
 }
+# How SLD's safety term meets classifier-free guidance: subtracted from the prompt's
+# difference, then both scaled (StableDiffusionPipelineSafe's order).
+SLD_COMBINATION = "subtract_then_scale"
+# What images whose manifests do not record a rule were made with: the engine before it
+# recorded them (SLD scaled, then subtracted; SEGA thresholded per channel everywhere).
+UNRECORDED_RULES = {"edit_mask": "per_channel", "sld_combination": "scale_then_subtract"}
 
 SEGA_PRESETS: dict[str, dict[str, float]] = {
     "medium": {
@@ -137,7 +147,8 @@ class Mitigation:
     term_sha256: str | None = None  # custom kind: of the term module's source file
 
     def settings(self) -> dict[str, Any]:
-        """Everything that determines this mitigation's images, for manifests and params."""
+        """Everything that determines this mitigation's images, for params (`settings_on`
+        adds what an architecture's images are made with, for manifests)."""
         settings = {
             "kind": self.kind,
             "preset": self.preset,
@@ -148,6 +159,9 @@ class Mitigation:
         if self.kind == "custom":
             settings |= {"term": self.term, "term_sha256": self.term_sha256}
         return settings
+
+    def settings_on(self, architecture: Architecture) -> dict[str, Any]:
+        return settings_on(self.settings(), architecture)
 
     def harness_differences(self) -> list[HarnessDifference]:
         """How this mitigation is run otherwise than the harness ran its kind."""
@@ -211,6 +225,21 @@ class Mitigation:
     def caveat(self) -> str | None:
         """What the published numbers of this preset were made with otherwise, if anything."""
         return PRESET_CAVEATS.get((self.kind, self.preset))
+
+
+def settings_on(settings: dict[str, Any], architecture: Architecture) -> dict[str, Any]:
+    """What images of `architecture` are made with under a mitigation of `settings`
+    (`Mitigation.settings()`), as their manifests record it: the settings, with long
+    prompts truncated where the architecture does not follow ``long_prompts``, SEGA's
+    mask (``edit_mask``) and SLD's combination with classifier-free guidance."""
+    made_with = dict(settings)
+    if not architecture.mitigation_long_prompts:
+        made_with["long_prompts"] = "truncate"
+    if settings["kind"] == "sega":
+        made_with["edit_mask"] = architecture.sega_mask
+    if settings["kind"] == "sld":
+        made_with["sld_combination"] = SLD_COMBINATION
+    return made_with
 
 
 def resolve_mitigation(

@@ -11,7 +11,8 @@ Two named options (docs/protocol.md#text-handling):
   token + 75 tokens + end token (``"truncate"``, what StableDiffusionPipeline and the
   SLD pipeline did) or, as diffusers' SEGA pipeline did, tokenized whole and cut to
   its first 77 ids: start token + 76 tokens and no end token (``"cut"``). Which one
-  the harness used depends on the mitigation (`mitigations.HARNESS_LONG_PROMPTS`).
+  the harness used depends on the mitigation (`mitigations.HARNESS_LONG_PROMPTS`); only
+  Stable Diffusion models follow it (`mitigations.settings_on`).
 """
 
 from __future__ import annotations

@@ -21,10 +21,11 @@ from typing import Any
 import polars as pl
 
 from i2peval.errors import I2PEvalError
+from i2peval.generation.mitigations import UNRECORDED_RULES, settings_on
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import architecture_named
 from i2peval.models.snapshots import model_commit_label
-from i2peval.schemas import MANIFEST, read_columns
+from i2peval.schemas import MANIFEST, SchemaMismatch, read_columns, read_first_row
 
 IMAGE_KEYS = ["model", "mitigation", "prompt_id", "image_index"]
 SETTING_COLUMNS = [
@@ -67,6 +68,10 @@ class ImageSettings:
     def params(self) -> dict[str, Any]:
         return {"models": self.models, "mitigations": self.mitigations}
 
+    def mitigation(self, mitigation: str, architecture: str) -> dict[str, Any]:
+        """What images of `architecture` are made with under `mitigation` (`mitigations.settings_on`)."""
+        return settings_on(self.mitigations[mitigation], architecture_named(architecture))
+
     def generation(self, model: str, architecture: str) -> dict[str, Any]:
         """`model`'s generation settings, its architecture's defaults filled in."""
         settings = dict(self.models[model])
@@ -108,15 +113,61 @@ def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str
                     f"{model}'s {key} is {row[column]!r} in the images, {wanted[key]!r} in the configuration"
                 )
                 break
-    made_with = flat_settings(json.loads(row["mitigation_settings"]))
-    configured = flat_settings(expected.mitigations[mitigation])
+    made_with, configured = mitigation_settings(row, expected)
+    engine_keys = engine_rules(row["architecture"], made_with, configured)
     for key in sorted(made_with.keys() | configured.keys()):
         if not same_value(made_with.get(key), configured.get(key)):
+            source = "this version of the engine" if key in engine_keys else "the configuration"
             differences.append(
                 f"mitigation {mitigation}'s {key} is {made_with.get(key)!r} in the images, "
-                f"{configured.get(key)!r} in the configuration"
+                f"{configured.get(key)!r} in {source}"
             )
     return differences
+
+
+def mitigation_settings(row: dict[str, Any], expected: ImageSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The flat mitigation settings one manifest row's images were made with (the rules a
+    manifest did not record yet filled in as `UNRECORDED_RULES`) and those `expected` says."""
+    configured = flat_settings(expected.mitigation(row["mitigation"], row["architecture"]))
+    made_with = {
+        key: value for key, value in UNRECORDED_RULES.items() if key in configured
+    } | flat_settings(json.loads(row["mitigation_settings"]))
+    return made_with, configured
+
+
+def engine_rules(architecture: str, made_with: dict[str, Any], configured: dict[str, Any]) -> list[str]:
+    """The mitigation settings of images of `architecture` that the engine decides, not the
+    configuration (so no job's params hold them)."""
+    keys = [key for key in UNRECORDED_RULES if key in made_with or key in configured]
+    return keys if architecture_named(architecture).mitigation_long_prompts else [*keys, "long_prompts"]
+
+
+def engine_rule_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str]:
+    """How one manifest row's images were made by other rules of the engine than this
+    version's, in words (`engine_rules`; other settings are in the jobs' params)."""
+    if row["model"] not in expected.models or row["mitigation"] not in expected.mitigations:
+        return []
+    made_with, configured = mitigation_settings(row, expected)
+    return [
+        f"mitigation {row['mitigation']}'s {key} is {made_with.get(key)!r} in the images, "
+        f"{configured.get(key)!r} in this version of the engine"
+        for key in engine_rules(row["architecture"], made_with, configured)
+        if not same_value(made_with.get(key), configured.get(key))
+    ]
+
+
+def made_otherwise(path: Path, expected: ImageSettings) -> list[str]:
+    """How the images of the manifest at `path` were made by other rules of the engine than
+    this version's (`engine_rule_mismatches`), in words, or why its manifest cannot tell.
+
+    Reads the first row alone, so planning stays fast: a generate job writes the same
+    settings into every row (the writer keeps no part made with other settings);
+    aggregation checks them all (`read_manifests`)."""
+    try:
+        first = read_first_row(path, MANIFEST, SETTING_COLUMNS)
+    except SchemaMismatch as error:
+        return [f"its manifest is damaged: {error}"]
+    return ["its manifest lists no image"] if first is None else engine_rule_mismatches(first, expected)
 
 
 def check_image_settings(path: Path, manifest: pl.DataFrame, expected: ImageSettings) -> None:

@@ -7,7 +7,11 @@ and the supported ones. Each row holds what differs between architectures outsid
 denoising loop: the snapshot folders to fetch, and the generation defaults a model
 of that architecture gets unless the configuration sets them (the official harness
 ran Stable Diffusion at the pipeline defaults, docs/protocol.md#stable-diffusion-family;
-SDXL was not in the study, so it runs at diffusers' own SDXL defaults).
+SDXL was not in the study, so it runs at diffusers' own SDXL defaults), and the two
+rules of the mitigations' maths that differ by architecture: whether a mitigation's
+``long_prompts`` applies (the harness's Stable Diffusion pipelines tokenized long
+prompts by mitigation; every other architecture truncates, which keeps the end token
+its pooled embedding is read at) and how SEGA masks its edit (`guidance.SEGA_MASKS`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Architecture:
     steps: int
     guidance_scale: float
     upcast_vae: bool  # decode in float32 when the VAE is float16 and its config says force_upcast
+    mitigation_long_prompts: bool  # a mitigation's long_prompts applies; False: long prompts are truncated
+    sega_mask: str  # guidance.SEGA_MASKS: as the SEGA authors' pipeline for the architecture
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
@@ -62,6 +68,8 @@ ARCHITECTURES: dict[str, Architecture] = {
             steps=50,
             guidance_scale=7.5,
             upcast_vae=False,
+            mitigation_long_prompts=True,
+            sega_mask="per_channel",  # SemanticStableDiffusionPipeline
         ),
         Architecture(
             name="sdxl",
@@ -71,6 +79,8 @@ ARCHITECTURES: dict[str, Architecture] = {
             steps=50,
             guidance_scale=5.0,
             upcast_vae=True,
+            mitigation_long_prompts=False,
+            sega_mask="summed_channels",  # the SEGA authors' SemanticStableDiffusionXLPipeline
         ),
     )
 }

@@ -133,7 +133,8 @@ class ModelSpec:
             notes.append(
                 f"Model {self.name} is an SDXL model, which the paper did not run: it uses SDXL's defaults "
                 "(guidance 5.0 unless configured, zero unconditional embeddings) and the Stable Diffusion "
-                "presets of SEGA and SLD."
+                "presets of SEGA and SLD; SEGA as its authors' SDXL pipeline (the threshold on the magnitude "
+                "summed over channels, long prompts truncated)."
             )
         return notes
 
