@@ -16,8 +16,11 @@ The images are generator-sized (512 x 512 PNG, smooth random content). Each judg
 them alone (decoding excluded, measured on its own as the baseline), CLIPScore also on
 top of the image embeddings Q16 already made (what it costs in a job that runs both),
 then all judges together as a classify job runs them: one decode, one CLIP embedding.
-Prints a table and ends with one JSON line. Run with
-`python tests/benchmarks/judges.py --images 8 --threads 2`.
+Given generate.py's JSON line (``--generate-json``), it also says what classifying
+costs against making the same images (``classify_fraction_of_generate``: the classify
+job's seconds per image over the engine's, for its first mitigation). Prints a table
+and ends with one JSON line. Run with
+`python tests/benchmarks/classify.py --images 8 --threads 2` (add `--device cuda` on a GPU).
 """
 
 from __future__ import annotations
@@ -41,8 +44,6 @@ from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME, NUDENET2_LABELS
 from i2peval.judges.nudenet3 import nudenet3_record
 from i2peval.judges.q16 import PROMPTS_NAME, WEIGHTS_NAME
 from i2peval.judges.registry import JUDGES
-
-CPU = torch.device("cpu")
 
 
 def build_q16(folder: Path) -> tuple[Path, dict]:
@@ -137,7 +138,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8, help="images each judge scores (one batch)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--generate-json", type=Path, help="a file holding generate.py's JSON line")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     pngs = generated_like_pngs(args.images)
     with tempfile.TemporaryDirectory() as root:
@@ -152,7 +156,7 @@ def main() -> None:
             "safety_checker": build_safety_checker(folders["safety_checker"]),
         }
         print(f"built full-size random judges in {time.perf_counter() - built:.0f} s")
-        judges = {judge.name: judge for judge in load_judges(list(JUDGES), assets, CPU)}
+        judges = {judge.name: judge for judge in load_judges(list(JUDGES), assets, device)}
         for judge in judges.values():  # first calls allocate and plan: keep them out of the timings
             judge.score_batch(decoded(pngs[:1]))
 
@@ -182,8 +186,19 @@ def main() -> None:
         print(f"{name:44} {seconds / args.images:9.3f} {args.images / seconds:9.2f}")
     separate = decode * len(alone) + sum(alone.values())
     print(f"all judges in one job / each judge decoding on its own: {together / separate:.2f}x the time")
+    classify_rate = args.images / together
+    fraction = None
+    if args.generate_json:
+        made = json.loads(args.generate_json.read_text().strip().splitlines()[-1])["results"][0]
+        fraction = made["ours_images_per_s"] / classify_rate
+        print(f"classifying takes {fraction:.3f} of the time generating took ({made['model']}, "
+              f"{made['mitigation']}, {made['ours_images_per_s']:.3g} images/s on {made['device']})")
     print(json.dumps({
-        "benchmark": "judges",
+        "benchmark": "classify",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        **{f"{name}_images_per_s": round(rate[name], 3) for name in ("q16", "nudenet2", "nudenet3", "safety_checker")},
+        "classify_images_per_s": round(classify_rate, 3),
+        "classify_fraction_of_generate": fraction,
         "images": args.images,
         "threads": args.threads,
         "images_per_second": {name: round(value, 3) for name, value in rate.items()},
