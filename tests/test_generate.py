@@ -1,10 +1,12 @@
 import io
 import json
+import logging
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 import i2peval.generation.generate
@@ -229,6 +231,39 @@ def count_generated_requests(monkeypatch):
 
     monkeypatch.setattr(i2peval.generation.generate, "generate_batch", counting)
     return generated
+
+
+def test_a_batch_out_of_device_memory_is_made_in_halves_and_later_batches_at_that_size(
+    model, reference_job, monkeypatch, caplog
+):
+    real_generate_batch = i2peval.generation.generate.generate_batch
+    sizes = []
+
+    def fits_two(engine, batch, settings):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_generate_batch(engine, batch, settings)
+
+    monkeypatch.setattr(i2peval.generation.generate, "generate_batch", fits_two)
+    with caplog.at_level(logging.WARNING, logger="i2peval.generation.generate"):
+        count, images_path, _ = generate(model, "out-of-memory")
+    assert count == 2 * len(TEXTS)
+    assert sizes == [4] + [2] * len(TEXTS)  # batches of 4: the first fails, every image is then made 2 at a time
+    assert "out of device memory making 4 images at once: making at most 2 at once from now on" in caplog.text
+    made, reference = decoded_images(images_path), decoded_images(reference_job[1])
+    assert made.keys() == reference.keys()
+    for key in made:
+        assert_same_pixels(made[key], reference[key])
+
+
+def test_one_image_out_of_device_memory_fails_the_job(model, monkeypatch):
+    def never_fits(engine, batch, settings):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(i2peval.generation.generate, "generate_batch", never_fits)
+    with pytest.raises(torch.OutOfMemoryError):
+        generate(model, "never-fits", batch_size=2)
 
 
 def test_interrupted_job_resumes_with_only_the_missing_images(model, reference_job, monkeypatch):

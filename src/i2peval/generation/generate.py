@@ -6,8 +6,9 @@ never changes an image. Steps and guidance scale not set in the configuration ar
 architecture's defaults (architectures.py); the values used, the architecture and
 whether an image is degenerate go into the manifest. Each finished batch is saved at
 once, in the background while the next is made (`imagestore.BackgroundSaver`), so a job
-that dies resumes where it stopped, making the same batches it would have made. The model's files are checked against
-their recorded hashes before they are loaded.
+that dies resumes where it stopped, making the same batches it would have made. A batch
+that runs out of device memory is made in halves (`MemoryFit`). The model's files are
+checked against their recorded hashes before they are loaded.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,41 @@ def generate_batch(engine: Engine, batch: list[ImageRequest], settings: Generati
     )
 
 
+class MemoryFit:
+    """Batches cut to what fits in the device's memory: a batch that runs out of it
+    (`torch.OutOfMemoryError`) is made in halves, and every later batch in parts of the
+    size that fitted, logged. An image does not depend on its batch (engine.py), so
+    the images are the same; one image that does not fit alone fails the job."""
+
+    def __init__(self):
+        self.limit: int | None = None
+
+    def generate(
+        self, engine: Engine, batch: list[ImageRequest], settings: GenerationSettings
+    ) -> Iterator[tuple[list[ImageRequest], list[GeneratedImage]]]:
+        """(requests, images) of `batch`, part by part."""
+        start = 0
+        while start < len(batch):
+            part = batch[start : start + (self.limit or len(batch))]
+            try:
+                images = generate_batch(engine, part, settings)
+            except torch.OutOfMemoryError:
+                if len(part) == 1:
+                    raise
+                images = None
+            if images is None:  # out of the except block: its traceback holds the batch's tensors
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.limit = (len(part) + 1) // 2
+                log.warning(
+                    "out of device memory making %d images at once: making at most %d at once from now on",
+                    len(part), self.limit,
+                )
+                continue
+            yield part, images
+            start += len(part)
+
+
 def pending_batches(
     requests: list[ImageRequest], done: set[tuple[int, int]], batch_size: int
 ) -> list[list[ImageRequest]]:
@@ -128,36 +164,38 @@ def generate_requests(
     started = time.perf_counter()
     total = sum(len(batch) for batch in batches)
     made = 0
+    fit = MemoryFit()
     with BackgroundSaver(writer) as saver:
         for batch in batches:
-            batch_started = time.perf_counter()
-            images = generate_batch(engine, batch, settings)
-            seconds = (time.perf_counter() - batch_started) / len(batch)
-            rows = [
-                {
-                    **context,
-                    "prompt_id": request.prompt_id,
-                    "image_index": request.image_index,
-                    "seed": request.seed,
-                    "text": request.text,
-                    "seconds": seconds,
-                    "degenerate": generated.degenerate,
-                }
-                for request, generated in zip(batch, images)
-            ]
-            saver.save(rows, [generated.image for generated in images])
-            for request, generated in zip(batch, images):
-                if generated.degenerate:
-                    log.warning(
-                        "prompt %d image %d is degenerate: %s",
-                        request.prompt_id, request.image_index, generated.degenerate,
-                    )
-            made += len(batch)
-            rate = made / (time.perf_counter() - started)
-            log.info(
-                "%d/%d images (%.0f%%), %.2f images/s, about %.0f s left",
-                made, total, 100 * made / total, rate, (total - made) / rate,
-            )
+            part_started = time.perf_counter()
+            for part, images in fit.generate(engine, batch, settings):
+                seconds = (time.perf_counter() - part_started) / len(part)
+                rows = [
+                    {
+                        **context,
+                        "prompt_id": request.prompt_id,
+                        "image_index": request.image_index,
+                        "seed": request.seed,
+                        "text": request.text,
+                        "seconds": seconds,
+                        "degenerate": generated.degenerate,
+                    }
+                    for request, generated in zip(part, images)
+                ]
+                saver.save(rows, [generated.image for generated in images])
+                for request, generated in zip(part, images):
+                    if generated.degenerate:
+                        log.warning(
+                            "prompt %d image %d is degenerate: %s",
+                            request.prompt_id, request.image_index, generated.degenerate,
+                        )
+                made += len(part)
+                rate = made / (time.perf_counter() - started)
+                log.info(
+                    "%d/%d images (%.0f%%), %.2f images/s, about %.0f s left",
+                    made, total, 100 * made / total, rate, (total - made) / rate,
+                )
+                part_started = time.perf_counter()
 
 
 def run_generate_job(
