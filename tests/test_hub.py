@@ -135,3 +135,25 @@ def test_hugging_face_client_reads_commit_and_published_checksums():
         RemoteFile("model_index.json", 40, sha256=None, git_blob_id="a" * 40),
         RemoteFile("unet/diffusion_pytorch_model.safetensors", 3, sha256="c" * 64, git_blob_id="b" * 40),
     ]
+
+
+def test_a_gated_repository_says_to_accept_its_conditions_and_set_hf_token():
+    import httpx2
+    from huggingface_hub.errors import GatedRepoError
+
+    from i2peval.hub import HubError, HuggingFaceHub
+
+    url = "https://huggingface.co/api/models/DeepFloyd/IF-I-XL-v1.0/revision/main"
+
+    class GatedApi:
+        def repo_info(self, repo_id, **arguments):
+            response = httpx2.Response(401, request=httpx2.Request("GET", url))
+            raise GatedRepoError(f"401 Client Error. Cannot access gated repo for url {url}.", response=response)
+
+    client = HuggingFaceHub()
+    client._api = GatedApi()
+    with pytest.raises(HubError) as raised:
+        client.resolve("DeepFloyd/IF-I-XL-v1.0", "model", "main")
+    message = str(raised.value)
+    assert message.startswith("model DeepFloyd/IF-I-XL-v1.0@main: the repository is gated: accept its conditions")
+    assert "set HF_TOKEN" in message and "\n" not in message

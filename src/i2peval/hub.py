@@ -69,7 +69,13 @@ def hub_call(what: str, call: Callable[[], T]) -> T:
 
     try:
         return call()
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError) as error:
+    except GatedRepoError as error:  # a RepositoryNotFoundError too: first
+        reason = str(error).splitlines()[0]
+        raise HubError(
+            f"{what}: the repository is gated: accept its conditions on its page on huggingface.co while logged "
+            f"in, and set HF_TOKEN to an access token of that account where the workflow runs ({reason})"
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
         reason = str(error).splitlines()[0]
         raise HubError(f"{what}: the Hugging Face hub has no such repository, revision or file ({reason})") from None
     except HfHubHTTPError as error:
