@@ -25,6 +25,14 @@ def tiny_sdxl_snapshot(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_alt_snapshot(tmp_path_factory):
+    """A tiny random AltDiffusion snapshot (XLM-R text encoder, PNDM), 64 px."""
+    path = tmp_path_factory.mktemp("tiny-alt") / "snapshot"
+    build_tiny_pipeline(path, seed=0, scheduler="pndm", architecture="alt")
+    return path
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """A finished run of the demo configuration (a few minutes on 2 cores), shared by the
     workflow and browser tests; they may read it but must copy it before changing it."""

@@ -197,7 +197,7 @@ def unsupported_repository(folder, pipeline_class):
     return folder
 
 
-@pytest.mark.parametrize("pipeline_class", ["IFPipeline", "StableDiffusion3Pipeline", "AltDiffusionPipeline"])
+@pytest.mark.parametrize("pipeline_class", ["IFPipeline", "StableDiffusion3Pipeline", "PaellaPipeline"])
 def test_unsupported_pipeline_class_is_refused_before_any_weights_are_fetched(tmp_path, pipeline_class):
     hub = FolderHub(unsupported_repository(tmp_path / "repo", pipeline_class))
     with pytest.raises(
@@ -224,6 +224,21 @@ def test_hub_sdxl_snapshot_is_fetched_with_its_architecture_recorded(tiny_sdxl_s
     assert (record["revision"], record["commit"]) == ("main", COMMIT)
     assert "text_encoder_2/model.safetensors" in record["files"]
     assert "tokenizer_2/tokenizer.json" in record["files"]
+
+
+def test_hub_alt_diffusion_snapshot_is_fetched_with_its_sentencepiece_tokenizer_and_loads(tiny_alt_snapshot, tmp_path):
+    import torch
+
+    from i2peval.generation.latent_models import load_latent_model
+
+    hub = FolderHub(tiny_alt_snapshot)
+    record = fetch_hub_model(hub, "BAAI/AltDiffusion-m9", "main", tmp_path / "snapshot")
+    assert (record["architecture"], record["pipeline_class"]) == ("alt", "AltDiffusionPipeline")
+    assert "tokenizer/sentencepiece.bpe.model" in record["files"]
+    assert "tokenizer/tokenizer.json" not in record["files"]  # transformers converts the sentencepiece model
+    model = load_latent_model(tmp_path / "snapshot", torch.float32, torch.device("cpu"))
+    assert type(model.text_encoders[0]).__name__ == "RobertaSeriesModelWithTransformation"
+    assert type(model.tokenizers[0]).__name__ == "XLMRobertaTokenizer"
 
 
 def test_tiny_sdxl_pipeline_mirrors_sdxl_base(tiny_sdxl_snapshot):

@@ -296,31 +296,32 @@ def test_the_demo_override_is_deterministic(tmp_path):
     assert digest == hashlib.sha256(json.dumps(second["files"], sort_keys=True).encode()).hexdigest()
 
 
-def uncommented_erased_models(text: str) -> str:
-    """config.yaml with its commented erased-model blocks uncommented, as a user would (a
-    block runs from its model's name to the next "# ---" line), the UCE block's
-    placeholders filled in."""
+def uncommented_models(text: str) -> str:
+    """config.yaml with its commented model blocks (AltDiffusion, the erased models)
+    uncommented, as a user would (a block runs from its model's name to the next comment
+    that is not YAML), the UCE block's placeholders filled in."""
     lines, in_model = [], False
     for line in text.splitlines():
-        if line.startswith("  # ---"):
+        if line.startswith("  # ---") or line.startswith("  # Concept-erased"):
             in_model = False
-        elif re.fullmatch(r"  # sd-1\.4-[\w.-]+:", line):
+        elif re.fullmatch(r"  # (sd-1\.4-[\w.-]+|altdiffusion-m9):", line):
             in_model = True
         lines.append("  " + line[4:] if in_model else line)
     return "\n".join(lines).replace("<file>", "uce-i2p").replace("<its sha256>", "a" * 64) + "\n"
 
 
-def test_the_erased_models_in_config_yaml_plan_offline_once_uncommented(tmp_path):
-    config_text = uncommented_erased_models((REPO / "config.yaml").read_text())
+def test_the_commented_models_in_config_yaml_plan_offline_once_uncommented(tmp_path):
+    config_text = uncommented_models((REPO / "config.yaml").read_text())
     config = yaml.safe_load(config_text)
     erased = [name for name, model in config["models"].items() if "unet" in model or "text_encoder" in model]
     assert erased == ["sd-1.4-esd-u-nudity", "sd-1.4-rece-unsafe", "sd-1.4-uce-i2p", "sd-1.4-advunlearn-nudity"]
+    assert config["models"]["altdiffusion-m9"]["repo_id"] == "BAAI/AltDiffusion-m9"
     configfile = tmp_path / "config.yaml"
     configfile.write_text(config_text)
     result = snakemake(tmp_path / "run", configfile, "--dry-run", env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     planned = planned_jobs(result.stdout)
-    for name in erased:
+    for name in [*erased, "altdiffusion-m9"]:
         assert sum(1 for rule, wildcards in planned if rule == "generate" and wildcards["model"] == name) == len(
             config["mitigations"]
         ) * config["prompts"]["shards"]

@@ -58,12 +58,15 @@ class Engine:
         cls, model: LatentModel, mitigation: Mitigation, guidance_scale: float, cleaning: str = "ftfy"
     ) -> Engine:
         """The engine that makes `mitigation`'s images with `model`, by the rules of its
-        architecture (`mitigations.settings_on`)."""
-        long_prompts = mitigation.settings_on(model.architecture)["long_prompts"]
+        architecture (`mitigations.settings_on`, `Architecture.prompt_cleaning`)."""
+        architecture = model.architecture
         return cls(
             model,
-            guidance_for(mitigation, guidance_scale, model.architecture),
-            TextOptions(cleaning=cleaning, long_prompts=long_prompts),
+            guidance_for(mitigation, guidance_scale, architecture),
+            TextOptions(
+                cleaning=architecture.prompt_cleaning(cleaning),
+                long_prompts=mitigation.settings_on(architecture)["long_prompts"],
+            ),
         )
 
     def _branch_conditioning(self, branch: Branch, prompts: Sequence[str]) -> Conditioning:

@@ -62,6 +62,7 @@ class GenerationSettings:
             self,
             steps=defaults["steps"] if self.steps is None else self.steps,
             guidance_scale=defaults["guidance_scale"] if self.guidance_scale is None else self.guidance_scale,
+            prompt_cleaning=architecture.prompt_cleaning(self.prompt_cleaning),
         )
 
 

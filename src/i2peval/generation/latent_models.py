@@ -145,7 +145,9 @@ class StableDiffusionXL(LatentModel):
         return self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
 
 
-ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL}
+# AltDiffusion conditions its UNet as Stable Diffusion does, on its text encoder's
+# first output (XLM-R's projected last hidden state) under the attention mask
+ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL, "alt": StableDiffusion}
 
 
 def load_latent_model(

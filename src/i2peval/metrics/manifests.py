@@ -73,11 +73,14 @@ class ImageSettings:
         return settings_on(self.mitigations[mitigation], architecture_named(architecture))
 
     def generation(self, model: str, architecture: str) -> dict[str, Any]:
-        """`model`'s generation settings, its architecture's defaults filled in."""
+        """`model`'s generation settings, its architecture's defaults filled in (and its text
+        cleaning: `Architecture.prompt_cleaning`)."""
         settings = dict(self.models[model])
-        for key, default in architecture_named(architecture).defaults().items():
+        found = architecture_named(architecture)
+        for key, default in found.defaults().items():
             if settings[key] is None:
                 settings[key] = default
+        settings["prompt_cleaning"] = found.prompt_cleaning(settings["prompt_cleaning"])
         return settings
 
 

@@ -41,6 +41,7 @@ class Architecture:
     upcast_vae: bool  # decode in float32 when the VAE is float16 and its config says force_upcast
     mitigation_long_prompts: bool  # a mitigation's long_prompts applies; False: long prompts are truncated
     sega_mask: str  # guidance.SEGA_MASKS: as the SEGA authors' pipeline for the architecture
+    clip_text: bool = True  # CLIP tokenizers, which the harness's transformers 4.x cleaned with ftfy
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
@@ -55,6 +56,11 @@ class Architecture:
     def defaults(self) -> dict[str, Any]:
         """Generation settings a model of this architecture gets unless configured."""
         return {"steps": self.steps, "guidance_scale": self.guidance_scale}
+
+    def prompt_cleaning(self, configured: str) -> str:
+        """The text cleaning its prompts get under the configured ``prompt_cleaning``: ftfy
+        is what the harness's CLIP tokenizers did, so a model without one gets none."""
+        return configured if self.clip_text else "none"
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -81,6 +87,18 @@ ARCHITECTURES: dict[str, Architecture] = {
             upcast_vae=True,
             mitigation_long_prompts=False,
             sega_mask="summed_channels",  # the SEGA authors' SemanticStableDiffusionXLPipeline
+        ),
+        Architecture(
+            name="alt",
+            pipeline_class="AltDiffusionPipeline",
+            description="AltDiffusion (the SD 1.x UNet with a multilingual XLM-R text encoder)",
+            text_folders=(("tokenizer", "text_encoder"),),
+            steps=50,
+            guidance_scale=7.5,
+            upcast_vae=False,
+            mitigation_long_prompts=False,  # the harness's AltDiffusion pipelines, its SEGA port too, truncate
+            sega_mask="per_channel",  # the harness's SemanticAltDiffusionPipeline
+            clip_text=False,
         ),
     )
 }
@@ -140,9 +158,32 @@ def describe_snapshot(snapshot: Path) -> dict[str, Any]:
     }
 
 
+def load_alt_diffusion(snapshot: Path, dtype):
+    """AltDiffusionPipeline from a snapshot's components, loaded one by one: diffusers 0.42
+    keeps the pipeline and its text encoder class under pipelines/deprecated, where
+    ``from_pretrained`` does not find the class model_index.json names."""
+    import diffusers
+    from diffusers.pipelines.deprecated.alt_diffusion.modeling_roberta_series import (
+        RobertaSeriesModelWithTransformation,
+    )
+    from transformers import XLMRobertaTokenizer
+
+    weights = {"dtype": dtype, "use_safetensors": True, "local_files_only": True}
+    scheduler_class = json.loads((snapshot / "scheduler" / "scheduler_config.json").read_text())["_class_name"]
+    return diffusers.AltDiffusionPipeline(
+        unet=diffusers.UNet2DConditionModel.from_pretrained(snapshot / "unet", **weights),
+        vae=diffusers.AutoencoderKL.from_pretrained(snapshot / "vae", **weights),
+        text_encoder=RobertaSeriesModelWithTransformation.from_pretrained(snapshot / "text_encoder", **weights),
+        tokenizer=XLMRobertaTokenizer.from_pretrained(snapshot / "tokenizer", local_files_only=True),
+        scheduler=getattr(diffusers, scheduler_class).from_pretrained(snapshot / "scheduler"),
+        **PIPELINE_OPTIONS["alt"],
+    )
+
+
 PIPELINE_OPTIONS = {
     "sd": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
     "sdxl": {"add_watermarker": False, "image_encoder": None, "feature_extractor": None},
+    "alt": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
 }
 
 
@@ -152,8 +193,11 @@ def load_pipeline(snapshot: Path, dtype) -> tuple[Any, Architecture]:
     import diffusers
 
     architecture = snapshot_architecture(snapshot)
-    pipeline = getattr(diffusers, architecture.pipeline_class).from_pretrained(
-        snapshot, dtype=dtype, use_safetensors=True, local_files_only=True, **PIPELINE_OPTIONS[architecture.name]
-    )
+    if architecture.name == "alt":
+        pipeline = load_alt_diffusion(Path(snapshot), dtype)
+    else:
+        pipeline = getattr(diffusers, architecture.pipeline_class).from_pretrained(
+            snapshot, dtype=dtype, use_safetensors=True, local_files_only=True, **PIPELINE_OPTIONS[architecture.name]
+        )
     pipeline.set_progress_bar_config(disable=True)
     return pipeline, architecture

@@ -30,6 +30,7 @@ TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
+    "sentencepiece.bpe.model",  # XLM-R (AltDiffusion): a protobuf, no pickle
 )
 
 
@@ -55,7 +56,8 @@ def select_pipeline_files(
             if not weights:
                 raise ModelError(
                     f"{source}: {folder}/ has no safetensors weights "
-                    f"({' or '.join(WEIGHT_FILES)}); this project loads no pickled weights"
+                    f"({' or '.join(WEIGHT_FILES)}); this project loads no pickled weights. Where the hub "
+                    "converted them in a pull request, set the model's revision to its refs/pr/<n>"
                 )
             wanted += weights
     return sorted(set(wanted))

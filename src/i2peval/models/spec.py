@@ -136,6 +136,13 @@ class ModelSpec:
                 "presets of SEGA and SLD; SEGA as its authors' SDXL pipeline (the threshold on the magnitude "
                 "summed over channels, long prompts truncated)."
             )
+        if architecture == "alt":
+            notes.append(
+                f"Model {self.name} is AltDiffusion: its prompts are not cleaned with ftfy (the harness's XLM-R "
+                "tokenizer did not), and its SEGA conditions run at the model's guidance scale (7.5 unless "
+                "configured) like its other conditions; the harness's SEGA port for AltDiffusion used each "
+                "prompt's sd_guidance_scale."
+            )
         return notes
 
 

@@ -58,6 +58,40 @@ def tiny_scheduler(name: str):
     return schedulers[name]()
 
 
+# What the tiny XLM-R tokenizer learns its pieces from: a few sentences in the languages
+# AltDiffusion-m9 was trained on, so that ordinary prompts tokenize into several pieces.
+XLM_R_SENTENCES = (
+    "a red apple on a wooden table", "a storm over a dark sea, dramatic painting",
+    "portrait of a grumpy old wizard", "a crowded night market with red lanterns and neon signs",
+    "ein roter Apfel auf einem Holztisch", "une pomme rouge sur une table en bois",
+    "una manzana roja sobre una mesa de madera", "una mela rossa su un tavolo di legno",
+    "uma maçã vermelha sobre uma mesa de madeira", "красное яблоко на деревянном столе",
+    "木のテーブルの上の赤いリンゴ", "木桌上的红苹果", "나무 탁자 위의 빨간 사과",
+    "an image showing hate, harassment, violence, suffering, humiliation, harm, suicide",
+    '" a quoted title " and \u201c a curly quoted title \u201d',
+)
+
+
+def write_xlm_r_tokenizer(dest: Path) -> None:
+    """Save an XLM-R tokenizer as AltDiffusion's hub folder holds one: a sentencepiece model
+    (``sentencepiece.bpe.model``, here trained on `XLM_R_SENTENCES`) and its config, 77
+    positions; transformers converts it when it loads."""
+    import json
+
+    import sentencepiece
+
+    dest.mkdir(parents=True, exist_ok=True)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(XLM_R_SENTENCES * 4), model_prefix=str(dest / "sentencepiece.bpe"),
+        vocab_size=200, hard_vocab_limit=False, model_type="unigram", character_coverage=1.0,
+        bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2, num_threads=1,
+    )  # fmt: skip
+    (dest / "sentencepiece.bpe.vocab").unlink()
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 77}, indent=2) + "\n"
+    )
+
+
 def _tiny_text_encoder(tokenizer, with_projection: bool):
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
@@ -156,24 +190,66 @@ def _tiny_sdxl_components(dest: Path) -> dict[str, Any]:
     }
 
 
+def _tiny_alt_components(dest: Path) -> dict[str, Any]:
+    from diffusers import UNet2DConditionModel
+    from diffusers.pipelines.deprecated.alt_diffusion.modeling_roberta_series import (
+        RobertaSeriesConfig,
+        RobertaSeriesModelWithTransformation,
+    )
+    from transformers import XLMRobertaTokenizer
+
+    write_xlm_r_tokenizer(dest / "tokenizer")
+    tokenizer = XLMRobertaTokenizer.from_pretrained(dest / "tokenizer")
+    text_encoder = RobertaSeriesModelWithTransformation(
+        RobertaSeriesConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=80,  # XLM-R's positions start after the padding index
+            project_dim=32,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    unet = UNet2DConditionModel(**TINY_UNET, cross_attention_dim=32, attention_head_dim=8, norm_num_groups=16)
+    return {
+        "unet": unet,
+        "vae": _tiny_vae(scaling_factor=0.18215),
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+
+
 def build_tiny_pipeline(
     dest: Path, seed: int, scheduler: str = "pndm", architecture: str = "sd"
 ) -> dict[str, Any]:
     """Write a tiny random pipeline of `architecture` (64 px images) to `dest`; return its record.
 
-    Same classes and file layout as a real SD 1.x or SDXL checkpoint, a few hundred
-    thousand parameters besides the 49,408-token embeddings; the weights are a function
-    of `seed`.
+    Same classes and file layout as a real SD 1.x, SDXL or AltDiffusion checkpoint, a
+    few hundred thousand parameters besides the 49,408-token CLIP embeddings; the weights
+    are a function of `seed`.
     """
     import diffusers
 
     spec = architecture_named(architecture)
     dest.mkdir(parents=True, exist_ok=True)
-    write_clip_tokenizer(dest / "tokenizer")
+    if spec.name != "alt":
+        write_clip_tokenizer(dest / "tokenizer")
     torch.manual_seed(seed)
-    components = {"sd": _tiny_sd_components, "sdxl": _tiny_sdxl_components}[spec.name](dest)
+    components = {"sd": _tiny_sd_components, "sdxl": _tiny_sdxl_components, "alt": _tiny_alt_components}[
+        spec.name
+    ](dest)
     pipeline = getattr(diffusers, spec.pipeline_class)(**components, scheduler=tiny_scheduler(scheduler))
     pipeline.save_pretrained(dest, safe_serialization=True)
+    if spec.name == "alt":  # keep the hub's layout: the sentencepiece model, converted when loaded
+        write_xlm_r_tokenizer(dest / "tokenizer")
+        (dest / "tokenizer" / "tokenizer.json").unlink()
     files = {
         str(path.relative_to(dest)): sha256_of(path)
         for path in sorted(dest.rglob("*"))
