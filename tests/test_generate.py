@@ -360,9 +360,9 @@ def test_unset_steps_and_guidance_take_the_architectures_defaults(model, monkeyp
     used = []
     real_generate = Engine.generate
 
-    def recording(engine, prompts, seeds, height, width, steps):
+    def recording(engine, prompts, seeds, height, width, steps, guidance_scales=None):
         used.append((steps, engine.guidance.classifier_free.scale))
-        return real_generate(engine, prompts, seeds, height, width, 1)  # 50 steps would be slow
+        return real_generate(engine, prompts, seeds, height, width, 1, guidance_scales)  # 50 steps would be slow
 
     monkeypatch.setattr(Engine, "generate", recording)
     defaults = GenerationSettings(steps=None, guidance_scale=None, resolution=64, dtype="float32")
@@ -381,8 +381,8 @@ def test_unset_steps_and_guidance_take_the_architectures_defaults(model, monkeyp
 def test_degenerate_image_is_recorded_in_the_manifest_with_its_reason(model, monkeypatch):
     real_denoise = Engine.denoise
 
-    def nan_for_the_empty_prompt(engine, prompts, seeds, height, width, steps):
-        latents = real_denoise(engine, prompts, seeds, height, width, steps).clone()
+    def nan_for_the_empty_prompt(engine, prompts, seeds, height, width, steps, guidance_scales=None):
+        latents = real_denoise(engine, prompts, seeds, height, width, steps, guidance_scales).clone()
         latents[[index for index, prompt in enumerate(prompts) if prompt == ""]] = float("nan")
         return latents
 

@@ -193,3 +193,14 @@ def test_sld_is_subtracted_from_the_prompts_difference_before_the_classifier_fre
     safety = -term.contribution(predicted, uncond, 0, TermState())
     assert torch.equal(guided, uncond + 7.5 * ((text - uncond) - safety))
     assert not torch.equal(guided, uncond + (7.5 * (text - uncond) - 7.5 * safety))  # bf16 rounds otherwise
+
+
+def test_each_image_can_be_guided_by_its_own_scale_and_none_at_one_or_less():
+    predicted = predictions(batch=3)
+    guidance = Guidance(ClassifierFree(2.0), (sld(sld_warmup_steps=0),))
+    guided = guidance.combine(predicted, 0, guidance.start(), scales=torch.tensor([7.5, 12.0, 1.0]))
+    for index, scale in enumerate((7.5, 12.0)):
+        alone = {branch: value[index : index + 1] for branch, value in predicted.items()}
+        each = Guidance(ClassifierFree(scale), (sld(sld_warmup_steps=0),))
+        assert torch.allclose(guided[index : index + 1], each.combine(alone, 0, each.start()))
+    assert torch.equal(guided[2], predicted[PROMPT][2])  # as diffusers' pipelines at guidance_scale 1

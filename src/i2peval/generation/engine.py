@@ -35,6 +35,11 @@ class GeneratedImage:
     degenerate: str | None
 
 
+# The classifier-free scale an engine that guides each image by its own scale builds its
+# guidance with: any scale above 1, so that every branch is evaluated.
+PROMPT_GUIDANCE_BRANCHES = 2.0
+
+
 def concat(conditionings: Sequence[Conditioning]) -> Conditioning:
     return {key: torch.cat([conditioning[key] for conditioning in conditionings]) for key in conditionings[0]}
 
@@ -47,10 +52,13 @@ def select(conditioning: Conditioning, rows: Sequence[int]) -> Conditioning:
 class Engine:
     """A loaded model, the guidance of one mitigation and the text options, ready to generate."""
 
-    def __init__(self, model: LatentModel, guidance: Guidance, text_options: TextOptions):
+    def __init__(
+        self, model: LatentModel, guidance: Guidance, text_options: TextOptions, prompt_guidance: bool = False
+    ):
         self.model = model
         self.guidance = guidance
         self.text_options = text_options
+        self.prompt_guidance = prompt_guidance  # each image guided by its own scale (`generate`'s guidance_scales)
         self._shared: dict[Branch, Conditioning] = {}
 
     @classmethod
@@ -60,13 +68,14 @@ class Engine:
         """The engine that makes `mitigation`'s images with `model`, by the rules of its
         architecture (`mitigations.settings_on`, `Architecture.prompt_cleaning`)."""
         architecture = model.architecture
+        made_with = mitigation.settings_on(architecture)
+        prompt_guidance = made_with.get("guidance") == "from_prompt"
         return cls(
             model,
-            guidance_for(mitigation, guidance_scale, architecture),
-            TextOptions(
-                cleaning=architecture.prompt_cleaning(cleaning),
-                long_prompts=mitigation.settings_on(architecture)["long_prompts"],
-            ),
+            # every branch, whatever each image's own scale turns out to be
+            guidance_for(mitigation, PROMPT_GUIDANCE_BRANCHES if prompt_guidance else guidance_scale, architecture),
+            TextOptions(cleaning=architecture.prompt_cleaning(cleaning), long_prompts=made_with["long_prompts"]),
+            prompt_guidance,
         )
 
     def _branch_conditioning(self, branch: Branch, prompts: Sequence[str]) -> Conditioning:
@@ -91,19 +100,39 @@ class Engine:
         return arguments
 
     def generate(
-        self, prompts: Sequence[str], seeds: Sequence[int], height: int, width: int, steps: int
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        height: int,
+        width: int,
+        steps: int,
+        guidance_scales: Sequence[float] | None = None,
     ) -> list[GeneratedImage]:
-        """Images of `prompts[i]` from the latents of `seeds[i]`."""
-        return self.decode(self.denoise(prompts, seeds, height, width, steps))
+        """Images of `prompts[i]` from the latents of `seeds[i]` (guided by `guidance_scales[i]`
+        where the engine guides each image by its prompt's scale)."""
+        return self.decode(self.denoise(prompts, seeds, height, width, steps, guidance_scales))
 
     @torch.inference_mode()
     def denoise(
-        self, prompts: Sequence[str], seeds: Sequence[int], height: int, width: int, steps: int
+        self,
+        prompts: Sequence[str],
+        seeds: Sequence[int],
+        height: int,
+        width: int,
+        steps: int,
+        guidance_scales: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """Final latents of `prompts[i]` from the starting noise of `seeds[i]`."""
         from diffusers.utils.torch_utils import randn_tensor
 
+        if self.prompt_guidance != (guidance_scales is not None):
+            raise ValueError(
+                "this engine guides each image by its prompt's scale: give guidance_scales"
+                if self.prompt_guidance
+                else "this engine guides every image by the model's scale: give no guidance_scales"
+            )
         model, branches = self.model, self.guidance.branches
+        scales = None if guidance_scales is None else torch.tensor(guidance_scales, device=model.device)
         conditioning = concat([self._branch_conditioning(branch, prompts) for branch in branches])
         scheduler = type(model.scheduler).from_config(model.scheduler.config)
         scheduler.set_timesteps(steps, device=model.device)
@@ -121,7 +150,7 @@ class Engine:
             model_input = scheduler.scale_model_input(torch.cat([latents] * len(branches)), timestep)
             output = model.predict(model_input, timestep, conditioning)
             predictions = dict(zip(branches, output.chunk(len(branches))))
-            guided = self.guidance.combine(predictions, step, states)
+            guided = self.guidance.combine(predictions, step, states, scales)
             latents = scheduler.step(guided, timestep, latents, **step_arguments, return_dict=False)[0]
         return latents
 

@@ -36,6 +36,7 @@ from i2peval.models.snapshots import (
     read_model_record,
     verify_snapshot,
 )
+from i2peval.prompts.i2p import PromptFileError
 from i2peval.provenance import code_version
 from i2peval.schemas import PROMPTS, read_table
 
@@ -74,14 +75,19 @@ class ImageRequest:
     image_index: int
     text: str
     seed: int
+    guidance: float | None = None  # the prompt's own scale (its guidance column)
 
 
 def image_requests(prompts: pa.Table, image_indices: Sequence[int]) -> list[ImageRequest]:
-    """Every (prompt, image index) pair of a job, prompt-major, with its seed."""
+    """Every (prompt, image index) pair of a job, prompt-major, with its seed and its prompt's
+    guidance scale."""
     return [
-        ImageRequest(prompt_id, index, text, image_seed(seed, index))
-        for prompt_id, text, seed in zip(
-            prompts["prompt_id"].to_pylist(), prompts["text"].to_pylist(), prompts["seed"].to_pylist()
+        ImageRequest(prompt_id, index, text, image_seed(seed, index), guidance)
+        for prompt_id, text, seed, guidance in zip(
+            prompts["prompt_id"].to_pylist(),
+            prompts["text"].to_pylist(),
+            prompts["seed"].to_pylist(),
+            prompts["guidance"].to_pylist(),
         )
         for index in image_indices
     ]
@@ -95,6 +101,7 @@ def generate_batch(engine: Engine, batch: list[ImageRequest], settings: Generati
         height=settings.resolution,
         width=settings.resolution,
         steps=settings.steps,
+        guidance_scales=[request.guidance for request in batch] if engine.prompt_guidance else None,
     )
 
 
@@ -178,6 +185,7 @@ def generate_requests(
                         "image_index": request.image_index,
                         "seed": request.seed,
                         "text": request.text,
+                        **({"guidance_scale": request.guidance} if engine.prompt_guidance else {}),
                         "seconds": seconds,
                         "degenerate": generated.degenerate,
                     }
@@ -224,6 +232,13 @@ def run_generate_job(
     architecture = architecture_named(record["architecture"])
     settings = settings.resolved(architecture)
     made_with = mitigation.settings_on(architecture)
+    if made_with.get("guidance") == "from_prompt":
+        unguided = [request.prompt_id for request in requests if request.guidance is None]
+        if unguided:
+            raise PromptFileError(
+                f"{prompts_path}: prompt {unguided[0]} has no guidance scale, which {mitigation.name} on "
+                f"{architecture.name} takes from each prompt (as the harness did)"
+            )
     writer = ShardImageWriter(
         images_path,
         manifest_path,

@@ -201,9 +201,15 @@ class Guidance:
         return [TermState() for _ in self.terms]
 
     def combine(
-        self, predictions: Mapping[Branch, torch.Tensor], step: int, states: Sequence[TermState]
+        self,
+        predictions: Mapping[Branch, torch.Tensor],
+        step: int,
+        states: Sequence[TermState],
+        scales: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The guided prediction of one step from the predictions of `branches`."""
+        """The guided prediction of one step from the predictions of `branches`; `scales`
+        (one per image) replace the classifier-free scale, and an image whose scale is 1 or
+        less gets no guidance at all, as diffusers' pipelines called with that scale."""
         if self.classifier_free is None:
             return predictions[PROMPT]
         base = predictions[self.classifier_free.negative]
@@ -215,10 +221,13 @@ class Guidance:
         difference = predictions[PROMPT] - base
         for contribution in scaled:
             difference = difference + contribution
-        guidance = self.classifier_free.scale * difference
+        scale = self.classifier_free.scale if scales is None else scales.to(difference.dtype)[:, None, None, None]
+        guidance = scale * difference
         for contribution in added:
             guidance = guidance + contribution
-        return base + guidance
+        if scales is None:
+            return base + guidance
+        return torch.where(scales[:, None, None, None] > 1.0, base + guidance, predictions[PROMPT])
 
 
 def guidance_for(mitigation: Mitigation, guidance_scale: float, architecture: Architecture) -> Guidance:

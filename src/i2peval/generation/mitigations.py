@@ -43,7 +43,7 @@ HARNESS_LONG_PROMPTS = {
 SLD_COMBINATION = "subtract_then_scale"
 # What images whose manifests do not record a rule were made with: the engine before it
 # recorded them (SLD scaled, then subtracted; SEGA thresholded per channel everywhere).
-UNRECORDED_RULES = {"edit_mask": "per_channel", "sld_combination": "scale_then_subtract"}
+UNRECORDED_RULES = {"edit_mask": "per_channel", "sld_combination": "scale_then_subtract", "guidance": "model"}
 
 SEGA_PRESETS: dict[str, dict[str, float]] = {
     "medium": {
@@ -231,8 +231,12 @@ def settings_on(settings: dict[str, Any], architecture: Architecture) -> dict[st
     """What images of `architecture` are made with under a mitigation of `settings`
     (`Mitigation.settings()`), as their manifests record it: the settings, with long
     prompts truncated where the architecture does not follow ``long_prompts``, SEGA's
-    mask (``edit_mask``) and SLD's combination with classifier-free guidance."""
+    mask (``edit_mask``), SLD's combination with classifier-free guidance, and
+    ``guidance: from_prompt`` where the harness guided this kind on this architecture by
+    each prompt's own scale (the prompts' ``guidance`` column) instead of the model's."""
     made_with = dict(settings)
+    if settings["kind"] in architecture.prompt_guidance:
+        made_with["guidance"] = "from_prompt"
     if not architecture.mitigation_long_prompts:
         made_with["long_prompts"] = "truncate"
     if settings["kind"] == "sega":

@@ -281,7 +281,11 @@ def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> No
     prompts = pl.from_arrow(read_table(files.prompts, PROMPTS))
     conditions = len({(score_file.model, score_file.mitigation) for score_file in files.score_files})
     check_metrics_memory(prompts.height, conditions, judging.settings, physical_memory_bytes())
-    manifests = read_manifests(files.manifests, files.made_with, ["model_commit", "seed", "text", "degenerate"])
+    manifests = read_manifests(
+        files.manifests,
+        files.made_with,
+        ["model_commit", "seed", "text", "degenerate", "guidance_scale", "guidance_from_prompt"],
+    )
     records = {model: (path, read_model_record(path)) for model, path in files.model_records.items()}
     check_manifests(manifests, prompts, records)
     profiles = judging.profiles

@@ -109,14 +109,16 @@ def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str
         return [f"model {model!r} with mitigation {mitigation!r} is not a condition of the configuration"]
     differences = []
     wanted = expected.generation(model, row["architecture"])
+    made_with, configured = mitigation_settings(row, expected)
     for key, columns in GENERATION_COLUMNS.items():
+        if key == "guidance_scale" and configured.get("guidance") == "from_prompt":
+            continue  # each image's own: `check_manifests` holds it to its prompt's
         for column in columns:
             if not same_value(row[column], wanted[key]):
                 differences.append(
                     f"{model}'s {key} is {row[column]!r} in the images, {wanted[key]!r} in the configuration"
                 )
                 break
-    made_with, configured = mitigation_settings(row, expected)
     engine_keys = engine_rules(row["architecture"], made_with, configured)
     for key in sorted(made_with.keys() | configured.keys()):
         if not same_value(made_with.get(key), configured.get(key)):
@@ -182,20 +184,30 @@ def check_image_settings(path: Path, manifest: pl.DataFrame, expected: ImageSett
             raise StaleImages(f"{path}: {'; '.join(differences)}: {WRONG_CONFIGURATION}")
 
 
+# The mitigation settings of images guided by their prompt's own scale, as generate jobs
+# write them (json.dumps with sorted keys)
+FROM_PROMPT = '"guidance": "from_prompt"'
+
+
 def read_manifests(paths: Sequence[Path], expected: ImageSettings, columns: Sequence[str] = ()) -> pl.DataFrame:
-    """IMAGE_KEYS and `columns` of every manifest, each checked against `expected` first."""
+    """IMAGE_KEYS and `columns` of every manifest, each checked against `expected` first;
+    the column ``guidance_from_prompt`` says whether an image was guided by its prompt's scale."""
     keep = list(dict.fromkeys([*IMAGE_KEYS, *columns]))
+    stored = [column for column in dict.fromkeys([*keep, *SETTING_COLUMNS]) if column != "guidance_from_prompt"]
     frames = []
     for path in paths:
-        manifest = pl.from_arrow(read_columns(path, MANIFEST, [*dict.fromkeys([*keep, *SETTING_COLUMNS])], REMAKE))
+        manifest = pl.from_arrow(read_columns(path, MANIFEST, stored, REMAKE))
         check_image_settings(path, manifest, expected)
+        manifest = manifest.with_columns(
+            guidance_from_prompt=pl.col("mitigation_settings").str.contains(FROM_PROMPT, literal=True)
+        )
         frames.append(manifest.select(keep))
     return pl.concat(frames)
 
 
 def check_manifests(manifests: pl.DataFrame, prompts: pl.DataFrame, records: dict[str, tuple[Path, dict]]) -> None:
     """Raise `StaleImages` unless every image was made from its model's current snapshot and
-    its prompt's current text and seed.
+    its prompt's current text and seed (and scale, for images guided by it).
 
     `records` maps each model to its record's path and content. Generate jobs do not rerun
     when a cheap upstream job is repeated, so this is where a snapshot that resolved to
@@ -232,3 +244,18 @@ def check_manifests(manifests: pl.DataFrame, prompts: pl.DataFrame, records: dic
                 "prompt table does not give it: the prompts changed since the images were made; "
                 "delete results/images and results/manifests to make them again, or restore the prompt source"
             )
+    if "guidance_from_prompt" in manifests.columns:
+        guided = (
+            manifests.filter("guidance_from_prompt")
+            .select("prompt_id", "guidance_scale")
+            .unique()
+            .join(prompts.select("prompt_id", prompt_guidance="guidance"), on="prompt_id", how="left")
+            .sort("prompt_id")
+        )
+        for prompt_id, scale, prompt_scale in guided.iter_rows():
+            if not same_value(scale, prompt_scale):
+                raise StaleImages(
+                    f"images of prompt {prompt_id} were guided by its scale {scale!r}, but the current prompt table "
+                    f"says {prompt_scale!r}: the prompts changed since the images were made; delete results/images "
+                    "and results/manifests to make them again, or restore the prompt source"
+                )

@@ -42,6 +42,7 @@ class Architecture:
     mitigation_long_prompts: bool  # a mitigation's long_prompts applies; False: long prompts are truncated
     sega_mask: str  # guidance.SEGA_MASKS: as the SEGA authors' pipeline for the architecture
     clip_text: bool = True  # CLIP tokenizers, which the harness's transformers 4.x cleaned with ftfy
+    prompt_guidance: tuple[str, ...] = ()  # mitigation kinds the harness guided by each prompt's sd_guidance_scale
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             mitigation_long_prompts=False,  # the harness's AltDiffusion pipelines, its SEGA port too, truncate
             sega_mask="per_channel",  # the harness's SemanticAltDiffusionPipeline
             clip_text=False,
+            prompt_guidance=("sega",),  # mitigation/safe_alt.py passes the CSV's scale; altdiffusion.py does not
         ),
     )
 }

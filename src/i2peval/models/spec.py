@@ -138,10 +138,10 @@ class ModelSpec:
             )
         if architecture == "alt":
             notes.append(
-                f"Model {self.name} is AltDiffusion: its prompts are not cleaned with ftfy (the harness's XLM-R "
-                "tokenizer did not), and its SEGA conditions run at the model's guidance scale (7.5 unless "
-                "configured) like its other conditions; the harness's SEGA port for AltDiffusion used each "
-                "prompt's sd_guidance_scale."
+                f"Model {self.name} is AltDiffusion, run as the harness ran it: its prompts are not cleaned "
+                "with ftfy (its XLM-R tokenizer did not) and under SEGA each image is guided by its prompt's "
+                "sd_guidance_scale (the harness's SEGA port for AltDiffusion did; its other conditions use the "
+                "model's scale)."
             )
         return notes
 

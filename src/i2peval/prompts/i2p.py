@@ -19,9 +19,11 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2
   naming the row (rows count from 0 after the header, like prompt_id), as is a seed
   that is not an integer from 0 to 2**63 - 1 (read exactly, never through a float) or a
   size that is not a positive integer.
-- ``sd_guidance_scale`` and the image size columns are kept for reference only: the
-  study uses the model's own resolution and guidance 7.5
-  (docs/protocol.md#stable-diffusion-family).
+- the image size columns are kept for reference only: the study uses the model's own
+  resolution (docs/protocol.md#stable-diffusion-family). ``sd_guidance_scale`` becomes
+  the ``guidance`` column, which guides images only where the harness let it
+  (AltDiffusion under SEGA: `Architecture.prompt_guidance`); elsewhere the model's own
+  scale applies.
 """
 
 from __future__ import annotations
