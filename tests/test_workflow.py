@@ -453,7 +453,7 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
         ),
         (
             lambda config: config["models"]["tiny-xl"].update(architecture="if"),
-            "models.tiny-xl.architecture: 'if' is not one of ['sd', 'sdxl']",
+            "models.tiny-xl.architecture: 'if' is not one of ['sd', 'sdxl', 'alt']",
         ),
         (
             lambda config: config["models"]["tiny-a"].update(resolution=60),
