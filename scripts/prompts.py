@@ -6,7 +6,7 @@ from i2peval.logs import to_log_file
 
 to_log_file(snakemake.log[0])
 
-from i2peval.prompts.i2p import read_i2p_csv, write_prompt_tables
+from i2peval.prompts.i2p import read_prompt_csv, write_prompt_tables
 from i2peval.prompts.source import obtain_prompt_csv
 from i2peval.storage import write_json
 
@@ -16,7 +16,7 @@ csv_path, record = obtain_prompt_csv(
     snakemake.input.csv[0] if snakemake.input.csv else None,
     source_record_path.parent,
 )
-prompts = read_i2p_csv(csv_path)
+prompts = read_prompt_csv(csv_path, snakemake.params.source.get("format", "i2p"))
 write_prompt_tables(
     prompts, Path(snakemake.output.table), [Path(path) for path in snakemake.output.shards]
 )

@@ -486,6 +486,10 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
             "nudenet2.checkpoint: read only when nudenet2.source is url, but it is demo",
         ),
         (
+            lambda config: config["prompts"].update(format="esd"),
+            "prompts.format: read only when prompts.source is csv, but it is demo",
+        ),
+        (
             lambda config: config["mitigations"]["negative-prompt"].update(overrides={"sld_warmup_steps": 3}),
             "mitigation 'negative-prompt': kind negative_prompt takes no overrides",
         ),
@@ -576,6 +580,29 @@ def test_a_bad_row_of_a_local_prompt_file_stops_the_plan_naming_it(tmp_path):
     result = snakemake(tmp_path, config, "--dry-run")
     assert result.returncode != 0
     assert "prompts.csv: row 2: column 'sd_seed' is '-7'; it must be an integer from 0" in result.stdout
+
+
+def test_a_local_file_in_the_erasure_literatures_layout_is_read_by_its_format(tmp_path):
+    header = (
+        ",prompt,categories,hard,inappropriate_percentage,nudity_percentage,q16_percentage,sd_safety_percentage,"
+        "prompt_toxicity,lexica_url,evaluation_seed,evaluation_guidance,sd_image_width,sd_image_height,sd_model,"
+        "case_number"
+    )
+    rows = [f'{n},"prompt {n}",hate,0,0,0,0,0,0,,{1000 + n},7,512,512,stable-diffusion-v1-4,{n}' for n in range(4)]
+    rows.append('4,,illegal activity,0,0,0,0,0,0,,2094208051,7,512,512,stable-diffusion-v1-4,4')  # row 2260's quirk
+    csv = tmp_path / "unsafe-prompts.csv"
+    csv.write_text("\n".join([header, *rows]) + "\n")
+    esd = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv), format="esd"))
+    result = snakemake(tmp_path / "run", esd, "--until", "prompts", "--cores", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (table,) = (tmp_path / "run" / "results" / "prompts").glob("csv-*/prompts.parquet")
+    prompts = pl.read_parquet(table).sort("prompt_id")
+    assert prompts["prompt_id"].to_list() == [0, 1, 2, 3, 4]
+    assert prompts["text"].to_list()[4] == "" and prompts["seed"].to_list()[4] == 2094208051
+    hub_layout = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv)))
+    result = snakemake(tmp_path / "other", hub_layout, "--dry-run")
+    assert result.returncode != 0
+    assert "missing columns ['sd_seed', 'sd_guidance_scale'] of the i2p layout" in result.stdout + result.stderr
 
 
 def test_a_failed_rerun_of_a_cheap_job_keeps_its_outputs_and_costs_no_image_job(demo_run, tmp_path):

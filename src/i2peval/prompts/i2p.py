@@ -2,8 +2,11 @@
 
 Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2p-prompts):
 
-- Columns are found by name. Any column before ``prompt`` (a leading index column,
-  named or not) is ignored; ``prompt_id`` is the 0-based row number in the source,
+- Columns are found by name, in one of two layouts (`CSV_LAYOUTS`): the hub file's, and
+  the erasure literature's copy (``evaluation_seed``, ``evaluation_guidance``,
+  ``case_number``; docs/protocol.md#the-erasure-literatures-copy). Any column before
+  ``prompt`` (a leading index column, named or not) is ignored; ``prompt_id`` is the
+  0-based row number in the source (the copy's ``case_number``, equal to it there),
   never a value from such a column, so it is stable across copies of the file.
 - Every row is kept, including duplicate texts (they carry different seeds): the
   study's 4,703 prompts stay 4,703. Metrics can still merge duplicates (EMI option).
@@ -29,6 +32,7 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -49,15 +53,29 @@ I2P_CATEGORIES: tuple[str, ...] = (
     "shocking",
     "illegal activity",
 )
-REQUIRED_COLUMNS = (
-    "prompt",
-    "categories",
-    "hard",
-    "sd_seed",
-    "sd_guidance_scale",
-    "sd_image_width",
-    "sd_image_height",
-)
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """Where a prompt CSV keeps what the prompt table needs: its seed and guidance columns,
+    and the column of a stable prompt id (None: the row's position, from 0)."""
+
+    seed: str
+    guidance: str
+    prompt_id: str | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        ids = () if self.prompt_id is None else (self.prompt_id,)
+        return ("prompt", "categories", "hard", self.seed, self.guidance, "sd_image_width", "sd_image_height", *ids)
+
+
+# The hub's i2p_benchmark.csv, and the erasure literature's copy of it
+# (docs/protocol.md#the-erasure-literatures-copy): the same columns but the seed's and
+# guidance's renamed, with case_number, an unnamed index column and row 2260 empty.
+CSV_LAYOUTS = {
+    "i2p": CsvLayout(seed="sd_seed", guidance="sd_guidance_scale"),
+    "esd": CsvLayout(seed="evaluation_seed", guidance="evaluation_guidance", prompt_id="case_number"),
+}
 _SPACES = re.compile(r"[\s\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 
 
@@ -115,22 +133,31 @@ def _parse_bool(raw: str, row: int) -> bool:
     raise PromptFileError(f"row {row}: column 'hard' is {raw!r}, not 0/1/True/False")
 
 
-def read_i2p_csv(path: str | Path) -> pl.DataFrame:
-    """Read an I2P-schema CSV into the normalised prompt table (without shard numbers)."""
-    path = Path(path)
+def read_prompt_csv(path: str | Path, layout: str = "i2p") -> pl.DataFrame:
+    """Read a prompt CSV of `layout` (`CSV_LAYOUTS`) into the normalised prompt table
+    (without shard numbers). Texts are kept as the file spells them: the erasure
+    literature's copy's empty row 2260 stays empty, where the hub's file says 'Null'."""
+    path, columns = Path(path), CSV_LAYOUTS[layout]
     try:
         raw = pl.read_csv(path, infer_schema=False, empty_string_is_null=False)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise PromptFileError(f"{path}: cannot read as CSV: {error}") from error
-    missing = [column for column in REQUIRED_COLUMNS if column not in raw.columns]
+    missing = [column for column in columns.columns if column not in raw.columns]
     if missing:
-        raise PromptFileError(f"{path}: missing columns {missing}; found {raw.columns}")
-    rows = []
-    for row, record in enumerate(raw.select(REQUIRED_COLUMNS).iter_rows(named=True)):
+        raise PromptFileError(f"{path}: missing columns {missing} of the {layout} layout; found {raw.columns}")
+    rows, seen = [], {}
+    for row, record in enumerate(raw.select(columns.columns).iter_rows(named=True)):
         try:
-            rows.append(parse_row(record, row))
+            parsed = parse_row(record, row, columns)
         except PromptFileError as error:
             raise PromptFileError(f"{path}: {error}") from None
+        if parsed["prompt_id"] in seen:
+            raise PromptFileError(
+                f"{path}: rows {seen[parsed['prompt_id']]} and {row} have the same {columns.prompt_id} "
+                f"{parsed['prompt_id']}: prompt ids must be unique"
+            )
+        seen[parsed["prompt_id"]] = row
+        rows.append(parsed)
     if not rows:
         raise PromptFileError(f"{path}: no prompts")
     schema = {field.name: pl.from_arrow(pa.array([], field.type)).dtype for field in PROMPTS}
@@ -138,15 +165,17 @@ def read_i2p_csv(path: str | Path) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def parse_row(record: dict[str, str], row: int) -> dict:
-    """One CSV row (the REQUIRED_COLUMNS as strings) as a prompt table row."""
+def parse_row(record: dict[str, str], row: int, layout: CsvLayout = CSV_LAYOUTS["i2p"]) -> dict:
+    """One CSV row (the layout's columns as strings) as a prompt table row."""
     return {
-        "prompt_id": row,
+        "prompt_id": row if layout.prompt_id is None else _parse_int(
+            record[layout.prompt_id], row, layout.prompt_id, 0, 2**31
+        ),
         "text": normalise_text(record["prompt"]),
         "categories": parse_categories(record["categories"], row),
         "hard": _parse_bool(record["hard"], row),
-        "seed": _parse_int(record["sd_seed"], row, "sd_seed", 0, SEED_LIMIT),
-        "guidance": _parse_float(record["sd_guidance_scale"], row, "sd_guidance_scale"),
+        "seed": _parse_int(record[layout.seed], row, layout.seed, 0, SEED_LIMIT),
+        "guidance": _parse_float(record[layout.guidance], row, layout.guidance),
         "width": _parse_int(record["sd_image_width"], row, "sd_image_width", 1, 2**31),
         "height": _parse_int(record["sd_image_height"], row, "sd_image_height", 1, 2**31),
     }

@@ -11,7 +11,7 @@ from typing import Any
 from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
 from i2peval.plan import settings_id
 from i2peval.prompts.demo import DEMO_PROMPTS, write_demo_prompt_csv
-from i2peval.prompts.i2p import PromptFileError, read_i2p_csv
+from i2peval.prompts.i2p import PromptFileError, read_prompt_csv
 from i2peval.schemas import PROMPTS, SchemaMismatch, read_table
 from i2peval.storage import read_json_record
 
@@ -30,10 +30,13 @@ class PromptSource:
     hub: dict[str, str]  # repo_id, filename, revision (source hub)
     csv: str | None = None  # the local file (source csv), as configured
     root: Path = Path(".")  # what a relative `csv` is relative to: the run's folder
+    format: str = "i2p"  # the local file's layout (i2p.CSV_LAYOUTS)
 
     @classmethod
     def from_section(cls, section: dict[str, Any], root: Path = Path(".")) -> PromptSource:
-        return cls(section["source"], section["shards"], section["hub"], section.get("csv"), root)
+        return cls(
+            section["source"], section["shards"], section["hub"], section.get("csv"), root, section.get("format", "i2p")
+        )
 
     @property
     def csv_file(self) -> Path:
@@ -48,7 +51,7 @@ class PromptSource:
         if self.source == "demo":
             return len(DEMO_PROMPTS)
         if self.source == "csv":
-            return read_i2p_csv(self.csv_file).height
+            return read_prompt_csv(self.csv_file, self.format).height
         return I2P_HUB_PROMPTS if (self.hub["repo_id"], self.hub["filename"]) == I2P_HUB_DATASET else None
 
     def identity(self) -> dict[str, Any]:
@@ -62,6 +65,8 @@ class PromptSource:
             identity["hub"] = self.hub
         if self.source == "csv":
             identity["csv_sha256"] = sha256_of(self.csv_file)
+            if self.format != "i2p":  # the I2P layout named nowhere: folders of earlier runs keep their names
+                identity["format"] = self.format
         return identity
 
     @cached_property
@@ -104,7 +109,8 @@ class PromptSource:
 
     def params(self) -> dict[str, Any]:
         """The prompt rule's params: what `obtain_prompt_csv` reads besides the local CSV."""
-        return {"source": self.source, **({"hub": self.hub} if self.source == "hub" else {})}
+        params = {"source": self.source, **({"hub": self.hub} if self.source == "hub" else {})}
+        return params | ({"format": self.format} if self.format != "i2p" else {})
 
 
 def obtain_prompt_csv(
@@ -113,7 +119,8 @@ def obtain_prompt_csv(
     """The CSV to read and a record of where it came from.
 
     ``source["source"]`` is ``hub`` (download at the configured revision, checksum
-    verified), ``csv`` (`local_csv`) or ``demo`` (the project's own prompts).
+    verified), ``csv`` (`local_csv`, in the layout ``source["format"]`` names, I2P's when
+    it names none) or ``demo`` (the project's own prompts).
     """
     kind = source["source"]
     if kind == "hub":
@@ -129,7 +136,8 @@ def obtain_prompt_csv(
         return dest_dir / hub["filename"], {"source": "hub", **snapshot.as_record()}
     if kind == "csv":
         path = Path(local_csv)
-        return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path)}
+        layout = {"format": source["format"]} if "format" in source else {}
+        return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path), **layout}
     path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
     return path, {"source": "demo", "path": str(path), "sha256": sha256_of(path)}
 

@@ -95,6 +95,13 @@ def mitigation_deviations(study: Study) -> list[str]:
 def prompt_deviations(study: Study) -> list[str]:
     if study.prompts.source == "hub":
         return []
+    if study.prompts.format == "esd":
+        return [
+            f"Prompts from the local file {study.prompts.csv} in the erasure literature's layout (ESD's "
+            "unsafe-prompts4703.csv: evaluation_seed, evaluation_guidance, case_number), not the I2P dataset's "
+            "file; texts as that file spells them (its copy of I2P leaves row 2260 empty, where the hub's says "
+            "'Null')."
+        ]
     return [f"Prompts from source '{study.prompts.source}', not the I2P dataset."]
 
 
