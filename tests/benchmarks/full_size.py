@@ -43,10 +43,46 @@ VAE = {
     "latent_channels": 4,
     "layers_per_block": 2,
 }
+SD2_UNET = {**SD1_UNET, "sample_size": 96, "cross_attention_dim": 1024, "attention_head_dim": (5, 10, 20, 20),
+            "use_linear_projection": True}
+# each UNet's configuration, text width and added conditioning (name -> shape)
+UNETS = {
+    "sd1": (SD1_UNET, 768, {}),
+    "sd2": (SD2_UNET, 1024, {}),
+    "sdxl": (SDXL_UNET, 2048, {"text_embeds": (1, 1280), "time_ids": (1, 6)}),
+}
 CLIP_L = {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12,
           "hidden_act": "quick_gelu", "projection_dim": 768}
 CLIP_BIG_G = {"hidden_size": 1280, "intermediate_size": 5120, "num_attention_heads": 20, "num_hidden_layers": 32,
               "hidden_act": "gelu", "projection_dim": 1280}
+
+
+def unet_cost(architecture: str, resolution: int) -> tuple[int, float]:
+    """Parameters and TFLOP of one pass of `architecture`'s UNet (of `UNETS`) for one image
+    at `resolution`, counted on the meta device: no weights are made."""
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config, context, conditioning = UNETS[architecture]
+    latent = resolution // 8
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**config)
+        with FlopCounterMode(display=False) as counter:
+            unet(torch.empty(1, 4, latent, latent), 10, encoder_hidden_states=torch.empty(1, 77, context),
+                 added_cond_kwargs={key: torch.empty(shape) for key, shape in conditioning.items()} or None)
+    return sum(parameter.numel() for parameter in unet.parameters()), counter.get_total_flops() / 1e12
+
+
+def vae_cost(resolution: int) -> tuple[int, float]:
+    """Parameters and TFLOP of the VAE decoding one image at `resolution`, on the meta device."""
+    from diffusers import AutoencoderKL
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        vae = AutoencoderKL(**VAE)
+        with FlopCounterMode(display=False) as counter:
+            vae.decode(torch.empty(1, 4, resolution // 8, resolution // 8))
+    return sum(parameter.numel() for parameter in vae.parameters()), counter.get_total_flops() / 1e12
 
 
 def text_encoder(tokenizer, config: dict, with_projection: bool):

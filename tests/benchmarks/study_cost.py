@@ -22,20 +22,11 @@ import json
 from functools import cache
 from pathlib import Path
 
-import torch
 import yaml
-from full_size import SD1_UNET, SDXL_UNET, VAE
+from full_size import unet_cost, vae_cost
 
 I2P_PROMPTS = 4703
 BRANCHES = {"none": 2, "negative_prompt": 2, "sega": 3, "sld": 3}
-SD2_UNET = {**SD1_UNET, "sample_size": 96, "cross_attention_dim": 1024, "attention_head_dim": (5, 10, 20, 20),
-            "use_linear_projection": True}
-# family: (UNet config, context width, extra conditioning), by the benchmark models' family
-UNETS = {
-    "sd1": (SD1_UNET, 768, {}),
-    "sd2": (SD2_UNET, 1024, {}),
-    "sdxl": (SDXL_UNET, 2048, {"text_embeds": (1, 1280), "time_ids": (1, 6)}),
-}
 BENCHMARK_FAMILY = {"sd1": "sd", "tiny-sd": "sd", "sdxl": "sdxl", "tiny-sdxl": "sdxl"}
 
 
@@ -45,27 +36,12 @@ def architecture_of(resolution: int) -> str:
 
 @cache
 def unet_tflop(architecture: str, resolution: int) -> float:
-    from diffusers import UNet2DConditionModel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    config, context, conditioning = UNETS[architecture]
-    latent = resolution // 8
-    with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        UNet2DConditionModel(**config)(
-            torch.empty(1, 4, latent, latent), 10, encoder_hidden_states=torch.empty(1, 77, context),
-            added_cond_kwargs={key: torch.empty(shape) for key, shape in conditioning.items()} or None,
-        )
-    return counter.get_total_flops() / 1e12
+    return unet_cost(architecture, resolution)[1]
 
 
 @cache
 def vae_tflop(resolution: int) -> float:
-    from diffusers import AutoencoderKL
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"), FlopCounterMode(display=False) as counter:
-        AutoencoderKL(**VAE).decode(torch.empty(1, 4, resolution // 8, resolution // 8))
-    return counter.get_total_flops() / 1e12
+    return vae_cost(resolution)[1]
 
 
 def tflop_per_image(architecture: str, resolution: int, kind: str, steps: int) -> float:

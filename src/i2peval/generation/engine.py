@@ -22,7 +22,7 @@ from PIL import Image
 from i2peval.generation.degenerate import degenerate_reason
 from i2peval.generation.guidance import PROMPT, UNCONDITIONAL, Branch, Guidance, guidance_for
 from i2peval.generation.latent_models import Conditioning, LatentModel
-from i2peval.generation.mitigations import Mitigation
+from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_generators
 from i2peval.generation.text import TextOptions
 
@@ -69,7 +69,7 @@ class Engine:
         architecture (`mitigations.settings_on`, `Architecture.prompt_cleaning`)."""
         architecture = model.architecture
         made_with = mitigation.settings_on(architecture)
-        prompt_guidance = made_with.get("guidance") == "from_prompt"
+        prompt_guidance = guided_by_prompt(made_with)
         return cls(
             model,
             # every branch, whatever each image's own scale turns out to be

@@ -28,7 +28,7 @@ from i2peval.devices import compute_device, torch_dtype
 from i2peval.generation.engine import Engine, GeneratedImage
 from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter
 from i2peval.generation.latent_models import load_latent_model
-from i2peval.generation.mitigations import Mitigation
+from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import Architecture, architecture_named
 from i2peval.models.snapshots import (
@@ -232,7 +232,7 @@ def run_generate_job(
     architecture = architecture_named(record["architecture"])
     settings = settings.resolved(architecture)
     made_with = mitigation.settings_on(architecture)
-    if made_with.get("guidance") == "from_prompt":
+    if guided_by_prompt(made_with):
         unguided = [request.prompt_id for request in requests if request.guidance is None]
         if unguided:
             raise PromptFileError(

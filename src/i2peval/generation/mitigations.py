@@ -246,6 +246,11 @@ def settings_on(settings: dict[str, Any], architecture: Architecture) -> dict[st
     return made_with
 
 
+def guided_by_prompt(made_with: dict[str, Any]) -> bool:
+    """Whether images made with these settings (`settings_on`) are guided by each prompt's own scale."""
+    return made_with.get("guidance") == "from_prompt"
+
+
 def resolve_mitigation(
     name: str, spec: dict[str, Any], default_concept: str, directory: Path = Path(".")
 ) -> Mitigation:

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from i2peval.errors import I2PEvalError
-from i2peval.generation.mitigations import UNRECORDED_RULES, settings_on
+from i2peval.generation.mitigations import UNRECORDED_RULES, guided_by_prompt, settings_on
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import architecture_named
 from i2peval.models.snapshots import model_commit_label
@@ -111,7 +111,7 @@ def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str
     wanted = expected.generation(model, row["architecture"])
     made_with, configured = mitigation_settings(row, expected)
     for key, columns in GENERATION_COLUMNS.items():
-        if key == "guidance_scale" and configured.get("guidance") == "from_prompt":
+        if key == "guidance_scale" and guided_by_prompt(configured):
             continue  # each image's own: `check_manifests` holds it to its prompt's
         for column in columns:
             if not same_value(row[column], wanted[key]):
@@ -184,11 +184,6 @@ def check_image_settings(path: Path, manifest: pl.DataFrame, expected: ImageSett
             raise StaleImages(f"{path}: {'; '.join(differences)}: {WRONG_CONFIGURATION}")
 
 
-# The mitigation settings of images guided by their prompt's own scale, as generate jobs
-# write them (json.dumps with sorted keys)
-FROM_PROMPT = '"guidance": "from_prompt"'
-
-
 def read_manifests(paths: Sequence[Path], expected: ImageSettings, columns: Sequence[str] = ()) -> pl.DataFrame:
     """IMAGE_KEYS and `columns` of every manifest, each checked against `expected` first;
     the column ``guidance_from_prompt`` says whether an image was guided by its prompt's scale."""
@@ -198,9 +193,10 @@ def read_manifests(paths: Sequence[Path], expected: ImageSettings, columns: Sequ
     for path in paths:
         manifest = pl.from_arrow(read_columns(path, MANIFEST, stored, REMAKE))
         check_image_settings(path, manifest, expected)
-        manifest = manifest.with_columns(
-            guidance_from_prompt=pl.col("mitigation_settings").str.contains(FROM_PROMPT, literal=True)
-        )
+        guided = [
+            settings for settings in manifest["mitigation_settings"].unique() if guided_by_prompt(json.loads(settings))
+        ]
+        manifest = manifest.with_columns(guidance_from_prompt=pl.col("mitigation_settings").is_in(guided))
         frames.append(manifest.select(keep))
     return pl.concat(frames)
 

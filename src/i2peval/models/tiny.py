@@ -8,6 +8,7 @@ engine reads them exactly as it reads a hub snapshot.
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,6 @@ def write_xlm_r_tokenizer(dest: Path) -> None:
     """Save an XLM-R tokenizer as AltDiffusion's hub folder holds one: a sentencepiece model
     (``sentencepiece.bpe.model``, here trained on `XLM_R_SENTENCES`) and its config, 77
     positions; transformers converts it when it loads."""
-    import json
-
     import sentencepiece
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -87,6 +86,10 @@ def write_xlm_r_tokenizer(dest: Path) -> None:
         bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2, num_threads=1,
     )  # fmt: skip
     (dest / "sentencepiece.bpe.vocab").unlink()
+    write_xlm_r_config(dest)
+
+
+def write_xlm_r_config(dest: Path) -> None:
     (dest / "tokenizer_config.json").write_text(
         json.dumps({"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 77}, indent=2) + "\n"
     )
@@ -247,9 +250,9 @@ def build_tiny_pipeline(
     ](dest)
     pipeline = getattr(diffusers, spec.pipeline_class)(**components, scheduler=tiny_scheduler(scheduler))
     pipeline.save_pretrained(dest, safe_serialization=True)
-    if spec.name == "alt":  # keep the hub's layout: the sentencepiece model, converted when loaded
-        write_xlm_r_tokenizer(dest / "tokenizer")
+    if spec.name == "alt":  # the hub's layout: the sentencepiece model alone, converted when loaded
         (dest / "tokenizer" / "tokenizer.json").unlink()
+        write_xlm_r_config(dest / "tokenizer")
     files = {
         str(path.relative_to(dest)): sha256_of(path)
         for path in sorted(dest.rglob("*"))
