@@ -11,10 +11,10 @@ from i2peval.prompts.demo import I2P_CSV_COLUMNS, write_demo_prompt_csv
 from i2peval.prompts.i2p import (
     PromptFileError,
     assign_shards,
-    read_prompt_csv,
+    read_prompt_file,
     write_prompt_tables,
 )
-from i2peval.prompts.source import obtain_prompt_csv
+from i2peval.prompts.source import obtain_prompt_file
 from i2peval.schemas import PROMPTS, read_table
 
 DEFAULT_ROW = {
@@ -90,8 +90,8 @@ def write_esd_csv(path, rows):
 
 
 def test_the_erasure_literatures_copy_maps_to_the_hub_files_prompts_seeds_and_categories(tmp_path):
-    hub = read_prompt_csv(write_i2p_csv(tmp_path / "hub.csv", hub_rows(SHARED_ROWS), index_header=None))
-    esd = read_prompt_csv(write_esd_csv(tmp_path / "esd.csv", esd_rows(SHARED_ROWS)), "esd")
+    hub = read_prompt_file(write_i2p_csv(tmp_path / "hub.csv", hub_rows(SHARED_ROWS), index_header=None))
+    esd = read_prompt_file(write_esd_csv(tmp_path / "esd.csv", esd_rows(SHARED_ROWS)), "esd")
     assert esd.columns == hub.columns
     # every column alike but the text of the empty row, kept as each file spells it
     assert esd.drop("text").equals(hub.drop("text"))
@@ -103,7 +103,7 @@ def test_the_erasure_literatures_copy_maps_to_the_hub_files_prompts_seeds_and_ca
 
 def test_prompt_ids_of_the_esd_layout_are_its_case_numbers(tmp_path):
     rows = [{**row, "case_number": number} for row, number in zip(esd_rows(SHARED_ROWS[:3]), ("7", "3", "12"))]
-    assert read_prompt_csv(write_esd_csv(tmp_path / "esd.csv", rows), "esd")["prompt_id"].to_list() == [7, 3, 12]
+    assert read_prompt_file(write_esd_csv(tmp_path / "esd.csv", rows), "esd")["prompt_id"].to_list() == [7, 3, 12]
 
 
 @pytest.mark.parametrize(
@@ -118,18 +118,18 @@ def test_a_bad_esd_row_is_named(tmp_path, change, named):
     rows = esd_rows(SHARED_ROWS)
     change(rows)
     with pytest.raises(PromptFileError, match=re.escape(named)):
-        read_prompt_csv(write_esd_csv(tmp_path / "esd.csv", rows), "esd")
+        read_prompt_file(write_esd_csv(tmp_path / "esd.csv", rows), "esd")
 
 
 def test_a_hub_schema_file_read_as_esd_names_the_missing_columns(tmp_path):
     path = write_i2p_csv(tmp_path / "hub.csv", hub_rows(SHARED_ROWS))
     with pytest.raises(PromptFileError, match=r"missing columns \['evaluation_seed', 'evaluation_guidance', "
                                               r"'case_number'\] of the esd layout"):
-        read_prompt_csv(path, "esd")
+        read_prompt_file(path, "esd")
 
 
 def prompt_table(count):
-    """A prompt table without shard numbers, as read_prompt_csv returns it, rows in reverse order."""
+    """A prompt table without shard numbers, as read_prompt_file returns it, rows in reverse order."""
     schema = {field.name: pl.from_arrow(PROMPTS.empty_table()).schema[field.name] for field in PROMPTS}
     schema.pop("shard")
     ids = list(reversed(range(count)))
@@ -155,7 +155,7 @@ def test_prompt_id_is_the_row_number_whatever_the_index_column_says(tmp_path, in
         [{"prompt": "first"}, {"prompt": "second"}, {"prompt": "third"}],
         index_header=index_header,
     )
-    prompts = read_prompt_csv(path)
+    prompts = read_prompt_file(path)
     assert prompts["prompt_id"].to_list() == [0, 1, 2]
     assert prompts["text"].to_list() == ["first", "second", "third"]
     assert prompts.columns == [name for name in PROMPTS.names if name != "shard"]
@@ -170,12 +170,12 @@ def test_the_empty_prompt_reaches_the_model_as_the_file_spells_it(tmp_path, spel
     path = write_i2p_csv(
         tmp_path / "i2p.csv", [{"prompt": "a dog"}, {"prompt": spelling}], quoting=quoting
     )
-    assert read_prompt_csv(path)["text"].to_list() == ["a dog", text]
+    assert read_prompt_file(path)["text"].to_list() == ["a dog", text]
 
 
 def test_text_that_merely_contains_null_is_kept(tmp_path):
     path = write_i2p_csv(tmp_path / "i2p.csv", [{"prompt": "Null and void"}])
-    assert read_prompt_csv(path)["text"].to_list() == ["Null and void"]
+    assert read_prompt_file(path)["text"].to_list() == ["Null and void"]
 
 
 def test_unicode_spaces_become_single_plain_spaces_and_ends_are_stripped(tmp_path):
@@ -183,7 +183,7 @@ def test_unicode_spaces_become_single_plain_spaces_and_ends_are_stripped(tmp_pat
         tmp_path / "i2p.csv",
         [{"prompt": "\u00a0a cat\u00a0wearing\u202f\u00a0sunglasses \U0001f60e "}],
     )
-    assert read_prompt_csv(path)["text"].to_list() == ["a cat wearing sunglasses \U0001f60e"]
+    assert read_prompt_file(path)["text"].to_list() == ["a cat wearing sunglasses \U0001f60e"]
 
 
 def test_duplicate_texts_are_kept_with_their_own_id_and_seed(tmp_path):
@@ -195,7 +195,7 @@ def test_duplicate_texts_are_kept_with_their_own_id_and_seed(tmp_path):
             {"prompt": "a\u00a0storm", "sd_seed": "3"},
         ],
     )
-    prompts = read_prompt_csv(path)
+    prompts = read_prompt_file(path)
     assert prompts.select("prompt_id", "text", "seed").rows() == [
         (0, "a storm", 1),
         (1, "a storm", 2),
@@ -212,7 +212,7 @@ def test_categories_are_split_into_labels(tmp_path):
             {"categories": "sexual,shocking"},
         ],
     )
-    assert read_prompt_csv(path)["categories"].to_list() == [
+    assert read_prompt_file(path)["categories"].to_list() == [
         ["violence", "self-harm"],
         ["illegal activity"],
         ["sexual", "shocking"],
@@ -224,32 +224,32 @@ def test_unknown_category_error_names_row_and_label(tmp_path):
         tmp_path / "i2p.csv", [{"categories": "hate"}, {"categories": "violence, gore"}]
     )
     with pytest.raises(PromptFileError, match=r"row 1\b.*'gore'"):
-        read_prompt_csv(path)
+        read_prompt_file(path)
 
 
 def test_missing_column_error_names_it(tmp_path):
     columns = [column for column in I2P_CSV_COLUMNS if column != "sd_seed"]
     path = write_i2p_csv(tmp_path / "i2p.csv", [{}], columns=columns)
     with pytest.raises(PromptFileError, match="sd_seed"):
-        read_prompt_csv(path)
+        read_prompt_file(path)
 
 
 @pytest.mark.parametrize("bad_seed", ["abc", "", "2.5", "inf"])
 def test_non_integer_seed_error_names_row_and_column(tmp_path, bad_seed):
     path = write_i2p_csv(tmp_path / "i2p.csv", [{}, {}, {"sd_seed": bad_seed}])
     with pytest.raises(PromptFileError, match=r"row 2\b.*sd_seed"):
-        read_prompt_csv(path)
+        read_prompt_file(path)
 
 
 def test_float_spelling_of_an_integer_seed_is_accepted(tmp_path):
     path = write_i2p_csv(tmp_path / "i2p.csv", [{"sd_seed": "3954688283.0"}])
-    assert read_prompt_csv(path)["seed"].to_list() == [3954688283]
+    assert read_prompt_file(path)["seed"].to_list() == [3954688283]
 
 
 def test_seeds_beyond_float_precision_are_read_exactly(tmp_path):
     # 2**53 + 1 and 2**53 are one float apart only as decimals; as floats they are the same
     path = write_i2p_csv(tmp_path / "i2p.csv", [{"sd_seed": str(2**53 + 1)}, {"sd_seed": str(2**53)}])
-    assert read_prompt_csv(path)["seed"].to_list() == [2**53 + 1, 2**53]
+    assert read_prompt_file(path)["seed"].to_list() == [2**53 + 1, 2**53]
 
 
 @pytest.mark.parametrize("bad_seed", ["-1", "-3954688283", str(2**63)])
@@ -259,7 +259,7 @@ def test_a_seed_outside_0_to_2_63_is_refused_naming_file_row_and_range(tmp_path,
         PromptFileError,
         match=rf"i2p.csv: row 1: column 'sd_seed' is '{bad_seed}'; it must be an integer from 0 to {2**63 - 1}",
     ):
-        read_prompt_csv(path)
+        read_prompt_file(path)
 
 
 def test_a_row_with_missing_fields_is_refused_naming_the_first_column_without_a_value(tmp_path):
@@ -267,7 +267,7 @@ def test_a_row_with_missing_fields_is_refused_naming_the_first_column_without_a_
     with open(path, "a", encoding="utf-8") as handle:
         handle.write("7,a short row,hate\n")
     with pytest.raises(PromptFileError, match=r"i2p.csv: row 1: column 'hard' is ''"):
-        read_prompt_csv(path)
+        read_prompt_file(path)
 
 
 @pytest.mark.parametrize("count, shards", [(20, 3), (7, 7), (5, 1), (4703, 16)])
@@ -305,7 +305,7 @@ def test_write_prompt_tables_writes_the_whole_table_and_one_file_per_shard(tmp_p
 
 
 def test_demo_prompt_file_reads_back_with_its_quirks(tmp_path):
-    prompts = read_prompt_csv(write_demo_prompt_csv(tmp_path / "demo" / "i2p.csv"))
+    prompts = read_prompt_file(write_demo_prompt_csv(tmp_path / "demo" / "i2p.csv"))
     assert prompts.height == 20
     assert prompts["prompt_id"].to_list() == list(range(20))
     texts = prompts["text"].to_list()
@@ -328,19 +328,19 @@ def test_prompt_csv_comes_from_the_hub_verified_and_recorded(tmp_path):
     hub = FolderHub(remote)
     source = {"source": "hub", "hub": {"repo_id": "AIML-TUDA/i2p", "filename": "i2p_benchmark.csv", "revision": "main"}}
 
-    path, record = obtain_prompt_csv(source, None, tmp_path / "resources", client=hub)
+    path, record = obtain_prompt_file(source, None, tmp_path / "resources", client=hub)
 
     assert hub.resolved == [("AIML-TUDA/i2p", "dataset", "main")]
     assert hub.downloaded == ["i2p_benchmark.csv"]
     assert path == tmp_path / "resources" / "i2p_benchmark.csv"
     assert record["commit"] == COMMIT and record["source"] == "hub"
-    assert read_prompt_csv(path).height == 20
+    assert read_prompt_file(path).height == 20
 
 
 def test_prompt_csv_from_a_local_file_or_the_demo_is_recorded_with_its_sha256(tmp_path):
     local = write_demo_prompt_csv(tmp_path / "mine.csv")
-    path, record = obtain_prompt_csv({"source": "csv"}, str(local), tmp_path / "resources")
+    path, record = obtain_prompt_file({"source": "csv"}, str(local), tmp_path / "resources")
     assert path == local and record == {"source": "csv", "path": str(local), "sha256": sha256_of(local)}
 
-    path, record = obtain_prompt_csv({"source": "demo"}, None, tmp_path / "resources")
+    path, record = obtain_prompt_file({"source": "demo"}, None, tmp_path / "resources")
     assert record["source"] == "demo" and record["sha256"] == sha256_of(path) == sha256_of(local)

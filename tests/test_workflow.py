@@ -486,8 +486,8 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
             "nudenet2.checkpoint: read only when nudenet2.source is url, but it is demo",
         ),
         (
-            lambda config: config["prompts"].update(format="esd"),
-            "prompts.format: read only when prompts.source is csv, but it is demo",
+            lambda config: config["prompts"].update(columns="esd"),
+            "prompts.columns: read only when prompts.source is csv, but it is demo",
         ),
         (
             lambda config: config["mitigations"]["negative-prompt"].update(overrides={"sld_warmup_steps": 3}),
@@ -592,7 +592,7 @@ def test_a_local_file_in_the_erasure_literatures_layout_is_read_by_its_format(tm
     rows.append('4,,illegal activity,0,0,0,0,0,0,,2094208051,7,512,512,stable-diffusion-v1-4,4')  # row 2260's quirk
     csv = tmp_path / "unsafe-prompts.csv"
     csv.write_text("\n".join([header, *rows]) + "\n")
-    esd = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv), format="esd"))
+    esd = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv), columns="esd"))
     result = snakemake(tmp_path / "run", esd, "--until", "prompts", "--cores", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     (table,) = (tmp_path / "run" / "results" / "prompts").glob("csv-*/prompts.parquet")

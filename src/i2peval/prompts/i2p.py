@@ -1,13 +1,15 @@
-"""Stage 1: the I2P prompt table, normalised and split into shards.
+"""Stage 1: the prompt table, normalised and split into shards.
 
-Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2p-prompts):
+Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2p-prompts)
+and of the other prompt files (docs/prompt-sets.md):
 
-- Columns are found by name, in one of two layouts (`CSV_LAYOUTS`): the hub file's, and
-  the erasure literature's copy (``evaluation_seed``, ``evaluation_guidance``,
-  ``case_number``; docs/protocol.md#the-erasure-literatures-copy). Any column before
-  ``prompt`` (a leading index column, named or not) is ignored; ``prompt_id`` is the
-  0-based row number in the source (the copy's ``case_number``, equal to it there),
-  never a value from such a column, so it is stable across copies of the file.
+- Columns are found by name (`columns.PromptColumns`; the named layouts `columns.LAYOUTS`
+  are the hub file's and the erasure literature's copy's, with ``evaluation_seed``,
+  ``evaluation_guidance`` and ``case_number``; docs/protocol.md#the-erasure-literatures-copy).
+  Other columns, a leading index column named or not among them, are ignored:
+  ``prompt_id`` is the mapped id column (the copy's ``case_number``) or the 0-based row
+  number in the source, never a value from an index column, so it is stable across
+  copies of the file.
 - Every row is kept, including duplicate texts (they carry different seeds): the
   study's 4,703 prompts stay 4,703. Metrics can still merge duplicates (EMI option).
 - The empty prompt is kept as the file spells it: the hub CSV's row 2260 says ``Null``,
@@ -32,7 +34,6 @@ Policy for the quirks of the real ``i2p_benchmark.csv`` (docs/protocol.md#the-i2
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
@@ -41,41 +42,9 @@ import pyarrow as pa
 
 from i2peval.errors import I2PEvalError
 from i2peval.plan import PlanError
+from i2peval.prompts.columns import I2P_CATEGORIES, LAYOUTS, PromptColumns, derived_seed
 from i2peval.schemas import PROMPTS, write_table
 
-# The seven labels of the I2P ``categories`` column (docs/protocol.md#categories).
-I2P_CATEGORIES: tuple[str, ...] = (
-    "hate",
-    "harassment",
-    "violence",
-    "self-harm",
-    "sexual",
-    "shocking",
-    "illegal activity",
-)
-
-@dataclass(frozen=True)
-class CsvLayout:
-    """Where a prompt CSV keeps what the prompt table needs: its seed and guidance columns,
-    and the column of a stable prompt id (None: the row's position, from 0)."""
-
-    seed: str
-    guidance: str
-    prompt_id: str | None = None
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        ids = () if self.prompt_id is None else (self.prompt_id,)
-        return ("prompt", "categories", "hard", self.seed, self.guidance, "sd_image_width", "sd_image_height", *ids)
-
-
-# The hub's i2p_benchmark.csv, and the erasure literature's copy of it
-# (docs/protocol.md#the-erasure-literatures-copy): the same columns but the seed's and
-# guidance's renamed, with case_number, an unnamed index column and row 2260 empty.
-CSV_LAYOUTS = {
-    "i2p": CsvLayout(seed="sd_seed", guidance="sd_guidance_scale"),
-    "esd": CsvLayout(seed="evaluation_seed", guidance="evaluation_guidance", prompt_id="case_number"),
-}
 _SPACES = re.compile(r"[\s\u00a0\u2000-\u200b\u202f\u205f\u3000]+")
 
 
@@ -124,29 +93,29 @@ def _parse_float(raw: str, row: int, column: str) -> float:
         raise PromptFileError(f"row {row}: column {column!r} is {raw!r}, not a number") from None
 
 
-def _parse_bool(raw: str, row: int) -> bool:
+def _parse_bool(raw: str, row: int, column: str) -> bool:
     value = raw.strip().lower()
     if value in {"1", "1.0", "true"}:
         return True
     if value in {"0", "0.0", "false"}:
         return False
-    raise PromptFileError(f"row {row}: column 'hard' is {raw!r}, not 0/1/True/False")
+    raise PromptFileError(f"row {row}: column {column!r} is {raw!r}, not 0/1/True/False")
 
 
-def read_prompt_csv(path: str | Path, layout: str = "i2p") -> pl.DataFrame:
-    """Read a prompt CSV of `layout` (`CSV_LAYOUTS`) into the normalised prompt table
-    (without shard numbers). Texts are kept as the file spells them: the erasure
-    literature's copy's empty row 2260 stays empty, where the hub's file says 'Null'."""
-    path, columns = Path(path), CSV_LAYOUTS[layout]
-    try:
-        raw = pl.read_csv(path, infer_schema=False, empty_string_is_null=False)
-    except (pl.exceptions.PolarsError, OSError) as error:
-        raise PromptFileError(f"{path}: cannot read as CSV: {error}") from error
-    missing = [column for column in columns.columns if column not in raw.columns]
+def read_prompt_file(path: str | Path, columns: PromptColumns | str = "i2p") -> pl.DataFrame:
+    """Read a prompt file whose `columns` (`PromptColumns` or a name in `LAYOUTS`) say
+    where each field is into the normalised prompt table (without shard numbers): CSV, or
+    Parquet or JSON lines by the suffix ``.parquet``, ``.jsonl`` or ``.ndjson``. Texts are
+    kept as the file spells them: the erasure literature's copy's empty row 2260 stays
+    empty, where the hub's file says 'Null'."""
+    path, columns = Path(path), LAYOUTS[columns] if isinstance(columns, str) else columns
+    layout = next((f" of the {name} layout" for name, named in LAYOUTS.items() if named == columns), "")
+    raw = read_as_text(path)
+    missing = [column for column in columns.file_columns if column not in raw.columns]
     if missing:
-        raise PromptFileError(f"{path}: missing columns {missing} of the {layout} layout; found {raw.columns}")
+        raise PromptFileError(f"{path}: missing columns {missing}{layout}; found {raw.columns}")
     rows, seen = [], {}
-    for row, record in enumerate(raw.select(columns.columns).iter_rows(named=True)):
+    for row, record in enumerate(raw.select(list(dict.fromkeys(columns.file_columns))).iter_rows(named=True)):
         try:
             parsed = parse_row(record, row, columns)
         except PromptFileError as error:
@@ -165,19 +134,49 @@ def read_prompt_csv(path: str | Path, layout: str = "i2p") -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
-def parse_row(record: dict[str, str], row: int, layout: CsvLayout = CSV_LAYOUTS["i2p"]) -> dict:
-    """One CSV row (the layout's columns as strings) as a prompt table row."""
+def read_as_text(path: Path) -> pl.DataFrame:
+    """Every column of a CSV, Parquet or JSON lines file as text (lists of labels joined
+    by commas, as the CSV files spell them); a CSV's empty field stays empty."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif suffix in {".jsonl", ".ndjson"}:
+            frame = pl.read_ndjson(path, infer_schema_length=None)
+        else:
+            return pl.read_csv(path, infer_schema=False, empty_string_is_null=False)
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise PromptFileError(f"{path}: cannot read as {suffix.lstrip('.') or 'CSV'}: {error}") from error
+    return frame.with_columns(
+        pl.col(name).list.join(", ") if isinstance(dtype, pl.List) else pl.col(name).cast(pl.String)
+        for name, dtype in frame.schema.items()
+    )
+
+
+def parse_row(record: dict[str, str | None], row: int, columns: PromptColumns = LAYOUTS["i2p"]) -> dict:
+    """One file row (the mapped columns as text) as a prompt table row."""
+    missing = [column for column in columns.file_columns if record[column] is None]
+    if missing:
+        raise PromptFileError(f"row {row}: column {missing[0]!r} has no value")
+    prompt_id = row if columns.prompt_id is None else _parse_int(
+        record[columns.prompt_id], row, columns.prompt_id, 0, 2**31
+    )
+    if columns.categories is not None:
+        categories = parse_categories(record[columns.categories], row)
+    else:
+        categories = [] if columns.category is None else [columns.category]
+    sized = columns.width is not None
     return {
-        "prompt_id": row if layout.prompt_id is None else _parse_int(
-            record[layout.prompt_id], row, layout.prompt_id, 0, 2**31
-        ),
-        "text": normalise_text(record["prompt"]),
-        "categories": parse_categories(record["categories"], row),
-        "hard": _parse_bool(record["hard"], row),
-        "seed": _parse_int(record[layout.seed], row, layout.seed, 0, SEED_LIMIT),
-        "guidance": _parse_float(record[layout.guidance], row, layout.guidance),
-        "width": _parse_int(record["sd_image_width"], row, "sd_image_width", 1, 2**31),
-        "height": _parse_int(record["sd_image_height"], row, "sd_image_height", 1, 2**31),
+        "prompt_id": prompt_id,
+        "text": normalise_text(record[columns.text]),
+        "categories": categories,
+        "hard": False if columns.hard is None else _parse_bool(record[columns.hard], row, columns.hard),
+        "seed": derived_seed(prompt_id)
+        if columns.seed is None
+        else _parse_int(record[columns.seed], row, columns.seed, 0, SEED_LIMIT),
+        "guidance": None if columns.guidance is None else _parse_float(record[columns.guidance], row, columns.guidance),
+        "width": _parse_int(record[columns.width], row, columns.width, 1, 2**31) if sized else None,
+        "height": _parse_int(record[columns.height], row, columns.height, 1, 2**31) if sized else None,
     }
 
 

@@ -10,8 +10,10 @@ from typing import Any
 
 from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
 from i2peval.plan import settings_id
+from i2peval.prompts.builtin import BUILTIN_SETS, BuiltinSet, fetch_builtin_set
+from i2peval.prompts.columns import PromptColumns
 from i2peval.prompts.demo import DEMO_PROMPTS, write_demo_prompt_csv
-from i2peval.prompts.i2p import PromptFileError, read_prompt_csv
+from i2peval.prompts.i2p import PromptFileError, read_prompt_file
 from i2peval.schemas import PROMPTS, SchemaMismatch, read_table
 from i2peval.storage import read_json_record
 
@@ -25,18 +27,35 @@ class PromptSource:
     """The configuration's ``prompts`` section: where the prompts come from and how many
     shards they are split into."""
 
-    source: str  # hub, csv or demo
+    source: str  # hub, csv, demo or a built-in set's name (builtin.BUILTIN_SETS)
     shards: int
     hub: dict[str, str]  # repo_id, filename, revision (source hub)
     csv: str | None = None  # the local file (source csv), as configured
     root: Path = Path(".")  # what a relative `csv` is relative to: the run's folder
-    format: str = "i2p"  # the local file's layout (i2p.CSV_LAYOUTS)
+    columns: str | dict[str, Any] = "i2p"  # the local file's columns (columns.PromptColumns.from_config)
+    revision: str = "main"  # a built-in set kept on the hub: the dataset's revision
 
     @classmethod
     def from_section(cls, section: dict[str, Any], root: Path = Path(".")) -> PromptSource:
         return cls(
-            section["source"], section["shards"], section["hub"], section.get("csv"), root, section.get("format", "i2p")
+            section["source"],
+            section["shards"],
+            section["hub"],
+            section.get("csv"),
+            root,
+            section.get("columns", "i2p"),
+            section.get("revision", "main"),
         )
+
+    @property
+    def builtin(self) -> BuiltinSet | None:
+        """The built-in set named by `source`, or None."""
+        return BUILTIN_SETS.get(self.source)
+
+    @property
+    def file_columns(self) -> PromptColumns:
+        """Where the prompts' fields are in the file the prompts stage reads."""
+        return columns_of(self.params())
 
     @property
     def csv_file(self) -> Path:
@@ -51,23 +70,31 @@ class PromptSource:
         if self.source == "demo":
             return len(DEMO_PROMPTS)
         if self.source == "csv":
-            return read_prompt_csv(self.csv_file, self.format).height
+            return read_prompt_file(self.csv_file, self.file_columns).height
+        if self.builtin is not None:
+            return self.builtin.rows
         return I2P_HUB_PROMPTS if (self.hub["repo_id"], self.hub["filename"]) == I2P_HUB_DATASET else None
 
     def identity(self) -> dict[str, Any]:
         """What decides the content of the prompt shards, known before they are made.
 
         The source settings and the shard count; a local CSV by its sha256, so editing it
-        reruns what it feeds and moving it does not.
+        reruns what it feeds and moving it does not; a built-in set by what pins it.
         """
         identity = {"source": self.source, "shards": self.shards}
         if self.source == "hub":
             identity["hub"] = self.hub
         if self.source == "csv":
             identity["csv_sha256"] = sha256_of(self.csv_file)
-            if self.format != "i2p":  # the I2P layout named nowhere: folders of earlier runs keep their names
-                identity["format"] = self.format
+            if self.columns != "i2p":  # the I2P layout named nowhere: folders of earlier runs keep their names
+                identity["columns"] = self.columns
+        if self.builtin is not None:
+            identity |= self.builtin.identity() | self.hub_revision()
         return identity
+
+    def hub_revision(self) -> dict[str, str]:
+        """The configured revision of a built-in set kept on the hub."""
+        return {"revision": self.revision} if self.builtin.url is None else {}
 
     @cached_property
     def folder(self) -> str:
@@ -108,21 +135,26 @@ class PromptSource:
             read_source_record(directory / self.record_path, repair)
 
     def params(self) -> dict[str, Any]:
-        """The prompt rule's params: what `obtain_prompt_csv` reads besides the local CSV."""
+        """The prompt rule's params: what `obtain_prompt_file` reads besides the local CSV."""
         params = {"source": self.source, **({"hub": self.hub} if self.source == "hub" else {})}
-        return params | ({"format": self.format} if self.format != "i2p" else {})
+        if self.builtin is not None:
+            params |= self.builtin.identity() | self.hub_revision()
+        return params | ({"columns": self.columns} if self.source == "csv" and self.columns != "i2p" else {})
 
 
-def obtain_prompt_csv(
+def obtain_prompt_file(
     source: dict, local_csv: str | None, dest_dir: Path, client=None
 ) -> tuple[Path, dict]:
-    """The CSV to read and a record of where it came from.
+    """The prompt file to read and a record of where it came from.
 
     ``source["source"]`` is ``hub`` (download at the configured revision, checksum
-    verified), ``csv`` (`local_csv`, in the layout ``source["format"]`` names, I2P's when
-    it names none) or ``demo`` (the project's own prompts).
+    verified), ``csv`` (`local_csv`, with the columns ``source["columns"]`` names, I2P's
+    when it names none), a built-in set's name (downloaded and verified,
+    `builtin.fetch_builtin_set`) or ``demo`` (the project's own prompts).
     """
     kind = source["source"]
+    if kind in BUILTIN_SETS:
+        return fetch_builtin_set(BUILTIN_SETS[kind], source.get("revision", "main"), dest_dir, client)
     if kind == "hub":
         hub = source["hub"]
         snapshot = fetch_snapshot(
@@ -136,12 +168,19 @@ def obtain_prompt_csv(
         return dest_dir / hub["filename"], {"source": "hub", **snapshot.as_record()}
     if kind == "csv":
         path = Path(local_csv)
-        layout = {"format": source["format"]} if "format" in source else {}
+        layout = {"columns": source["columns"]} if "columns" in source else {}
         return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path), **layout}
     path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
     return path, {"source": "demo", "path": str(path), "sha256": sha256_of(path)}
 
 
+def columns_of(params: dict[str, Any]) -> PromptColumns:
+    """The columns of the file that the prompt rule with `params` (`PromptSource.params`) reads."""
+    if params["source"] in BUILTIN_SETS:
+        return BUILTIN_SETS[params["source"]].columns
+    return PromptColumns.from_config(params.get("columns", "i2p"))
+
+
 def read_source_record(path: Path, repair: str = "delete it and rerun to rebuild it") -> dict[str, Any]:
-    """The record of where a run's prompts came from (`obtain_prompt_csv`)."""
+    """The record of where a run's prompts came from (`obtain_prompt_file`)."""
     return read_json_record(path, required=("source", "prompts"), repair=repair)

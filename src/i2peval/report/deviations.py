@@ -95,12 +95,24 @@ def mitigation_deviations(study: Study) -> list[str]:
 def prompt_deviations(study: Study) -> list[str]:
     if study.prompts.source == "hub":
         return []
-    if study.prompts.format == "esd":
+    builtin = study.prompts.builtin
+    if builtin is not None:
+        pinned = f"{builtin.repository}@{builtin.commit[:7]}" if builtin.commit else builtin.repository
+        return [
+            f"Prompts from the built-in set {builtin.name} ({builtin.description}; {pinned}, {builtin.path}), "
+            f"not the I2P dataset; {builtin.columns.summary()}."
+        ]
+    if study.prompts.columns == "esd":
         return [
             f"Prompts from the local file {study.prompts.csv} in the erasure literature's layout (ESD's "
             "unsafe-prompts4703.csv: evaluation_seed, evaluation_guidance, case_number), not the I2P dataset's "
             "file; texts as that file spells them (its copy of I2P leaves row 2260 empty, where the hub's says "
             "'Null')."
+        ]
+    if study.prompts.source == "csv" and study.prompts.columns != "i2p":
+        return [
+            f"Prompts from the local file {study.prompts.csv}, not the I2P dataset's file; "
+            f"{study.prompts.file_columns.summary()}."
         ]
     return [f"Prompts from source '{study.prompts.source}', not the I2P dataset."]
 
