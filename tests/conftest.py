@@ -33,6 +33,14 @@ def tiny_alt_snapshot(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_sd3_snapshot(tmp_path_factory):
+    """A tiny random SD 3.5 snapshot (MMDiT-X transformer, flow matching, CLIP-L, CLIP-G, T5), 64 px."""
+    path = tmp_path_factory.mktemp("tiny-sd3") / "snapshot"
+    build_tiny_pipeline(path, seed=0, scheduler="flow_match", architecture="sd3")
+    return path
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """A finished run of the demo configuration (a few minutes on 2 cores), shared by the
     workflow and browser tests; they may read it but must copy it before changing it."""

@@ -257,5 +257,5 @@ def test_degenerate_reasons():
 
 def test_float16_sdxl_decodes_with_a_float32_vae(tiny_sdxl_snapshot):
     model = load_latent_model(tiny_sdxl_snapshot, torch.float16, torch.device("cpu"))
-    assert model.unet.dtype == torch.float16
+    assert model.denoiser.dtype == torch.float16
     assert model.vae.dtype == torch.float32

@@ -92,7 +92,7 @@ def test_an_override_loads_is_recorded_and_changes_the_images(base_unet, tiny_sd
     assert np.abs(images_of(snapshot, record) - images_of(tmp_path / "plain" / "snapshot", plain)).max() > 0
 
     model = load_latent_model(snapshot, torch.float32, torch.device("cpu"), record)
-    loaded = model.unet.state_dict()
+    loaded = model.denoiser.state_dict()
     expected = read_state_dict(snapshot / override["file"])
     assert all(torch.equal(loaded[key], value) for key, value in expected.items())
     untouched = [key for key in base_unet if key not in expected]
@@ -297,15 +297,15 @@ def test_the_demo_override_is_deterministic(tmp_path):
 
 
 def uncommented_models(text: str) -> str:
-    """config.yaml with its commented model blocks (AltDiffusion, the erased models)
+    """config.yaml with its commented model blocks (AltDiffusion, SD 3.5, the erased models)
     uncommented, as a user would (a block runs from its model's name to the next comment
     that is not YAML), the UCE block's placeholders filled in."""
     lines, in_model = [], False
     for line in text.splitlines():
-        if line.startswith("  # ---") or line.startswith("  # Concept-erased"):
-            in_model = False
-        elif re.fullmatch(r"  # (sd-1\.4-[\w.-]+|altdiffusion-m9):", line):
+        if re.fullmatch(r"  # (sd-1\.4-[\w.-]+|altdiffusion-m9|sd-3\.5-medium):", line):
             in_model = True
+        elif line.startswith("  # ") and not line.startswith("  #   "):
+            in_model = False
         lines.append("  " + line[4:] if in_model else line)
     return "\n".join(lines).replace("<file>", "uce-i2p").replace("<its sha256>", "a" * 64) + "\n"
 
@@ -316,12 +316,13 @@ def test_the_commented_models_in_config_yaml_plan_offline_once_uncommented(tmp_p
     erased = [name for name, model in config["models"].items() if "unet" in model or "text_encoder" in model]
     assert erased == ["sd-1.4-esd-u-nudity", "sd-1.4-rece-unsafe", "sd-1.4-uce-i2p", "sd-1.4-advunlearn-nudity"]
     assert config["models"]["altdiffusion-m9"]["repo_id"] == "BAAI/AltDiffusion-m9"
+    assert config["models"]["sd-3.5-medium"]["repo_id"] == "stabilityai/stable-diffusion-3.5-medium"
     configfile = tmp_path / "config.yaml"
     configfile.write_text(config_text)
     result = snakemake(tmp_path / "run", configfile, "--dry-run", env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     planned = planned_jobs(result.stdout)
-    for name in [*erased, "altdiffusion-m9"]:
+    for name in [*erased, "altdiffusion-m9", "sd-3.5-medium"]:
         assert sum(1 for rule, wildcards in planned if rule == "generate" and wildcards["model"] == name) == len(
             config["mitigations"]
         ) * config["prompts"]["shards"]

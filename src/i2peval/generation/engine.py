@@ -135,19 +135,17 @@ class Engine:
         scales = None if guidance_scales is None else torch.tensor(guidance_scales, device=model.device)
         conditioning = concat([self._branch_conditioning(branch, prompts) for branch in branches])
         scheduler = type(model.scheduler).from_config(model.scheduler.config)
-        scheduler.set_timesteps(steps, device=model.device)
+        shape = (len(prompts), *model.latent_shape(height, width))
+        model.set_timesteps(scheduler, steps, shape)
         generators = image_generators(list(seeds))
-        latents = randn_tensor(
-            (len(prompts), *model.latent_shape(height, width)),
-            generator=generators,
-            device=model.device,
-            dtype=model.dtype,
-        )
-        latents = latents * scheduler.init_noise_sigma
+        latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
+        # flow matching schedulers neither scale the noise nor the model input
+        latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
+        scale_input = getattr(scheduler, "scale_model_input", lambda sample, timestep: sample)
         step_arguments = self._step_arguments(scheduler, generators)
         states = self.guidance.start()
         for step, timestep in enumerate(scheduler.timesteps):
-            model_input = scheduler.scale_model_input(torch.cat([latents] * len(branches)), timestep)
+            model_input = scale_input(torch.cat([latents] * len(branches)), timestep)
             output = model.predict(model_input, timestep, conditioning)
             predictions = dict(zip(branches, output.chunk(len(branches))))
             guided = self.guidance.combine(predictions, step, states, scales)

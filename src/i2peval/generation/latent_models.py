@@ -1,10 +1,10 @@
-"""The latent diffusion models the engine drives: what differs between SD and SDXL inside the loop.
+"""The latent diffusion models the engine drives: what differs between architectures inside the loop.
 
 A `LatentModel` loads a snapshot with its diffusers pipeline class (offline,
-safetensors only, no safety checker, no watermark) and offers the engine four things:
-text conditioning for a list of texts, one denoiser call, the latent shape of an
-image, and the VAE decode. Everything else (scheduler, seeds, guidance) is the same
-loop for every architecture. Conditioning is a dict of batch-first tensors, so the
+safetensors only, no safety checker, no watermark) and offers the engine five things:
+text conditioning for a list of texts, the scheduler's timesteps, one denoiser call,
+the latent shape of an image, and the VAE decode. Everything else (scheduler steps,
+seeds, guidance) is the same loop for every architecture. Conditioning is a dict of batch-first tensors, so the
 engine can concatenate and repeat it without knowing what is inside.
 
 - Stable Diffusion 1.x/2.x: one CLIP text encoder, its last hidden state; the
@@ -14,6 +14,13 @@ engine can concatenate and repeat it without knowing what is inside.
   size, crop origin, target size); the unconditional branch is zeros when the snapshot
   says ``force_zeros_for_empty_prompt``; the VAE decodes in float32 when it is float16
   and its config says ``force_upcast`` (diffusers does the same, fp16 SDXL VAEs overflow).
+- SD 3/3.5: a transformer (MMDiT) predicting the flow's velocity. Two CLIP encoders'
+  penultimate hidden states side by side, zero-padded to the T5 width and followed by
+  T5's last hidden state along the sequence (77 + 256 positions); both CLIP pooled
+  projections side by side; the unconditional branch is the encoded empty text; the
+  VAE's latents are shifted as well as scaled. A long prompt keeps its first 75 CLIP
+  tokens (start and end tokens around them) and its first 255 T5 tokens (and T5's end
+  token), as StableDiffusion3Pipeline's defaults do.
 
 The text encoding mirrors each pipeline's ``encode_prompt`` from token ids computed by
 `text.token_ids`, because the harness's SEGA runs need ids that ``encode_prompt`` cannot
@@ -41,19 +48,19 @@ class LatentModel(ABC):
 
     def __init__(self, pipeline, architecture: Architecture):
         self.architecture = architecture
-        self.unet = pipeline.unet
+        self.denoiser = getattr(pipeline, architecture.denoiser)
         self.vae = pipeline.vae
         self.scheduler = pipeline.scheduler
         self.image_processor = pipeline.image_processor
         self.vae_scale_factor = pipeline.vae_scale_factor
         self.tokenizers = [getattr(pipeline, tokenizer) for tokenizer, _ in architecture.text_folders]
         self.text_encoders = [getattr(pipeline, encoder) for _, encoder in architecture.text_folders]
-        self.device = self.unet.device
-        self.dtype = self.unet.dtype
+        self.device = self.denoiser.device
+        self.dtype = self.denoiser.dtype
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (
-            self.unet.config.in_channels,
+            self.denoiser.config.in_channels,
             height // self.vae_scale_factor,
             width // self.vae_scale_factor,
         )
@@ -62,9 +69,13 @@ class LatentModel(ABC):
     def encode(self, texts: Sequence[str | None], options: TextOptions) -> Conditioning:
         """Conditioning of each text, batch first; None is the unconditional branch."""
 
+    def set_timesteps(self, scheduler, steps: int, latent_shape: Sequence[int]) -> None:
+        """Set `scheduler`'s timesteps for `steps` steps on latents of `latent_shape`."""
+        scheduler.set_timesteps(steps, device=self.device)
+
     def predict(self, latents: torch.Tensor, timestep, conditioning: Conditioning) -> torch.Tensor:
         """The denoiser's output for scaled model input `latents`."""
-        return self.unet(
+        return self.denoiser(
             latents, timestep, encoder_hidden_states=conditioning["encoder_hidden_states"], return_dict=False
         )[0]
 
@@ -123,7 +134,7 @@ class StableDiffusionXL(LatentModel):
         time_ids = torch.tensor(
             [[height, width, 0, 0, height, width]], dtype=conditioning["encoder_hidden_states"].dtype
         ).to(latents.device)
-        return self.unet(
+        return self.denoiser(
             latents,
             timestep,
             encoder_hidden_states=conditioning["encoder_hidden_states"],
@@ -145,9 +156,60 @@ class StableDiffusionXL(LatentModel):
         return self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
 
 
+class StableDiffusion3(LatentModel):
+    """Stable Diffusion 3/3.5 (StableDiffusion3Pipeline)."""
+
+    T5_POSITIONS = 256  # StableDiffusion3Pipeline's max_sequence_length
+
+    def encode(self, texts, options):
+        texts = ["" if text is None else text for text in texts]
+        clip_hidden, pooled = [], []
+        for tokenizer, encoder in zip(self.tokenizers[:2], self.text_encoders[:2]):
+            ids, _ = self._ids(tokenizer, texts, options)
+            output = encoder(ids, output_hidden_states=True)
+            pooled.append(output[0])
+            clip_hidden.append(output.hidden_states[-2].to(self.text_encoders[0].dtype))
+        rows = [token_ids(self.tokenizers[2], text, options, self.T5_POSITIONS)[0] for text in texts]
+        t5 = self.text_encoders[2](torch.tensor(rows, device=self.device))[0].to(self.text_encoders[2].dtype)
+        clip = torch.concat(clip_hidden, dim=-1)
+        clip = torch.nn.functional.pad(clip, (0, t5.shape[-1] - clip.shape[-1]))
+        hidden = torch.concat([clip, t5], dim=-2)
+        return {"encoder_hidden_states": hidden, "pooled_projections": torch.concat(pooled, dim=-1)}
+
+    def set_timesteps(self, scheduler, steps, latent_shape):
+        config = scheduler.config
+        shift = {}
+        if config.get("use_dynamic_shifting"):
+            from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift
+
+            patch = self.denoiser.config.patch_size
+            shift["mu"] = calculate_shift(
+                (latent_shape[-2] // patch) * (latent_shape[-1] // patch),
+                config.get("base_image_seq_len", 256),
+                config.get("max_image_seq_len", 4096),
+                config.get("base_shift", 0.5),
+                config.get("max_shift", 1.16),
+            )
+        scheduler.set_timesteps(steps, device=self.device, **shift)
+
+    def predict(self, latents, timestep, conditioning):
+        return self.denoiser(
+            hidden_states=latents,
+            timestep=timestep.expand(latents.shape[0]),
+            encoder_hidden_states=conditioning["encoder_hidden_states"],
+            pooled_projections=conditioning["pooled_projections"],
+            return_dict=False,
+        )[0]
+
+    def decode(self, latents):
+        config = self.vae.config
+        latents = latents / config.scaling_factor + config.shift_factor
+        return self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
+
+
 # AltDiffusion conditions its UNet as Stable Diffusion does, on its text encoder's
 # first output (XLM-R's projected last hidden state) under the attention mask
-ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL, "alt": StableDiffusion}
+ADAPTERS = {"sd": StableDiffusion, "sdxl": StableDiffusionXL, "alt": StableDiffusion, "sd3": StableDiffusion3}
 
 
 def load_latent_model(

@@ -48,9 +48,10 @@ def clean_text(text: str, cleaning: str) -> str:
     raise ValueError(f"text cleaning {cleaning!r} is not one of {CLEANINGS}")
 
 
-def token_ids(tokenizer, text: str, options: TextOptions) -> tuple[list[int], list[int]]:
-    """Input ids and attention mask of `text`, padded to the tokenizer's model_max_length."""
-    length = tokenizer.model_max_length
+def token_ids(tokenizer, text: str, options: TextOptions, length: int | None = None) -> tuple[list[int], list[int]]:
+    """Input ids and attention mask of `text`, padded to `length` positions (the
+    tokenizer's model_max_length unless given)."""
+    length = length or tokenizer.model_max_length
     text = clean_text(text, options.cleaning)
     if options.long_prompts == "truncate":
         encoded = tokenizer(text, padding="max_length", max_length=length, truncation=True)

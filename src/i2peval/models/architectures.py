@@ -43,10 +43,11 @@ class Architecture:
     sega_mask: str  # guidance.SEGA_MASKS: as the SEGA authors' pipeline for the architecture
     clip_text: bool = True  # CLIP tokenizers, which the harness's transformers 4.x cleaned with ftfy
     prompt_guidance: tuple[str, ...] = ()  # mitigation kinds the harness guided by each prompt's sd_guidance_scale
+    denoiser: str = "unet"  # the denoiser's snapshot folder and pipeline attribute
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
-        return ("unet", "vae", *(encoder for _, encoder in self.text_folders))
+        return (self.denoiser, "vae", *(encoder for _, encoder in self.text_folders))
 
     @property
     def folders(self) -> tuple[str, ...]:
@@ -102,6 +103,22 @@ ARCHITECTURES: dict[str, Architecture] = {
             clip_text=False,
             prompt_guidance=("sega",),  # mitigation/safe_alt.py passes the CSV's scale; altdiffusion.py does not
         ),
+        Architecture(
+            name="sd3",
+            pipeline_class="StableDiffusion3Pipeline",
+            description="Stable Diffusion 3/3.5 (MMDiT, flow matching; CLIP-L, CLIP-G and T5 text encoders)",
+            text_folders=(
+                ("tokenizer", "text_encoder"),
+                ("tokenizer_2", "text_encoder_2"),
+                ("tokenizer_3", "text_encoder_3"),
+            ),
+            steps=28,  # StableDiffusion3Pipeline's defaults; not in the paper
+            guidance_scale=7.0,
+            upcast_vae=False,
+            mitigation_long_prompts=False,
+            sega_mask="per_channel",  # no SEGA pipeline for SD3 exists: the SEGA paper's own rule
+            denoiser="transformer",
+        ),
     )
 }
 
@@ -156,7 +173,10 @@ def describe_snapshot(snapshot: Path) -> dict[str, Any]:
         "architecture": architecture.name,
         "pipeline_class": architecture.pipeline_class,
         "scheduler": scheduler.get("_class_name"),
-        "prediction_type": scheduler.get("prediction_type", "epsilon"),
+        # a flow matching scheduler has no prediction type: its denoiser predicts the velocity
+        "prediction_type": scheduler.get(
+            "prediction_type", "flow" if str(scheduler.get("_class_name")).startswith("FlowMatch") else "epsilon"
+        ),
     }
 
 
@@ -186,6 +206,7 @@ PIPELINE_OPTIONS = {
     "sd": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
     "sdxl": {"add_watermarker": False, "image_encoder": None, "feature_extractor": None},
     "alt": {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False},
+    "sd3": {"image_encoder": None, "feature_extractor": None},
 }
 
 

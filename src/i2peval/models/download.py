@@ -3,13 +3,14 @@
 A hub model is downloaded at the commit its configured revision resolves to. Its
 model_index.json comes first: a pipeline class the engine does not support
 (architectures.py) is refused before any weights are fetched. Then only what the
-architecture needs: configs, tokenizers and safetensors weights (no pickled ``.bin``,
-no fp16/EMA variants, no safety checker, no remote code), every file checked against
-the hub's checksum.
+architecture needs: configs, tokenizers and safetensors weights, whole or in shards
+with their index (no pickled ``.bin``, no fp16/EMA variants, no safety checker, no
+remote code), every file checked against the hub's checksum.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from i2peval.models.architectures import (
 )
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
+# Weights too large for one file (SD 3.5's T5 encoder): an index naming shards
+SHARDED_WEIGHTS = re.compile(r"^(diffusion_pytorch_model|model)-\d{5}-of-\d{5}\.safetensors$")
+WEIGHT_INDEXES = tuple(f"{name}.index.json" for name in WEIGHT_FILES)
 TOKENIZER_FILES = (
     "vocab.json",
     "merges.txt",
@@ -31,6 +35,7 @@ TOKENIZER_FILES = (
     "tokenizer_config.json",
     "special_tokens_map.json",
     "sentencepiece.bpe.model",  # XLM-R (AltDiffusion): a protobuf, no pickle
+    "spiece.model",  # T5 (SD 3): a protobuf, no pickle
 )
 
 
@@ -53,6 +58,12 @@ def select_pipeline_files(
             wanted += [path for path in in_folder if path.split("/")[1] in TOKENIZER_FILES]
         if folder in architecture.weight_folders:
             weights = [path for path in in_folder if path.split("/")[1] in WEIGHT_FILES]
+            if not weights:
+                weights = [
+                    path
+                    for path in in_folder
+                    if path.split("/")[1] in WEIGHT_INDEXES or SHARDED_WEIGHTS.match(path.split("/")[1])
+                ]
             if not weights:
                 raise ModelError(
                     f"{source}: {folder}/ has no safetensors weights "

@@ -143,6 +143,15 @@ class ModelSpec:
                 "sd_guidance_scale (the harness's SEGA port for AltDiffusion did; its other conditions use the "
                 "model's scale)."
             )
+        if architecture == "sd3":
+            notes.append(
+                f"Model {self.name} is a Stable Diffusion 3 model, which the paper did not run: it uses "
+                "StableDiffusion3Pipeline's defaults (28 steps, guidance 7.0 unless configured) and the Stable "
+                "Diffusion presets of SEGA and SLD, whose terms act on the predicted velocity of its flow rather "
+                "than on predicted noise (SLD's per-element scale therefore sees velocity magnitudes); SEGA "
+                "thresholds per channel, as the SEGA paper; long prompts are truncated (75 CLIP tokens, 255 T5 "
+                "tokens)."
+            )
         return notes
 
 
@@ -169,9 +178,16 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
         from i2peval.models.tiny import build_tiny_pipeline
 
         record = build_tiny_pipeline(snapshot, spec["seed"], spec["scheduler"], spec["architecture"])
+    from i2peval.models.architectures import architecture_named
     from i2peval.models.overrides import fetch_override
 
+    architecture = architecture_named(record["architecture"])
     for component in COMPONENTS.values():
+        if component.name in spec and component.name not in architecture.weight_folders:
+            raise OverrideError(
+                f"{component.name} override: the model is {architecture.description}, which has no {component.name} "
+                f"(its weights: {', '.join(architecture.weight_folders)})"
+            )
         if component.name in spec:
             override = fetch_override(component, spec[component.name], snapshot)
             record["files"] = {**record["files"], override["file"]: override["sha256"]}

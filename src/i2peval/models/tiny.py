@@ -1,4 +1,4 @@
-"""Stage 2, the demo's models: tiny random Stable Diffusion and SDXL pipelines built locally.
+"""Stage 2, the demo's models: tiny random pipelines of every architecture, built locally.
 
 Built deterministically from a seed, with the same classes and file layout as a real
 checkpoint and the real CLIP BPE vocabulary that ships inside open_clip, so that the
@@ -45,14 +45,16 @@ def write_clip_tokenizer(dest: Path, pad_token: str = "<|endoftext|>") -> None:
 
 
 def tiny_scheduler(name: str):
-    """A scheduler configured as a real checkpoint's: SD 1.x (pndm, ddim) or SDXL base (euler)."""
-    from diffusers import DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler
+    """A scheduler configured as a real checkpoint's: SD 1.x (pndm, ddim), SDXL base
+    (euler) or SD 3.5 (flow_match)."""
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler, PNDMScheduler
 
     common = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "steps_offset": 1}
     schedulers = {
         "pndm": lambda: PNDMScheduler(**common, skip_prk_steps=True),
         "ddim": lambda: DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=False),
         "euler": lambda: EulerDiscreteScheduler(**common, timestep_spacing="leading", interpolation_type="linear"),
+        "flow_match": lambda: FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0),
     }
     if name not in schedulers:
         raise ValueError(f"tiny model scheduler {name!r} is not one of {sorted(schedulers)}")
@@ -113,7 +115,7 @@ def _tiny_text_encoder(tokenizer, with_projection: bool):
     return CLIPTextModelWithProjection(config) if with_projection else CLIPTextModel(config)
 
 
-def _tiny_vae(scaling_factor: float):
+def _tiny_vae(scaling_factor: float, **layout):
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
@@ -122,10 +124,10 @@ def _tiny_vae(scaling_factor: float):
         out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
         norm_num_groups=16,
         sample_size=64,
         scaling_factor=scaling_factor,
+        **{"latent_channels": 4, **layout},
     )
 
 
@@ -229,14 +231,69 @@ def _tiny_alt_components(dest: Path) -> dict[str, Any]:
     }
 
 
+def write_t5_tokenizer(dest: Path) -> None:
+    """Save a T5 tokenizer as SD 3.5's tokenizer_3 folder holds one: a sentencepiece model
+    (``spiece.model``, trained here on `XLM_R_SENTENCES` with T5's pad, end and unknown
+    ids) and the fast tokenizer made from it."""
+    import sentencepiece
+    from transformers import T5TokenizerFast
+
+    dest.mkdir(parents=True, exist_ok=True)
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(XLM_R_SENTENCES * 4), model_prefix=str(dest / "spiece"),
+        vocab_size=200, hard_vocab_limit=False, model_type="unigram", character_coverage=1.0,
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2, num_threads=1,
+    )  # fmt: skip
+    (dest / "spiece.vocab").unlink()
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "T5Tokenizer", "model_max_length": 512, "extra_ids": 0}, indent=2) + "\n"
+    )
+    T5TokenizerFast.from_pretrained(dest).save_pretrained(dest)  # converted from the sentencepiece model
+
+
+def _tiny_sd3_components(dest: Path) -> dict[str, Any]:
+    from diffusers import SD3Transformer2DModel
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    write_clip_tokenizer(dest / "tokenizer_2", pad_token="!")
+    write_t5_tokenizer(dest / "tokenizer_3")
+    tokenizer, tokenizer_2 = (CLIPTokenizer.from_pretrained(dest / name) for name in ("tokenizer", "tokenizer_2"))
+    tokenizer_3 = T5TokenizerFast.from_pretrained(dest / "tokenizer_3")
+    t5_width = 64  # at least both CLIP widths side by side, as 4,096 is for 768 + 1,280
+    text_encoder_3 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer_3), d_model=t5_width, d_ff=64, d_kv=16, num_layers=2, num_heads=4,
+            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        )
+    )  # fmt: skip
+    transformer = SD3Transformer2DModel(
+        sample_size=32, patch_size=2, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=t5_width, caption_projection_dim=32, pooled_projection_dim=64,
+        pos_embed_max_size=32, dual_attention_layers=(0,), qk_norm="rms_norm",
+    )  # fmt: skip
+    return {
+        "transformer": transformer,
+        "vae": _tiny_vae(scaling_factor=1.5305, shift_factor=0.0609, latent_channels=16, use_quant_conv=False,
+                         use_post_quant_conv=False),  # fmt: skip
+        "text_encoder": _tiny_text_encoder(tokenizer, with_projection=True),
+        "text_encoder_2": _tiny_text_encoder(tokenizer_2, with_projection=True),
+        "text_encoder_3": text_encoder_3,
+        "tokenizer": tokenizer,
+        "tokenizer_2": tokenizer_2,
+        "tokenizer_3": tokenizer_3,
+        "image_encoder": None,
+        "feature_extractor": None,
+    }
+
+
 def build_tiny_pipeline(
     dest: Path, seed: int, scheduler: str = "pndm", architecture: str = "sd"
 ) -> dict[str, Any]:
     """Write a tiny random pipeline of `architecture` (64 px images) to `dest`; return its record.
 
-    Same classes and file layout as a real SD 1.x, SDXL or AltDiffusion checkpoint, a
-    few hundred thousand parameters besides the 49,408-token CLIP embeddings; the weights
-    are a function of `seed`.
+    Same classes and file layout as a real SD 1.x, SDXL, AltDiffusion or SD 3.5
+    checkpoint, a few hundred thousand parameters besides the 49,408-token CLIP
+    embeddings; the weights are a function of `seed`.
     """
     import diffusers
 
@@ -245,9 +302,12 @@ def build_tiny_pipeline(
     if spec.name != "alt":
         write_clip_tokenizer(dest / "tokenizer")
     torch.manual_seed(seed)
-    components = {"sd": _tiny_sd_components, "sdxl": _tiny_sdxl_components, "alt": _tiny_alt_components}[
-        spec.name
-    ](dest)
+    components = {
+        "sd": _tiny_sd_components,
+        "sdxl": _tiny_sdxl_components,
+        "alt": _tiny_alt_components,
+        "sd3": _tiny_sd3_components,
+    }[spec.name](dest)
     pipeline = getattr(diffusers, spec.pipeline_class)(**components, scheduler=tiny_scheduler(scheduler))
     pipeline.save_pretrained(dest, safe_serialization=True)
     if spec.name == "alt":  # the hub's layout: the sentencepiece model alone, converted when loaded
