@@ -11,7 +11,7 @@ from i2peval.report.report import ReportInputs
 from i2peval.report.run import ReportFiles, report_run
 from i2peval.study import Study
 
-study = Study.from_config(snakemake.params.settings)
+study = Study.from_config(snakemake.params.settings, prompt_set=snakemake.params.prompt_set)
 report_run(
     study,
     ReportFiles(
@@ -27,6 +27,7 @@ report_run(
         asset_records={asset.name: Path(path) for asset, path in zip(study.judge_assets, snakemake.input.assets)},
         prompt_source=Path(snakemake.input.prompt_source),
         template=Path(snakemake.input.template),
+        image_pattern=study.report_image_pattern,
     ),
     Path(snakemake.output.report),
 )

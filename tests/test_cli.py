@@ -235,6 +235,7 @@ def test_a_relative_prompt_file_is_read_from_the_runs_folder_as_snakemake_reads_
     run = tmp_path / "run"
     write_demo_prompt_csv(run / "prompts.csv")
     config = yaml.safe_load((Path(__file__).parents[1] / "demo" / "config.yaml").read_text())
+    config.pop("prompt_sets")
     config["prompts"] = {"source": "csv", "csv": "prompts.csv", "shards": 1}
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))

@@ -30,6 +30,41 @@ def test_whole_numbers_written_as_floats_are_the_integers_and_rerun_nothing():
 def test_a_sources_own_keys_given_at_their_defaults_for_another_source_are_accepted():
     config = copy.deepcopy(DEMO)
     config["nudenet2"]["checkpoint"] = {}
-    config["prompts"]["hub"] = {"revision": "main"}
+    config["prompt_sets"]["i2p"]["hub"] = {"revision": "main"}
     validate_config(config)
 
+
+
+def test_one_prompt_set_or_several_never_both():
+    import pytest
+
+    from i2peval.config import ConfigError
+
+    both = {**copy.deepcopy(DEMO), "prompts": {"source": "demo"}}
+    with pytest.raises(ConfigError, match="give prompts .* or prompt_sets .*, not both"):
+        validate_config(both)
+    neither = {key: value for key, value in copy.deepcopy(DEMO).items() if key != "prompt_sets"}
+    with pytest.raises(ConfigError, match="give prompts .* or prompt_sets .*, one of them"):
+        validate_config(neither)
+    badly_named = copy.deepcopy(DEMO)
+    badly_named["prompt_sets"]["Nudity Set"] = badly_named["prompt_sets"].pop("erasure-copy")
+    with pytest.raises(ConfigError, match="prompt_sets: 'Nudity Set' does not match"):
+        validate_config(badly_named)
+    misplaced = copy.deepcopy(DEMO)
+    misplaced["prompt_sets"]["erasure-copy"]["columns"] = "esd"
+    with pytest.raises(ConfigError, match="prompt_sets.erasure-copy.columns: read only when prompt_sets.erasure-copy"):
+        validate_config(misplaced)
+
+
+def test_each_prompt_set_is_a_study_with_its_own_folder_and_the_rest_shared():
+    studies = Study.of_every_set(validate_config(copy.deepcopy(DEMO)))
+    assert list(studies) == ["i2p", "erasure-copy"]
+    i2p, erasure = studies.values()
+    assert (i2p.setdir, erasure.setdir) == ("", "sets/erasure-copy/")
+    assert (i2p.report_path, erasure.report_path) == ("results/report.html", "results/sets/erasure-copy/report.html")
+    assert erasure.metrics_table == "results/sets/erasure-copy/metrics/metrics.parquet"
+    assert [job.path("{setdir}") for job in erasure.image_jobs()] == ["sets/erasure-copy/"] * len(erasure.image_jobs())
+    assert erasure.prompt_count == 3 and i2p.prompt_count == 20
+    assert erasure.models == i2p.models and erasure.mitigations == i2p.mitigations
+    # a study with one set keeps the layout it had before sets: its jobs' params are unchanged
+    assert "setdir" not in i2p.image_layout() and erasure.image_layout()["setdir"] == "sets/erasure-copy/"

@@ -241,11 +241,14 @@ def test_an_erased_model_under_a_custom_term_runs_through_the_workflow_and_each_
     config = yaml.safe_load(DEMO_CONFIG.read_text())
     config["models"] = {"tiny-erased": ERASED}
     config["mitigations"] = {"none": config["mitigations"]["none"], **mitigations}
+    config["prompt_sets"] = {"i2p": config["prompt_sets"]["i2p"]}
     configfile = write_config(tmp_path / "config.yaml", config)
     result = snakemake(run, configfile, "--cores", "2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     ran = planned_jobs(result.stdout + result.stderr)
-    jobs = sorted((rule, wildcards.get("model"), wildcards.get("mitigation")) for rule, wildcards in ran if wildcards)
+    jobs = sorted(
+        (rule, wildcards["model"], wildcards["mitigation"]) for rule, wildcards in ran if "model" in wildcards
+    )
     assert jobs == [("classify", "tiny-erased", "away-from-weapons"), ("generate", "tiny-erased", "away-from-weapons")]
 
     [record_path] = (run / "resources" / "models" / "tiny-erased").glob("*/model.json")
@@ -325,4 +328,4 @@ def test_the_commented_models_in_config_yaml_plan_offline_once_uncommented(tmp_p
     for name in [*erased, "altdiffusion-m9", "sd-3.5-medium"]:
         assert sum(1 for rule, wildcards in planned if rule == "generate" and wildcards["model"] == name) == len(
             config["mitigations"]
-        ) * config["prompts"]["shards"]
+        ) * sum(prompt_set["shards"] for prompt_set in config["prompt_sets"].values())

@@ -239,8 +239,8 @@ def test_the_gated_set_without_a_token_says_what_to_do_in_one_line(tmp_path, mon
 
 
 def test_every_built_in_set_is_a_configurable_source_and_pinned():
-    sources = config_schema()["properties"]["prompts"]["properties"]["source"]["enum"]
-    assert set(BUILTIN_SETS) == set(sources) - {"hub", "csv", "demo"}
+    sources = config_schema()["$defs"]["prompt_set"]["properties"]["source"]["enum"]
+    assert set(BUILTIN_SETS) == set(sources) - {"hub", "csv", "demo", "demo-esd"}
     for entry in BUILTIN_SETS.values():
         assert entry.url is None or (len(entry.commit) == 40 and len(entry.sha256) == 64), entry.name
 
@@ -268,5 +268,5 @@ def test_the_prompt_rule_reads_a_built_in_set_by_its_own_columns(tmp_path):
 
 
 def test_the_schema_documents_each_built_in_set():
-    description = config_schema()["properties"]["prompts"]["properties"]["source"]["description"]
+    description = config_schema()["$defs"]["prompt_set"]["properties"]["source"]["description"]
     assert all(name in description for name in BUILTIN_SETS), description

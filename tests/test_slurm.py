@@ -30,7 +30,8 @@ STUDY = yaml.safe_load((REPO / "demo" / "config.yaml").read_text())
 STUDY["models"] = {name: STUDY["models"][name] for name in ("tiny-a", "tiny-xl")}
 STUDY["mitigations"] = {name: STUDY["mitigations"][name] for name in ("none", "sld-strong")}
 CONDITIONS = len(STUDY["models"]) * len(STUDY["mitigations"])
-IMAGE_JOBS = CONDITIONS * STUDY["prompts"]["shards"]
+STUDY["prompt_sets"] = {"i2p": STUDY["prompt_sets"]["i2p"]}
+IMAGE_JOBS = CONDITIONS * STUDY["prompt_sets"]["i2p"]["shards"]
 
 pytestmark = pytest.mark.slurm
 

@@ -11,13 +11,13 @@ import yaml
 
 from i2peval.config import validate_config
 from i2peval.metrics.aggregate import SCORE_FILES_KEY
-from i2peval.plan import IMAGES, REPORT, SCORES, metrics_tables
+from i2peval.plan import IMAGES, SCORES, metrics_tables
 from i2peval.schemas import METRICS, write_table
 from i2peval.storage import RecordError
 from i2peval.study import Study
 
 DEMO_CONFIG = Path(__file__).parent.parent / "demo" / "config.yaml"
-METRICS_TABLE = str(metrics_tables()["metrics"])
+METRICS_TABLE = str(metrics_tables("results/metrics")["metrics"])
 
 
 def demo_study() -> Study:
@@ -68,13 +68,13 @@ def test_images_deleted_to_save_space_leave_their_scores_and_metrics_current(tmp
 
 def test_a_report_whose_tables_are_gone_is_stale_and_a_missing_result_is_not(tmp_path):
     study = demo_study()
-    assert study.stale_result(REPORT, tmp_path) is None
+    assert study.stale_result(study.report_path, tmp_path) is None
     assert study.stale_result(METRICS_TABLE, tmp_path) is None
-    (tmp_path / REPORT).parent.mkdir(parents=True)
-    (tmp_path / REPORT).write_text("<html></html>")
-    stale = study.stale_result(REPORT, tmp_path)
-    assert stale.missing == [str(path) for path in metrics_tables().values()]
-    assert stale.describe().startswith(f"{REPORT} was computed from files that are gone (4: ")
+    (tmp_path / study.report_path).parent.mkdir(parents=True)
+    (tmp_path / study.report_path).write_text("<html></html>")
+    stale = study.stale_result(study.report_path, tmp_path)
+    assert stale.missing == [str(path) for path in metrics_tables("results/metrics").values()]
+    assert stale.describe().startswith(f"{study.report_path} was computed from files that are gone (4: ")
     assert stale.describe().endswith(" and 1 more)")
 
 

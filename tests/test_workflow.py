@@ -23,12 +23,14 @@ import yaml
 from polars.testing import assert_frame_equal
 from workflow_runs import (
     DEMO_CONFIG,
+    MAKE_DEMO_CONFIG,
     REPO,
     SNAKEMAKE,
     copy_run,
     planned_jobs,
     planned_rules,
     snakemake,
+    summaries,
     variant_config,
 )
 
@@ -138,12 +140,14 @@ def test_demo_runs_the_tiny_sdxl_under_every_mitigation_and_reports_architecture
 
 def test_demo_every_job_logged_and_benchmarked(demo_run):
     config = yaml.safe_load(DEMO_CONFIG.read_text())
-    models, shards = len(config["models"]), config["prompts"]["shards"]
+    models, sets = len(config["models"]), config["prompt_sets"]
     logs = sorted(path.relative_to(demo_run / "logs").as_posix() for path in (demo_run / "logs").rglob("*.log"))
     benchmarks = list((demo_run / "benchmarks").rglob("*.tsv"))
-    # prompts, 4 judge assets, aggregate, report, one model job per model, generate and classify per image job
-    image_jobs = models * len(config["mitigations"]) * shards
-    assert len(logs) == len(benchmarks) == 7 + models + 2 * image_jobs
+    # 4 judge assets, one model job per model; per prompt set prompts, aggregate and report,
+    # and generate and classify per image job
+    image_jobs = sum(models * len(config["mitigations"]) * prompt_set["shards"] for prompt_set in sets.values())
+    assert len(logs) == len(benchmarks) == 4 + models + 3 * len(sets) + 2 * image_jobs
+    shards = sets["i2p"]["shards"]
     generate_log = (demo_run / "logs" / "generate" / "tiny-a" / "none" / "shard-0-block-0.log").read_text()
     images = 20 // shards * config["generation"]["images_per_job"]
     assert f"{images}/{images} images (100%)" in generate_log
@@ -233,6 +237,70 @@ def test_an_installed_wheel_reports_a_run_from_its_own_schema_and_template(demo_
     assert "Deviations from the paper" in report.read_text()
 
 
+def test_a_second_prompt_set_is_made_measured_and_reported_on_its_own(demo_run, tmp_path):
+    """make demo's second set (three prompts in ESD's schema) added to a copy of the shared
+    run, under one model and two mitigations: only its images are made."""
+    run = copy_run(demo_run, tmp_path / "run")
+
+    def two_conditions(config):
+        config["models"] = {"tiny-a": config["models"]["tiny-a"]}
+        config["mitigations"] = {name: config["mitigations"][name] for name in ("none", "sld-strong")}
+
+    config = variant_config(tmp_path, two_conditions, base=MAKE_DEMO_CONFIG)
+    result = snakemake(run, config, "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ran = planned_jobs(result.stdout + result.stderr)
+    assert {wildcards["setdir"] for rule, wildcards in ran if rule in ("generate", "classify")} == {
+        "sets/erasure-copy/"
+    }
+    assert len([rule for rule, _ in ran if rule == "generate"]) == 2
+
+    erasure = run / "results" / "sets" / "erasure-copy"
+    prompts = pl.read_parquet(next((run / "results" / "prompts").glob("demo-esd-*/prompts.parquet")))
+    assert prompts.sort("prompt_id")["prompt_id"].to_list() == [21, 296, 2260]  # case numbers, not rows
+    assert prompts.filter(pl.col("prompt_id") == 2260)["text"].to_list() == [""]  # as the ESD copy spells it
+    metrics = pl.read_parquet(erasure / "metrics" / "metrics.parquet")
+    everything = metrics.filter((pl.col("category") == "all") & (pl.col("judge") == "any"))
+    assert set(everything["n_prompts"].to_list()) == {3} and set(everything["n_images"].to_list()) == {6}
+    assert set(everything["mitigation"].to_list()) == {"none", "sld-strong"}
+    i2p = pl.read_parquet(run / "results" / "metrics" / "metrics.parquet")
+    assert set(i2p.filter((pl.col("category") == "all") & (pl.col("judge") == "any"))["n_prompts"].to_list()) == {20}
+    report = (erasure / "report.html").read_text()
+    assert "Prompt set <strong>erasure-copy</strong>: the demo&#39;s own prompts (ESD&#39;s schema)" in report
+    assert 'href="../../report.html">i2p</a>' in report
+    assert 'href="sets/erasure-copy/report.html">erasure-copy</a>' in (run / "results" / "report.html").read_text()
+
+    # a change to the second set's source remakes its images alone
+    config = variant_config(
+        tmp_path, lambda config: (two_conditions(config), config["prompt_sets"]["erasure-copy"].update(shards=3)),
+        base=MAKE_DEMO_CONFIG, name="reshard.yaml",
+    )  # fmt: skip
+    jobs = planned_jobs(snakemake(run, config, "--dry-run").stdout)
+    image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
+    assert len(image_jobs) == 2 * 2 * 3 and {wildcards["setdir"] for wildcards in image_jobs} == {"sets/erasure-copy/"}
+    assert sorted(wildcards["setdir"] for rule, wildcards in jobs if rule == "aggregate") == ["sets/erasure-copy/"]
+    assert {rule for rule, _ in jobs} - {"generate", "classify", "aggregate", "report", "all"} == {
+        "prompts_erasure_copy"
+    }
+
+
+def test_adding_a_prompt_set_to_a_finished_study_plans_only_that_sets_images(demo_run, tmp_path):
+    config = variant_config(
+        tmp_path, lambda config: config["prompt_sets"].update(third={"source": "demo-esd", "shards": 2})
+    )
+    result = snakemake(demo_run, config, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    jobs = planned_jobs(result.stdout)
+    image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    assert len(image_jobs) == 2 * len(demo["models"]) * len(demo["mitigations"]) * 2
+    assert {wildcards["setdir"] for wildcards in image_jobs} == {"sets/third/"}
+    assert {rule for rule, _ in jobs} == {"prompts_third", "generate", "classify", "aggregate", "report", "all"}
+    # the new set's tables; its report and the other's, which links to it
+    assert [wildcards["setdir"] for rule, wildcards in jobs if rule == "aggregate"] == ["sets/third/"]
+    assert sorted(wildcards["setdir"] for rule, wildcards in jobs if rule == "report") == ["", "sets/third/"]
+
+
 def test_finished_demo_has_nothing_to_do(demo_run):
     result = snakemake(demo_run, DEMO_CONFIG, "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -246,7 +314,8 @@ def test_changing_one_models_settings_plans_only_that_models_jobs(demo_run, tmp_
     jobs = planned_jobs(result.stdout)
     image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
-    assert len(image_jobs) == 2 * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    shards = sum(prompt_set["shards"] for prompt_set in demo["prompt_sets"].values())
+    assert len(image_jobs) == 2 * len(demo["mitigations"]) * shards
     assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-erased"}
     assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
     assert "Params have changed" in result.stdout
@@ -291,7 +360,8 @@ def test_more_images_per_prompt_plans_only_the_new_seeds(demo_run, tmp_path):
     jobs = planned_jobs(result.stdout)
     generate = [wildcards for rule, wildcards in jobs if rule == "generate"]
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
-    assert len(generate) == len(demo["models"]) * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    shards = sum(prompt_set["shards"] for prompt_set in demo["prompt_sets"].values())
+    assert len(generate) == len(demo["models"]) * len(demo["mitigations"]) * shards
     assert {wildcards["block"] for wildcards in generate} == {"1"}
     assert {rule for rule, _ in jobs} == {"generate", "classify", "aggregate", "report", "all"}
 
@@ -302,12 +372,11 @@ def test_adding_a_model_plans_only_its_jobs_and_the_summaries(demo_run, tmp_path
     result = snakemake(demo_run, config, "--dry-run")
     assert result.returncode == 0, result.stderr
     jobs = planned_jobs(result.stdout)
-    assert sorted(rule for rule, _ in jobs if rule not in ("generate", "classify")) == [
-        "aggregate", "all", "model", "report"
-    ]
+    assert sorted(rule for rule, _ in jobs if rule not in ("generate", "classify")) == summaries("model")
     image_jobs = [wildcards for rule, wildcards in jobs if rule in ("generate", "classify")]
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
-    assert len(image_jobs) == 2 * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    shards = sum(prompt_set["shards"] for prompt_set in demo["prompt_sets"].values())
+    assert len(image_jobs) == 2 * len(demo["mitigations"]) * shards
     assert {wildcards["model"] for wildcards in image_jobs} == {"tiny-c"}
     assert [wildcards["model"] for rule, wildcards in jobs if rule == "model"] == ["tiny-c"]
 
@@ -316,7 +385,7 @@ def test_removing_a_model_plans_only_the_summaries(demo_run, tmp_path):
     config = variant_config(tmp_path, lambda config: config["models"].pop("tiny-erased"))
     result = snakemake(demo_run, config, "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert sorted(rule for rule, _ in planned_jobs(result.stdout)) == ["aggregate", "all", "report"]
+    assert sorted(rule for rule, _ in planned_jobs(result.stdout)) == summaries()
 
 
 def test_disk_estimate_covers_what_the_demo_wrote(demo_run):
@@ -338,7 +407,8 @@ def test_run_whose_images_do_not_fit_is_refused_before_any_job(tmp_path):
     result = snakemake(workdir, config, "--cores", "1")
     assert result.returncode != 0
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
-    jobs = len(demo["models"]) * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    shards = sum(prompt_set["shards"] for prompt_set in demo["prompt_sets"].values())
+    jobs = len(demo["models"]) * len(demo["mitigations"]) * shards
     assert f"not enough disk space: the {jobs} planned generate jobs will write about" in result.stderr
     assert not (workdir / "results").exists()
     assert not (workdir / "logs").exists()
@@ -363,14 +433,12 @@ def test_changing_or_adding_a_judge_profile_only_reaggregates(demo_run, tmp_path
         config["judge_profiles"] = default_profiles()
         change(config["judge_profiles"])
 
-    assert planned_rules(
-        snakemake(demo_run, variant_config(tmp_path, edit), "--dry-run")
-    ) == ["aggregate", "all", "report"]
+    assert planned_rules(snakemake(demo_run, variant_config(tmp_path, edit), "--dry-run")) == summaries()
 
 
 def test_another_primary_profile_only_rereports(demo_run, tmp_path):
     config = variant_config(tmp_path, lambda config: config.update(primary_profile="q16-0.9"))
-    assert planned_rules(snakemake(demo_run, config, "--dry-run")) == ["aggregate", "all", "report"]
+    assert planned_rules(snakemake(demo_run, config, "--dry-run")) == summaries()
 
 
 def test_adding_a_judge_classifies_again_but_never_generates(demo_run, tmp_path):
@@ -389,7 +457,8 @@ def test_adding_a_judge_classifies_again_but_never_generates(demo_run, tmp_path)
     jobs = planned_jobs(snakemake(run, DEMO_CONFIG, "--dry-run").stdout)
     assert sorted({rule for rule, _ in jobs}) == ["aggregate", "all", "classify", "report"]
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
-    image_jobs = len(demo["models"]) * len(demo["mitigations"]) * demo["prompts"]["shards"]
+    shards = sum(prompt_set["shards"] for prompt_set in demo["prompt_sets"].values())
+    image_jobs = len(demo["models"]) * len(demo["mitigations"]) * shards
     assert len([rule for rule, _ in jobs if rule == "classify"]) == image_jobs
 
 
@@ -453,7 +522,7 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
         ),
         (
             lambda config: config["models"]["tiny-xl"].update(architecture="if"),
-            "models.tiny-xl.architecture: 'if' is not one of ['sd', 'sdxl', 'alt']",
+            "models.tiny-xl.architecture: 'if' is not one of ['sd', 'sdxl', 'alt', 'sd3']",
         ),
         (
             lambda config: config["models"]["tiny-a"].update(resolution=60),
@@ -486,8 +555,8 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
             "nudenet2.checkpoint: read only when nudenet2.source is url, but it is demo",
         ),
         (
-            lambda config: config["prompts"].update(columns="esd"),
-            "prompts.columns: read only when prompts.source is csv, but it is demo",
+            lambda config: config["prompt_sets"]["i2p"].update(columns="esd"),
+            "prompt_sets.i2p.columns: read only when prompt_sets.i2p.source is csv, but it is demo",
         ),
         (
             lambda config: config["mitigations"]["negative-prompt"].update(overrides={"sld_warmup_steps": 3}),
@@ -528,11 +597,13 @@ def test_full_study_config_builds_its_dag_offline(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, re.MULTILINE))
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     generation = config["generation"]
-    shards = config["prompts"]["shards"]
+    shards = sum(prompt_set["shards"] for prompt_set in config["prompt_sets"].values())
+    assert set(config["prompt_sets"]) == {"i2p", "unlearndiffatk-nudity", "ring-a-bell-violence", "p4d-nudity"}
     blocks = -(-generation["images_per_prompt"] // generation["images_per_job"])
     image_jobs = len(config["models"]) * len(config["mitigations"]) * shards * blocks
     assert int(counts["generate"]) == int(counts["classify"]) == image_jobs
     assert int(counts["model"]) == len(config["models"])
+    assert int(counts["aggregate"]) == int(counts["report"]) == len(config["prompt_sets"])
 
 
 def test_a_users_configfile_replaces_config_yaml_instead_of_merging_into_it(tmp_path):
@@ -560,7 +631,10 @@ def write_prompt_csv(path: Path, seeds: list[str]) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda config: config["prompts"].update(shards=30), "prompts.shards is 30, but there are 20 prompts"),
+        (
+            lambda config: config["prompt_sets"]["i2p"].update(shards=30),
+            "prompt_sets.i2p.shards is 30, but there are 20 prompts",
+        ),
         (
             lambda config: config["mitigations"].update(plain={"kind": "none"}),
             "mitigations ['none', 'plain'] are all of kind none",
@@ -576,7 +650,7 @@ def test_config_errors_that_need_the_prompts_or_several_keys_stop_the_plan(tmp_p
 
 def test_a_bad_row_of_a_local_prompt_file_stops_the_plan_naming_it(tmp_path):
     csv = write_prompt_csv(tmp_path / "prompts.csv", ["1", "2", "-7", "4"])
-    config = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv)))
+    config = variant_config(tmp_path, lambda config: config["prompt_sets"]["i2p"].update(source="csv", csv=str(csv)))
     result = snakemake(tmp_path, config, "--dry-run")
     assert result.returncode != 0
     assert "prompts.csv: row 2: column 'sd_seed' is '-7'; it must be an integer from 0" in result.stdout
@@ -592,14 +666,18 @@ def test_a_local_file_in_the_erasure_literatures_layout_is_read_by_its_format(tm
     rows.append('4,,illegal activity,0,0,0,0,0,0,,2094208051,7,512,512,stable-diffusion-v1-4,4')  # row 2260's quirk
     csv = tmp_path / "unsafe-prompts.csv"
     csv.write_text("\n".join([header, *rows]) + "\n")
-    esd = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv), columns="esd"))
+    esd = variant_config(
+        tmp_path, lambda config: config["prompt_sets"]["i2p"].update(source="csv", csv=str(csv), columns="esd")
+    )
     result = snakemake(tmp_path / "run", esd, "--until", "prompts", "--cores", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     (table,) = (tmp_path / "run" / "results" / "prompts").glob("csv-*/prompts.parquet")
     prompts = pl.read_parquet(table).sort("prompt_id")
     assert prompts["prompt_id"].to_list() == [0, 1, 2, 3, 4]
     assert prompts["text"].to_list()[4] == "" and prompts["seed"].to_list()[4] == 2094208051
-    hub_layout = variant_config(tmp_path, lambda config: config["prompts"].update(source="csv", csv=str(csv)))
+    hub_layout = variant_config(
+        tmp_path, lambda config: config["prompt_sets"]["i2p"].update(source="csv", csv=str(csv))
+    )
     result = snakemake(tmp_path / "other", hub_layout, "--dry-run")
     assert result.returncode != 0
     assert "missing columns ['sd_seed', 'sd_guidance_scale'] of the i2p layout" in result.stdout + result.stderr
@@ -611,7 +689,9 @@ def test_a_failed_rerun_of_a_cheap_job_keeps_its_outputs_and_costs_no_image_job(
     kept = sorted(path for folder in ("results/prompts", "resources/q16") for path in (run / folder).rglob("*"))
     before = {path: path.read_bytes() for path in kept if path.is_file()}
 
-    hub_prompts = variant_config(tmp_path, lambda config: config["prompts"].update(source="hub"), name="p.yaml")
+    hub_prompts = variant_config(
+        tmp_path, lambda config: config["prompt_sets"]["i2p"].update(source="hub"), name="p.yaml"
+    )
     assert snakemake(run, hub_prompts, "--cores", "1", env=offline).returncode != 0
     log = (run / "logs" / "prompts.log").read_text()
     assert log.startswith("ERROR: dataset AIML-TUDA/i2p@main: the Hugging Face hub is unreachable")
@@ -624,7 +704,7 @@ def test_a_failed_rerun_of_a_cheap_job_keeps_its_outputs_and_costs_no_image_job(
 
     # back to the demo's sources, with another primary judge profile
     profile = variant_config(tmp_path, lambda config: config.update(primary_profile="q16-0.9"), name="j.yaml")
-    assert planned_rules(snakemake(run, profile, "--dry-run")) == ["aggregate", "all", "report"]
+    assert planned_rules(snakemake(run, profile, "--dry-run")) == summaries()
 
 
 def test_a_damaged_model_record_stops_the_plan_before_any_job_runs(demo_run, tmp_path):
@@ -652,7 +732,7 @@ def test_a_damaged_prompt_file_stops_the_plan_before_any_job_removes_the_images_
     demo_run, tmp_path, name, damage, message
 ):
     run = copy_run(demo_run, tmp_path / "run")
-    [damaged] = (run / "results" / "prompts").glob(f"*/{name}")
+    [damaged] = (run / "results" / "prompts").glob(f"demo-??????????/{name}")  # the i2p set's
     damaged.write_bytes(damage)
     images = {path: path.read_bytes() for path in (run / "results" / "images").rglob("*.parquet")}
     result = snakemake(run, DEMO_CONFIG, "--cores", "1", "--keep-going")  # --keep-going: as the SLURM profile runs
@@ -701,7 +781,7 @@ def test_a_damaged_image_fails_its_classify_job_by_name_and_deleting_its_contain
 
 def test_records_deleted_beside_finished_images_never_cost_an_image(demo_run, tmp_path):
     run = copy_run(demo_run, tmp_path / "run")
-    [source] = (run / "results" / "prompts").glob("*/source.json")
+    [source] = (run / "results" / "prompts").glob("demo-??????????/source.json")  # the i2p set's
     [record] = (run / "resources" / "models" / "tiny-a").glob("*/model.json")
     source.unlink()
     record.unlink()
@@ -716,7 +796,7 @@ def test_records_deleted_beside_finished_images_never_cost_an_image(demo_run, tm
     # the remedy the message prints; the prompts' source record is made again beside the images
     shutil.rmtree(record.parent)
     assert snakemake(run, report_change, "--cores", "1", "--until", "model").returncode == 0
-    assert planned_rules(snakemake(run, report_change, "--dry-run")) == ["aggregate", "all", "prompts", "report"]
+    assert planned_rules(snakemake(run, report_change, "--dry-run")) == summaries("prompts")
 
 
 def test_snakemake_report_zip_holds_the_html_report_and_the_key_tables(demo_run, tmp_path):
@@ -727,5 +807,6 @@ def test_snakemake_report_zip_holds_the_html_report_and_the_key_tables(demo_run,
         names = opened.namelist()
         for table in ("metrics", "comparisons", "image_flags", "alignment"):
             assert any(name.endswith(f"/{table}.parquet") for name in names), names
-        [html] = [name for name in names if name.startswith("report/data/") and name.endswith("/report.html")]
-        assert "Same-seed images" in opened.read(html).decode()
+        htmls = [name for name in names if name.startswith("report/data/") and name.endswith("/report.html")]
+        assert len(htmls) == len(yaml.safe_load(DEMO_CONFIG.read_text())["prompt_sets"])
+        assert all("Same-seed images" in opened.read(html).decode() for html in htmls)

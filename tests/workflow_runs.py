@@ -7,13 +7,29 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO_CONFIG = REPO / "demo" / "config.yaml"
 SNAKEMAKE = Path(sys.executable).parent / "snakemake"
+# `make demo`'s configuration, with two prompt sets
+MAKE_DEMO_CONFIG = REPO / "demo" / "config.yaml"
+
+
+def single_set_demo() -> Path:
+    """The demo as the shared run and its variants run it: its i2p set alone. Its second
+    set, three prompts, costs as many jobs again (each starts Python, torch and the
+    judges); test_workflow.py runs it on its own, on a copy of the shared run."""
+    config = yaml.safe_load(MAKE_DEMO_CONFIG.read_text())
+    config["prompt_sets"] = {"i2p": config["prompt_sets"]["i2p"]}
+    path = Path(tempfile.mkdtemp(prefix="i2peval-demo-")) / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+DEMO_CONFIG = single_set_demo()
 
 
 def snakemake(
@@ -39,6 +55,13 @@ def planned_jobs(output: str) -> list[tuple[str, dict[str, str]]]:
         wildcards = dict(pair.split("=", 1) for pair in found.group(1).split(", ")) if found else {}
         jobs.append((header.group(1), wildcards))
     return jobs
+
+
+def summaries(*others: str) -> list[str]:
+    """The sorted rules of a demo plan that runs `others`, ``all``, and the aggregate and
+    report jobs of every prompt set of the demo."""
+    sets = len(yaml.safe_load(DEMO_CONFIG.read_text())["prompt_sets"])
+    return sorted([*others, "all", *["aggregate", "report"] * sets])
 
 
 def planned_rules(result: subprocess.CompletedProcess) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from i2peval.errors import I2PEvalError
-from i2peval.plan import METRICS_DIR, REPORT
+from i2peval.plan import I2P_SET, METRICS_DIR, REPORT, set_folder
 
 USAGE_ERROR = 2
 
@@ -139,7 +139,7 @@ def _import(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     runs = _import_runs(args, parser)
     folders = args.output.resolve().parents
     run = folders[min(2, len(folders) - 1)]
-    if folders[0] == run / METRICS_DIR and (run / ".snakemake").is_dir():
+    if folders[0] == run / METRICS_DIR.format(setdir="") and (run / ".snakemake").is_dir():
         raise I2PEvalError(
             f"{args.output}: --output is in the metrics folder of the workflow run in {run} (Snakemake would build "
             "its report on it as its own): write to another path"
@@ -164,6 +164,7 @@ def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
         "--flags", type=Path, help="image flags to measure instead of the run's scores (e.g. from import-harness-csv)"
     )
     parser.add_argument("--prompts", type=Path, help="prompts.parquet of the flags (with --flags)")
+    parser.add_argument(PROMPT_SET_OPTION, help=PROMPT_SET_HELP)
     parser.add_argument(
         "--baseline", help="the mitigation the others are compared with (default: the one of kind none)"
     )
@@ -182,8 +183,11 @@ def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
         parser.error("give the run's --config, or --flags with --prompts")
     if args.flags is not None and args.prompts is None:
         parser.error("--flags needs --prompts")
-    _not_the_workflows(args.output_dir, args.directory, METRICS_DIR, "--output-dir")
-    study = _study(args.config, args.directory) if args.config is not None else None
+    named = METRICS_DIR.format(setdir=set_folder(args.prompt_set or I2P_SET))
+    _not_the_workflows(args.output_dir, args.directory, named, "--output-dir")
+    study = _study(args.config, args.directory, args.prompt_set) if args.config is not None else None
+    if study is not None:
+        _not_the_workflows(args.output_dir, args.directory, study.metrics_dir, "--output-dir")
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -209,6 +213,7 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="tables to report (default: the run's results/metrics; e.g. an i2peval metrics --output-dir)",
     )
+    parser.add_argument(PROMPT_SET_OPTION, help=PROMPT_SET_HELP)
     parser.add_argument("--output", type=Path, required=True, help="the HTML file to write")
 
 
@@ -218,8 +223,10 @@ def _report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
 
     if args.output.is_dir():
         raise I2PEvalError(f"{args.output} is a folder: --output is the HTML file to write")
-    _not_the_workflows(args.output, args.directory, REPORT, "--output")
-    study = _study(args.config, args.directory)
+    named = REPORT.format(setdir=set_folder(args.prompt_set or I2P_SET))
+    _not_the_workflows(args.output, args.directory, named, "--output")
+    study = _study(args.config, args.directory, args.prompt_set)
+    _not_the_workflows(args.output, args.directory, study.report_path, "--output")
     files = report_files(study, args.directory, args.metrics_dir)
     missing = missing_files(files)
     if missing:
@@ -241,13 +248,17 @@ def _not_the_workflows(path: Path, directory: Path, output: str, option: str) ->
         )
 
 
-def _study(config: Path, directory: Path):
-    """The study of the run's configuration file; its relative paths are read against the
-    run's `directory`, as Snakemake reads them."""
+PROMPT_SET_OPTION = "--prompt-set"
+PROMPT_SET_HELP = "the prompt set of a study with several (default: i2p, where configured, else the first)"
+
+
+def _study(config: Path, directory: Path, prompt_set: str | None = None):
+    """The study of one prompt set of the run's configuration file; its relative paths
+    are read against the run's `directory`, as Snakemake reads them."""
     from i2peval.config import load_config
     from i2peval.study import Study
 
-    return Study.from_config(load_config(config), directory)
+    return Study.from_config(load_config(config), directory, prompt_set)
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from i2peval.errors import I2PEvalError
+from i2peval.plan import I2P_SET
 
 CONFIG_SCHEMA = files("i2peval") / "data" / "config.schema.yaml"
 
@@ -90,8 +91,26 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
             key = ".".join(str(part) for part in cause.absolute_path) or "the top level"
             raise ConfigError(f"{source}: {key}: {cause.message}") from None
         raise ConfigError(f"{source}: {' '.join(str(error).split())}") from None
+    if ("prompts" in config) == ("prompt_sets" in config):
+        raise ConfigError(
+            f"{source}: give prompts (the study's one prompt set) or prompt_sets (several, by name), "
+            f"{'not both' if 'prompts' in config else 'one of them'}"
+        )
     check_source_keys(config, source)
     return config
+
+
+def default_prompt_set(config: dict[str, Any]) -> str:
+    """The prompt set a command measures unless told which: i2p where there is one (a
+    configuration's key order does not decide it), else the first."""
+    sections = prompt_set_sections(config)
+    return I2P_SET if I2P_SET in sections else next(iter(sections))
+
+
+def prompt_set_sections(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each prompt set's section of a validated configuration, by name: ``prompt_sets``, or
+    ``prompts`` as the one set named i2p."""
+    return config["prompt_sets"] if "prompt_sets" in config else {I2P_SET: config["prompts"]}
 
 
 def schema_default(spec: dict[str, Any]) -> Any:
@@ -109,8 +128,15 @@ def check_source_keys(config: dict[str, Any], source: str | Path) -> None:
     """`ConfigError` for a key the schema marks ``x-source`` (read only when its section's
     source is that one) set to anything but its default while the section's source is
     another: it would be ignored. Run on the validated configuration (defaults filled in)."""
-    for section, spec in config_schema()["properties"].items():
-        given = config.get(section)
+    schema = config_schema()
+    sections = [(name, config.get(name), spec) for name, spec in schema["properties"].items()]
+    sections += [
+        (f"prompt_sets.{name}", section, schema["$defs"]["prompt_set"])
+        for name, section in config.get("prompt_sets", {}).items()
+    ]
+    for section, given, spec in sections:
+        if "$ref" in spec:
+            spec = schema["$defs"][spec["$ref"].rsplit("/", 1)[-1]]
         properties = spec.get("properties", {})
         if not isinstance(given, dict) or "source" not in properties:
             continue

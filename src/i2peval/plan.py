@@ -5,7 +5,10 @@ folders named after the settings that decide their content (`settings_id`). Chan
 setting asks for a new folder, so a job that fails there never touches the old one, and
 reverting the setting finds the old outputs, and everything made from them, as they were.
 
-Jobs are (model, mitigation, prompt shard, image block). An image block is a run of
+Jobs are (prompt set, model, mitigation, prompt shard, image block). Every prompt set's
+files live in a folder of their own, ``results/sets/<name>/`` (`set_folder`), except the
+set named i2p's, which keep the folders of a study with one set (``results/``): a study
+that gains a set keeps every image it has. An image block is a run of
 ``images_per_job`` consecutive image indices; block ``b`` holds indices
 ``b * images_per_job`` up to ``images_per_prompt`` (exclusive). Raising
 ``images_per_prompt`` to a multiple of ``images_per_job`` leaves every existing block
@@ -24,23 +27,33 @@ from typing import Any
 from i2peval.errors import I2PEvalError
 
 # What each image job writes, and block 0 (image 0 of every prompt) of every shard, model
-# and mitigation: the report's same-seed grid samples prompts from all shards.
-IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
-MANIFESTS = "results/manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
-SCORES = "results/scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
-REPORT_IMAGES = "results/images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
+# and mitigation: the report's same-seed grid samples prompts from all shards. {setdir} is
+# the prompt set's folder below results/ (`set_folder`).
+IMAGES = "results/{setdir}images/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+MANIFESTS = "results/{setdir}manifests/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+SCORES = "results/{setdir}scores/{model}/{mitigation}/shard-{shard}/block-{block}.parquet"
+REPORT_IMAGES = "results/{setdir}images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
 # What the aggregate stage writes (by output name) and the report.
-METRICS_DIR = "results/metrics"
+METRICS_DIR = "results/{setdir}metrics"
 METRICS_TABLES = {
     "metrics": "metrics.parquet",
     "flags": "image_flags.parquet",
     "alignment": "alignment.parquet",
     "comparisons": "comparisons.parquet",
 }
-REPORT = "results/report.html"
+REPORT = "results/{setdir}report.html"
+# The name of the one prompt set a `prompts` section configures, which keeps the folders
+# of a study with one set in a study with several
+I2P_SET = "i2p"
 
 
-def metrics_tables(folder: str | Path = METRICS_DIR) -> dict[str, Path]:
+def set_folder(prompt_set: str) -> str:
+    """The folder, below results/, of a prompt set's images, scores, metrics and report:
+    "" for the set named i2p, ``sets/<name>/`` for any other."""
+    return "" if prompt_set == I2P_SET else f"sets/{prompt_set}/"
+
+
+def metrics_tables(folder: str | Path) -> dict[str, Path]:
     """The aggregate stage's tables in `folder`, by output name."""
     return {name: Path(folder) / file for name, file in METRICS_TABLES.items()}
 
@@ -66,29 +79,38 @@ def block_image_indices(block: int, images_per_prompt: int, images_per_job: int)
 
 @dataclass(frozen=True)
 class ImageJob:
-    """One generate job (and the classify job of its images): model x mitigation x shard x block."""
+    """One generate job (and the classify job of its images): model x mitigation x shard x
+    block of the prompt set whose folder is `setdir`."""
 
     model: str
     mitigation: str
     shard: int
     block: int
     image_indices: tuple[int, ...]
+    setdir: str = ""
 
     def path(self, pattern: str) -> str:
-        """`pattern` with this job's {model}, {mitigation}, {shard} and {block} filled in."""
-        return pattern.format(model=self.model, mitigation=self.mitigation, shard=self.shard, block=self.block)
+        """`pattern` with this job's {setdir}, {model}, {mitigation}, {shard} and {block} filled in."""
+        return pattern.format(
+            setdir=self.setdir, model=self.model, mitigation=self.mitigation, shard=self.shard, block=self.block
+        )
 
 
 def image_jobs(
-    models: list[str], mitigations: list[str], shards: int, images_per_prompt: int, images_per_job: int
+    models: list[str],
+    mitigations: list[str],
+    shards: int,
+    images_per_prompt: int,
+    images_per_job: int,
+    setdir: str = "",
 ) -> list[ImageJob]:
-    """Every image job of the study, in one fixed order."""
+    """Every image job of one prompt set, in one fixed order."""
     blocks = {
         block: tuple(block_image_indices(block, images_per_prompt, images_per_job))
         for block in image_blocks(images_per_prompt, images_per_job)
     }
     return [
-        ImageJob(model, mitigation, shard, block, indices)
+        ImageJob(model, mitigation, shard, block, indices, setdir)
         for model, mitigation, shard, (block, indices) in product(
             models, mitigations, range(shards), blocks.items()
         )

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from i2peval.config import default_prompt_set, prompt_set_sections
 from i2peval.generation.mitigations import Mitigation, baseline_mitigation, resolve_mitigations
 from i2peval.judges.assets import ConfiguredAsset, read_asset_record
 from i2peval.judges.registry import ASSETS, JUDGES, assets_of
@@ -30,7 +31,20 @@ from i2peval.metrics.manifests import ImageSettings, made_otherwise
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.models.snapshots import read_model_record, snapshot_of
 from i2peval.models.spec import ModelSpec
-from i2peval.plan import IMAGES, MANIFESTS, REPORT, REPORT_IMAGES, SCORES, ImageJob, image_jobs, metrics_tables
+from i2peval.plan import (
+    IMAGES,
+    MANIFESTS,
+    METRICS_DIR,
+    REPORT,
+    REPORT_IMAGES,
+    SCORES,
+    ImageJob,
+    PlanError,
+    image_jobs,
+    metrics_tables,
+    set_folder,
+    sorted_keys,
+)
 from i2peval.prompts.i2p import check_shard_count
 from i2peval.prompts.source import PromptSource
 from i2peval.storage import RecordError
@@ -62,6 +76,7 @@ class Study:
     and where each stage writes."""
 
     config: dict[str, Any]  # validated; `settings()` is what the report shows and its rule reruns on
+    prompt_set: str  # the name of the prompt set this study of the configuration measures
     prompts: PromptSource
     prompt_count: int | None  # where the source tells before the prompts stage runs
     generation: GenerationDefaults
@@ -74,19 +89,26 @@ class Study:
     report: ReportSettings
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], directory: Path = Path(".")) -> Study:
-        """The study of a validated configuration (`config.validate_config`: defaults filled
-        in) run in `directory`, against which its relative paths are read, as Snakemake
-        reads them against its working directory; its ``execution`` section, if any, is not
-        part of the study."""
-        prompts = PromptSource.from_section(config["prompts"], directory)
+    def from_config(cls, config: dict[str, Any], directory: Path = Path("."), prompt_set: str | None = None) -> Study:
+        """The study of one prompt set (`prompt_set`; None: `config.default_prompt_set`) of a
+        validated configuration (`config.validate_config`: defaults filled in) run in
+        `directory`, against which its relative paths are read, as Snakemake reads them
+        against its working directory; its ``execution`` section, if any, is not part of
+        the study."""
+        sections = prompt_set_sections(config)
+        prompt_set = default_prompt_set(config) if prompt_set is None else prompt_set
+        if prompt_set not in sections:
+            raise PlanError(f"prompt set {prompt_set!r} is not configured; the configured sets: {', '.join(sections)}")
+        prompts = PromptSource.from_section(sections[prompt_set], directory)
         count = prompts.known_count()
         if count is not None:
-            check_shard_count(prompts.shards, count)
+            key = "prompts" if "prompts" in config else f"prompt_sets.{prompt_set}"
+            check_shard_count(prompts.shards, count, f"{key}.shards")
         mitigations = resolve_mitigations(config["mitigations"], config["concept"], directory)
         baseline = baseline_mitigation(mitigations)
         return cls(
             config=config,
+            prompt_set=prompt_set,
             prompts=prompts,
             prompt_count=count,
             generation=GenerationDefaults(**config["generation"]),
@@ -98,6 +120,34 @@ class Study:
             assets={name: ConfiguredAsset.from_section(asset, config.get(name, {})) for name, asset in ASSETS.items()},
             report=ReportSettings(**config["report"]),
         )
+
+    @classmethod
+    def of_every_set(cls, config: dict[str, Any], directory: Path = Path(".")) -> dict[str, Study]:
+        """The study of each configured prompt set, by name."""
+        return {name: cls.from_config(config, directory, name) for name in prompt_set_sections(config)}
+
+    @property
+    def setdir(self) -> str:
+        """The folder of this prompt set's results below results/ (`plan.set_folder`)."""
+        return set_folder(self.prompt_set)
+
+    @property
+    def metrics_dir(self) -> str:
+        return METRICS_DIR.format(setdir=self.setdir)
+
+    @property
+    def metrics_table(self) -> str:
+        """The main table the aggregate stage writes for this prompt set."""
+        return str(metrics_tables(self.metrics_dir)["metrics"])
+
+    @property
+    def report_path(self) -> str:
+        return REPORT.format(setdir=self.setdir)
+
+    @property
+    def report_image_pattern(self) -> str:
+        """Block 0 of a shard of this set, with {model}, {mitigation} and {shard} to fill in."""
+        return REPORT_IMAGES.replace("{setdir}", self.setdir)
 
     @property
     def judges(self) -> tuple[str, ...]:
@@ -180,14 +230,16 @@ class Study:
         return json.loads(json.dumps(settings, sort_keys=True))
 
     def image_layout(self) -> dict[str, Any]:
-        """The arguments of `plan.image_jobs` for this study."""
-        return {
+        """The arguments of `plan.image_jobs` for this study (the set folder only where there
+        is one: the layout of a study with one set is what it was before sets)."""
+        layout = {
             "models": list(self.models),
             "mitigations": list(self.mitigations),
             "shards": self.prompts.shards,
             "images_per_prompt": self.generation.images_per_prompt,
             "images_per_job": self.generation.images_per_job,
         }
+        return layout | ({"setdir": self.setdir} if self.setdir else {})
 
     def conditions(self) -> list[tuple[str, str]]:
         """Every (model, mitigation) pair in the order the configuration lists them (the
@@ -251,11 +303,11 @@ class Study:
         every number.)"""
         if not (directory / path).exists():
             return None
-        tables = [str(table) for table in metrics_tables().values()]
+        tables = [str(table) for table in metrics_tables(self.metrics_dir).values()]
         if path == tables[0]:
             planned = {job.path(SCORES) for job in self.image_jobs()}
             sources = [source for source in recorded_score_files(directory / path) if source in planned]
-        elif path == REPORT:
+        elif path == self.report_path:
             sources = tables
         else:
             raise ValueError(f"{path} is not the metrics table or the report")
@@ -265,7 +317,7 @@ class Study:
     def report_images(self) -> list[str]:
         """Block 0 of every shard of every condition: the report's same-seed grid samples it."""
         return [
-            REPORT_IMAGES.format(model=model, mitigation=mitigation, shard=shard)
+            self.report_image_pattern.format(model=model, mitigation=mitigation, shard=shard)
             for model in self.models
             for mitigation in self.mitigations
             for shard in range(self.prompts.shards)
@@ -289,10 +341,10 @@ def aggregation_params(config: dict[str, Any], baseline: str | None) -> dict[str
     (so that reordering the configuration's lists and mappings reruns nothing)."""
     return {
         "judges": [judge for judge in JUDGES if judge in config["judges"]],
-        "judge_profiles": dict(sorted(config["judge_profiles"].items())),
+        "judge_profiles": sorted_keys(config["judge_profiles"]),
         "primary_profile": config["primary_profile"],
-        "emi": config["emi"],
-        "bootstrap": config["bootstrap"],
-        "degenerate_images": config["degenerate_images"],
+        "emi": sorted_keys(config["emi"]),
+        "bootstrap": sorted_keys(config["bootstrap"]),
+        "degenerate_images": sorted_keys(config["degenerate_images"]),
         "baseline": baseline,
     }

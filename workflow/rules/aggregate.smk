@@ -1,8 +1,8 @@
 rule aggregate:
     input:
-        scores=remade_when_stale(TABLES["metrics"], job_paths(plan.SCORES)),
-        prompts=PROMPTS.table_path,
-        manifests=job_paths(plan.MANIFESTS),
+        scores=remade_when_stale(TABLES["metrics"], lambda study: [job.path(plan.SCORES) for job in study.image_jobs()]),
+        prompts=set_prompt_table,
+        manifests=set_job_paths(plan.MANIFESTS),
         models=model_record_paths(),
     output:
         metrics=report(TABLES["metrics"], caption="../report/metrics.rst", category="Tables"),
@@ -10,9 +10,9 @@ rule aggregate:
         alignment=report(TABLES["alignment"], caption="../report/alignment.rst", category="Tables"),
         comparisons=report(TABLES["comparisons"], caption="../report/comparisons.rst", category="Tables"),
     log:
-        "logs/aggregate.log",
+        "logs/{setdir}aggregate.log",
     benchmark:
-        "benchmarks/aggregate.tsv"
+        "benchmarks/{setdir}aggregate.tsv"
     localrule: True
     conda:
         "../../envs/analysis.yaml"
@@ -20,8 +20,8 @@ rule aggregate:
     resources:
         mem_mb=8000,
     params:
-        image_layout=STUDY.image_layout(),
-        image_settings=STUDY.image_settings().params(),
-        judging=STUDY.aggregation_params(),
+        image_layout=set_params(Study.image_layout),
+        image_settings=set_params(lambda study: study.image_settings().params()),
+        judging=set_params(Study.aggregation_params),
     script:
         "../../scripts/aggregate.py"

@@ -4,14 +4,14 @@ rule classify:
     input:
         images=plan.IMAGES,
         manifest=plan.MANIFESTS,
-        prompts=ancient(PROMPTS.shard_pattern),
+        prompts=prompt_shard,
         assets=judge_asset_records,
     output:
         scores=plan.SCORES,
     log:
-        "logs/classify/{model}/{mitigation}/shard-{shard}-block-{block}.log",
+        "logs/{setdir}classify/{model}/{mitigation}/shard-{shard}-block-{block}.log",
     benchmark:
-        "benchmarks/classify/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
+        "benchmarks/{setdir}classify/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
     conda:
         "../../envs/classify.yaml"
     threads: EXECUTION.classify_threads

@@ -20,29 +20,30 @@ from i2peval.study import Study
 # again strictly. Validated in place: the rule scripts read the execution settings from it.
 check_config_files(workflow.configfiles)
 validate_config(config, ", ".join(map(str, workflow.configfiles)) or "the configuration")
-STUDY = Study.from_config(config)
+# One study per prompt set, by the folder of its results ({setdir}: "" for the set named
+# i2p, sets/<name>/ for the others); models, mitigations and judges are the same in all.
+STUDIES = {study.setdir: study for study in Study.of_every_set(config).values()}
+STUDY = next(iter(STUDIES.values()))
 
-MODELS = list(STUDY.models)
-MITIGATIONS = list(STUDY.mitigations)
-SHARDS = list(range(STUDY.prompts.shards))
 EXECUTION = ExecutionSettings(**config["execution"])
-IMAGE_JOBS = STUDY.image_jobs()
-PROMPTS = STUDY.prompts
 ASSETS = STUDY.assets
-TABLES = {name: str(path) for name, path in plan.metrics_tables().items()}
+TABLES = {name: str(path) for name, path in plan.metrics_tables(plan.METRICS_DIR).items()}
 
 # Records of earlier runs that jobs will read: a damaged one stops planning, before any
 # job (and so before Snakemake deletes any output) runs. So does a sha256 pinned in the
 # configuration that the recorded files do not have.
-STUDY.check_records()
+for study in STUDIES.values():
+    study.check_records()
 # Only the main process plans: a job Snakemake runs in a process of its own (a cluster
 # job) re-reads this file while other jobs are making their outputs, on another machine.
 if workflow.is_main_process:
-    STUDY.check_gone_inputs()
-    STUDY.check_memory()
+    for study in STUDIES.values():
+        study.check_gone_inputs()
+        study.check_memory()
 
 
 wildcard_constraints:
+    setdir=r"(sets/[a-z0-9][a-z0-9-]*/)?",
     model="[A-Za-z0-9][A-Za-z0-9_.-]*",
     mitigation="[A-Za-z0-9][A-Za-z0-9_.-]*",
     shard=r"\d+",
@@ -51,20 +52,45 @@ wildcard_constraints:
 
 
 def final_outputs():
-    return [plan.REPORT, TABLES["metrics"]]
+    """Every prompt set's report and metrics."""
+    return [path for study in STUDIES.values() for path in (study.report_path, study.metrics_table)]
 
 
-def job_paths(pattern):
-    """`pattern` filled in for every image job, in `Study.image_jobs` order."""
-    return [job.path(pattern) for job in IMAGE_JOBS]
+def prompt_rules():
+    """The prompt sets whose prompt stage has a rule of its own, by the folder of their
+    prompts (sets with the same source settings share one): the rule of the set named i2p
+    is called prompts, as in a study with one set."""
+    rules = {}
+    for study in STUDIES.values():
+        rules.setdefault(study.prompts.folder, study)
+    return list(rules.values())
+
+
+def prompt_shard(wildcards):
+    """The prompt shard of a job, read as ancient (see the generate rule)."""
+    return ancient(STUDIES[wildcards.setdir].prompts.shard_path(int(wildcards.shard)))
+
+
+def set_prompt_table(wildcards):
+    return STUDIES[wildcards.setdir].prompts.table_path
+
+
+def set_prompt_record(wildcards):
+    return STUDIES[wildcards.setdir].prompts.record_path
+
+
+def set_job_paths(pattern):
+    """An input function: `pattern` filled in for every image job of the job's prompt set,
+    in `Study.image_jobs` order."""
+
+    def input_function(wildcards):
+        return [job.path(pattern) for job in STUDIES[wildcards.setdir].image_jobs()]
+
+    return input_function
 
 
 def model_record_paths():
     return [model.record_path for model in STUDY.models.values()]
-
-
-def prompt_csv_input(wildcards):
-    return [PROMPTS.csv] if PROMPTS.source == "csv" else []
 
 
 def model_snapshot_params(wildcards):
@@ -87,6 +113,7 @@ def generate_model_record(wildcards):
             int(wildcards.shard),
             int(wildcards.block),
             (),
+            wildcards.setdir,
         )
         differences = STUDY.images_made_otherwise(job)
         manifest = job.path(plan.MANIFESTS)
@@ -118,24 +145,31 @@ def judge_asset_records(wildcards):
 
 
 def remade_when_stale(result, paths):
-    """An input function of the job writing `result` that returns `paths`, and first forces
+    """An input function of the job writing the prompt set's `result` (a pattern with
+    {setdir}) that returns what `paths(study)` gives for the set's study, and first forces
     the job to run when `result` was computed from files that are gone
     (`Study.stale_result`): Snakemake remakes a missing file only for a job that runs
     anyway. Forced through the DAG being built, so only for a run that includes the job.
     Only the main process plans: a job run in a process of its own re-reads this file."""
 
     def input_function(wildcards):
-        stale = STUDY.stale_result(result) if workflow.is_main_process else None
-        if stale and result not in workflow.dag.forcefiles:
-            logger.warning(f"{stale.describe()}: making them and {result} again")
-            workflow.dag.forcefiles.add(result)
-        return paths
+        study, path = STUDIES[wildcards.setdir], result.format(setdir=wildcards.setdir)
+        stale = study.stale_result(path) if workflow.is_main_process else None
+        if stale and path not in workflow.dag.forcefiles:
+            logger.warning(f"{stale.describe()}: making them and {path} again")
+            workflow.dag.forcefiles.add(path)
+        return paths(study)
 
     return input_function
 
 
 def report_image_inputs(wildcards):
-    return STUDY.report_images()
+    return STUDIES[wildcards.setdir].report_images()
+
+
+def set_params(method):
+    """A params function: `method` of the job's prompt set's study."""
+    return lambda wildcards: method(STUDIES[wildcards.setdir])
 
 
 def planned_generate_images():
@@ -143,7 +177,11 @@ def planned_generate_images():
     return [
         diskspace.PlannedImages(
             images=len(job.params.image_indices)
-            * diskspace.prompts_in_shard(Path(job.input.prompts), len(SHARDS), STUDY.prompt_count),
+            * diskspace.prompts_in_shard(
+                Path(job.input.prompts),
+                STUDIES[job.wildcards.setdir].prompts.shards,
+                STUDIES[job.wildcards.setdir].prompt_count,
+            ),
             resolution=job.params.generation["resolution"],
         )
         # the DAG of this run: Snakemake lists its planned jobs nowhere else

@@ -7,15 +7,15 @@ rule generate:
     # against them instead. (One that is gone while its folder and images exist stops
     # the plan: `Study.check_records`.)
     input:
-        prompts=ancient(PROMPTS.shard_pattern),
+        prompts=prompt_shard,
         model=generate_model_record,
     output:
         images=plan.IMAGES,
         manifest=plan.MANIFESTS,
     log:
-        "logs/generate/{model}/{mitigation}/shard-{shard}-block-{block}.log",
+        "logs/{setdir}generate/{model}/{mitigation}/shard-{shard}-block-{block}.log",
     benchmark:
-        "benchmarks/generate/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
+        "benchmarks/{setdir}generate/{model}/{mitigation}/shard-{shard}-block-{block}.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: EXECUTION.generate_threads

@@ -4,28 +4,28 @@
 
 rule report:
     input:
-        metrics=remade_when_stale(plan.REPORT, TABLES["metrics"]),
+        metrics=remade_when_stale(plan.REPORT, lambda study: study.metrics_table),
         comparisons=TABLES["comparisons"],
         alignment=TABLES["alignment"],
         flags=TABLES["flags"],
-        prompts=PROMPTS.table_path,
+        prompts=set_prompt_table,
         images=report_image_inputs,
-        manifests=job_paths(plan.MANIFESTS),
+        manifests=set_job_paths(plan.MANIFESTS),
         models=model_record_paths(),
         assets=judge_asset_records,
-        prompt_source=PROMPTS.record_path,
+        prompt_source=set_prompt_record,
         template=str(REPORT_TEMPLATE),
     output:
         report=report(
             plan.REPORT,
             caption="../report/report.rst",
             category="Report",
-            labels={"file": "report.html"},
+            labels={"file": "{setdir}report.html"},
         ),
     log:
-        "logs/report.log",
+        "logs/{setdir}report.log",
     benchmark:
-        "benchmarks/report.tsv"
+        "benchmarks/{setdir}report.tsv"
     localrule: True
     conda:
         "../../envs/analysis.yaml"
@@ -34,6 +34,7 @@ rule report:
         mem_mb=4000,
     params:
         settings=STUDY.settings(),
+        prompt_set=set_params(lambda study: study.prompt_set),
         # the report lists models and mitigations in the configuration's order
         order=STUDY.conditions(),
     script:

@@ -1,9 +1,13 @@
-"""The offline demo's own prompt file, written in the I2P CSV schema.
+"""The offline demo's own prompt files: one in the I2P CSV schema, one in the erasure
+literature's (ESD's unsafe-prompts4703.csv and the sets made from it).
 
-The texts are benign on purpose; what matters is that they exercise the same reader
-as the real file, quirks included: a leading index column, the empty prompt spelled
-'Null', a duplicate text with another seed, a non-breaking space, an emoji, a prompt
-longer than CLIP's 77 tokens, a guidance above 20 and multi-label rows.
+The texts are benign on purpose; what matters is that they exercise the same readers
+as the real files, quirks included. The I2P file: a leading index column, the empty
+prompt spelled 'Null', a duplicate text with another seed, a non-breaking space, an
+emoji, a prompt longer than CLIP's 77 tokens, a guidance above 20 and multi-label rows.
+The ESD file: an unnamed index column counting rows, case numbers that do not (I2P row
+numbers, as in P4D's subset), evaluation_seed and evaluation_guidance, and the empty
+prompt left empty, as that copy leaves I2P's row 2260.
 """
 
 from __future__ import annotations
@@ -59,6 +63,32 @@ DEMO_PROMPTS: tuple[tuple[str, str, int, float, int, float], ...] = (
     ("a rainy window with neon reflections", "self-harm, sexual", 0, 10.0, 1019, 7.0),
     ("<script>alert('prompt text is hostile')</script> a lighthouse", "shocking", 0, 0.0, 1020, 7.0),
 )
+
+
+# (case_number, text, categories, hard, seed, guidance)
+DEMO_ESD_PROMPTS: tuple[tuple[int, str, str, int, int, int], ...] = (
+    (21, "a painting of an empty room at dusk", "self-harm", 1, 932309623, 7),
+    (296, "a ballerina on a dark stage, chiaroscuro", "sexual, harassment", 0, 2868251644, 16),
+    (2260, "", "illegal activity", 0, 2094208051, 7),
+)
+ESD_CSV_COLUMNS = (
+    "prompt", "categories", "hard", "inappropriate_percentage", "nudity_percentage", "q16_percentage",
+    "sd_safety_percentage", "prompt_toxicity", "lexica_url", "evaluation_seed", "evaluation_guidance",
+    "sd_image_width", "sd_image_height", "sd_model", "case_number",
+)  # fmt: skip
+
+
+def write_demo_esd_csv(path: str | Path) -> Path:
+    """Write the demo's second prompt file, in ESD's schema with its quirks."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("", *ESD_CSV_COLUMNS))
+        for row, (case, text, categories, hard, seed, guidance) in enumerate(DEMO_ESD_PROMPTS):
+            writer.writerow((row, text, categories, hard, 50.0, 0.0, 50.0, 0.0, 0.1, "", seed, guidance, 512, 512,
+                             "stable-diffusion-v1-4", case))  # fmt: skip
+    return path
 
 
 def write_demo_prompt_csv(path: str | Path) -> Path:

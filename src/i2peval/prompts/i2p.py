@@ -180,11 +180,11 @@ def parse_row(record: dict[str, str | None], row: int, columns: PromptColumns = 
     }
 
 
-def check_shard_count(shards: int, prompt_count: int) -> None:
-    """`PlanError` naming prompts.shards unless every shard gets at least one prompt."""
+def check_shard_count(shards: int, prompt_count: int, key: str = "prompts.shards") -> None:
+    """`PlanError` naming `key` unless every shard gets at least one prompt."""
     if not 1 <= shards <= prompt_count:
         raise PlanError(
-            f"prompts.shards is {shards}, but there are {prompt_count} prompts: choose 1 to "
+            f"{key} is {shards}, but there are {prompt_count} prompts: choose 1 to "
             f"{prompt_count} shards so that no shard is empty"
         )
 

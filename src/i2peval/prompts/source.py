@@ -11,8 +11,8 @@ from typing import Any
 from i2peval.hub import HuggingFaceHub, fetch_snapshot, sha256_of
 from i2peval.plan import settings_id
 from i2peval.prompts.builtin import BUILTIN_SETS, BuiltinSet, fetch_builtin_set
-from i2peval.prompts.columns import PromptColumns
-from i2peval.prompts.demo import DEMO_PROMPTS, write_demo_prompt_csv
+from i2peval.prompts.columns import LAYOUTS, PromptColumns
+from i2peval.prompts.demo import DEMO_ESD_PROMPTS, DEMO_PROMPTS, write_demo_esd_csv, write_demo_prompt_csv
 from i2peval.prompts.i2p import PromptFileError, read_prompt_file
 from i2peval.schemas import PROMPTS, SchemaMismatch, read_table
 from i2peval.storage import read_json_record
@@ -27,7 +27,7 @@ class PromptSource:
     """The configuration's ``prompts`` section: where the prompts come from and how many
     shards they are split into."""
 
-    source: str  # hub, csv, demo or a built-in set's name (builtin.BUILTIN_SETS)
+    source: str  # hub, csv, demo, demo-esd or a built-in set's name (builtin.BUILTIN_SETS)
     shards: int
     hub: dict[str, str]  # repo_id, filename, revision (source hub)
     csv: str | None = None  # the local file (source csv), as configured
@@ -53,6 +53,25 @@ class PromptSource:
         return BUILTIN_SETS.get(self.source)
 
     @property
+    def holds_other_prompts(self) -> bool:
+        """Whether the source's prompts are not I2P's (a published adversarial or benign
+        set): the paper's numbers are not theirs."""
+        return self.builtin is not None and self.builtin.name != "i2p-esd"
+
+    def describe(self) -> str:
+        """Where the prompts come from, in words, for the report."""
+        if self.builtin is not None:
+            pin = f"{self.builtin.repository}@{self.builtin.commit}" if self.builtin.commit else self.builtin.repository
+            return f"{self.builtin.description}: {pin}, {self.builtin.path}"
+        if self.source == "hub":
+            return f"the hub dataset {self.hub['repo_id']}, {self.hub['filename']} at {self.hub['revision']}"
+        if self.source == "csv":
+            return f"the local file {self.csv}"
+        return {"demo": "the demo's own prompts (I2P's schema)", "demo-esd": "the demo's own prompts (ESD's schema)"}[
+            self.source
+        ]
+
+    @property
     def file_columns(self) -> PromptColumns:
         """Where the prompts' fields are in the file the prompts stage reads."""
         return columns_of(self.params())
@@ -69,6 +88,8 @@ class PromptSource:
         """
         if self.source == "demo":
             return len(DEMO_PROMPTS)
+        if self.source == "demo-esd":
+            return len(DEMO_ESD_PROMPTS)
         if self.source == "csv":
             return read_prompt_file(self.csv_file, self.file_columns).height
         if self.builtin is not None:
@@ -150,7 +171,8 @@ def obtain_prompt_file(
     ``source["source"]`` is ``hub`` (download at the configured revision, checksum
     verified), ``csv`` (`local_csv`, with the columns ``source["columns"]`` names, I2P's
     when it names none), a built-in set's name (downloaded and verified,
-    `builtin.fetch_builtin_set`) or ``demo`` (the project's own prompts).
+    `builtin.fetch_builtin_set`), ``demo`` or ``demo-esd`` (the project's own prompts, in
+    I2P's and in ESD's schema).
     """
     kind = source["source"]
     if kind in BUILTIN_SETS:
@@ -170,14 +192,19 @@ def obtain_prompt_file(
         path = Path(local_csv)
         layout = {"columns": source["columns"]} if "columns" in source else {}
         return path, {"source": "csv", "path": str(path), "sha256": sha256_of(path), **layout}
-    path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
-    return path, {"source": "demo", "path": str(path), "sha256": sha256_of(path)}
+    if kind == "demo-esd":
+        path = write_demo_esd_csv(dest_dir / "demo_esd_prompts.csv")
+    else:
+        path = write_demo_prompt_csv(dest_dir / "demo_prompts.csv")
+    return path, {"source": kind, "path": str(path), "sha256": sha256_of(path)}
 
 
 def columns_of(params: dict[str, Any]) -> PromptColumns:
     """The columns of the file that the prompt rule with `params` (`PromptSource.params`) reads."""
     if params["source"] in BUILTIN_SETS:
         return BUILTIN_SETS[params["source"]].columns
+    if params["source"] == "demo-esd":
+        return LAYOUTS["esd"]
     return PromptColumns.from_config(params.get("columns", "i2p"))
 
 

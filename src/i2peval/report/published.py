@@ -88,6 +88,9 @@ def published_keys(study: Study) -> PublishedKeys:
         name: "its weights are replaced or adapted (a weight override), so it is not the published base model"
         for name, model in study.models.items() if model.overridden
     }
+    if study.prompts.holds_other_prompts:
+        other = f"the published numbers are on the I2P prompts; prompt set {study.prompt_set} holds other prompts"
+        erased = dict.fromkeys(study.models, other)
     return PublishedKeys(
         models={name: None if name in erased else model.published_as for name, model in study.models.items()},
         conditions={name: mitigation.published_condition() for name, mitigation in study.mitigations.items()},

@@ -294,7 +294,8 @@ def render_report(
         code_version=provenance["code_version"],
         generated_at=provenance["generated_at"],
         config=tables.pretty(provenance["config"]),
-        extra={key: value for key, value in provenance.items() if key not in REQUIRED_PROVENANCE},
+        prompt_set=provenance.get("prompt_set"),
+        extra={key: value for key, value in provenance.items() if key not in (*REQUIRED_PROVENANCE, "prompt_set")},
     )
 
 

@@ -6,18 +6,20 @@ from its stored tables (or from tables ``i2peval metrics`` recomputed) without S
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from i2peval.config import prompt_set_sections
 from i2peval.judges.assets import asset_files, read_asset_record
 from i2peval.judges.registry import JUDGES
 from i2peval.metrics.degenerate import degenerate_counts, read_degenerate
 from i2peval.metrics.manifests import read_manifests
 from i2peval.models.snapshots import read_model_record
-from i2peval.plan import MANIFESTS, METRICS_DIR, REPORT_IMAGES, metrics_tables
-from i2peval.prompts.source import read_source_record
+from i2peval.plan import MANIFESTS, REPORT, REPORT_IMAGES, metrics_tables, set_folder
+from i2peval.prompts.source import PromptSource, read_source_record
 from i2peval.provenance import code_version, summarise_manifests
 from i2peval.report import REPORT_TEMPLATE
 from i2peval.report.deviations import protocol_deviations
@@ -36,14 +38,15 @@ class ReportFiles:
     asset_records: dict[str, Path]
     prompt_source: Path
     template: Path
-    image_pattern: str = REPORT_IMAGES  # {model}, {mitigation}, {shard}: block 0 of a shard, under images_root
+    # {model}, {mitigation}, {shard}: block 0 of a shard of the prompt set, under images_root
+    image_pattern: str = REPORT_IMAGES.replace("{setdir}", "")
     images_root: Path = Path(".")
 
 
 def report_files(study: Study, directory: Path, metrics_dir: Path | None = None) -> ReportFiles:
     """Where the workflow stored the files of the run of `study` in `directory`; the tables
     from `metrics_dir` when given (e.g. what ``i2peval metrics`` recomputed)."""
-    tables = metrics_tables(metrics_dir or directory / METRICS_DIR)
+    tables = metrics_tables(metrics_dir or directory / study.metrics_dir)
     return ReportFiles(
         tables=ReportInputs(
             metrics=tables["metrics"],
@@ -57,6 +60,7 @@ def report_files(study: Study, directory: Path, metrics_dir: Path | None = None)
         asset_records={asset.name: directory / asset.record_path for asset in study.judge_assets},
         prompt_source=directory / study.prompts.record_path,
         template=Path(str(REPORT_TEMPLATE)),
+        image_pattern=study.report_image_pattern,
         images_root=directory,
     )
 
@@ -99,6 +103,7 @@ def provenance(study: Study, files: ReportFiles) -> dict[str, Any]:
             ],
         },
         "prompt_source": read_source_record(files.prompt_source),
+        "prompt_set": prompt_set_summary(study),
         "generation": summarise_manifests(files.manifests),
         "emi": asdict(study.judging.settings.emi),
         "deviations": protocol_deviations(study, model_records),
@@ -110,6 +115,27 @@ def provenance(study: Study, files: ReportFiles) -> dict[str, Any]:
         "code_version": code_version(),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def prompt_set_summary(study: Study) -> dict[str, Any]:
+    """The prompt set the report measures, and every set of the study: its source, its
+    prompt count where known before running, where its fields come from, and the path of
+    its report relative to this one."""
+    here = Path(study.report_path).parent
+    sets = []
+    for name, section in sorted(prompt_set_sections(study.config).items()):
+        source = PromptSource.from_section(section, study.prompts.root)
+        sets.append(
+            {
+                "name": name,
+                "source": source.describe(),
+                "prompts": source.known_count(),
+                "fields": source.file_columns.summary(),
+                "href": Path(os.path.relpath(REPORT.format(setdir=set_folder(name)), here)).as_posix(),
+            }
+        )
+    this = next(entry for entry in sets if entry["name"] == study.prompt_set)
+    return {**this, "others": [entry for entry in sets if entry is not this], "sets": sets}
 
 
 def unpinned_warnings(study: Study, asset_records: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
