@@ -65,6 +65,22 @@ def test_each_prompt_set_is_a_study_with_its_own_folder_and_the_rest_shared():
     assert erasure.metrics_table == "results/sets/erasure-copy/metrics/metrics.parquet"
     assert [job.path("{setdir}") for job in erasure.image_jobs()] == ["sets/erasure-copy/"] * len(erasure.image_jobs())
     assert erasure.prompt_count == 3 and i2p.prompt_count == 20
-    assert erasure.models == i2p.models and erasure.mitigations == i2p.mitigations
+    assert erasure.models == {"tiny-a": i2p.models["tiny-a"]}  # the set's own choice of the configured
+    assert list(erasure.mitigations) == ["none", "sld-strong"]
     # a study with one set keeps the layout it had before sets: its jobs' params are unchanged
     assert "setdir" not in i2p.image_layout() and erasure.image_layout()["setdir"] == "sets/erasure-copy/"
+
+
+def test_a_prompt_set_made_with_some_models_and_mitigations_names_an_unknown_one():
+    import pytest
+
+    from i2peval.plan import PlanError
+
+    config = validate_config(copy.deepcopy(DEMO))
+    erasure = Study.from_config(config, prompt_set="erasure-copy")
+    assert list(erasure.models) == ["tiny-a"] and list(erasure.mitigations) == ["none", "sld-strong"]
+    assert erasure.conditions() == [("tiny-a", "none"), ("tiny-a", "sld-strong")]
+    assert erasure.baseline == "none" and len(erasure.image_jobs()) == 2
+    config["prompt_sets"]["erasure-copy"]["models"] = ["tiny-a", "tiny-b"]
+    with pytest.raises(PlanError, match="prompt_sets.erasure-copy.models: 'tiny-b' not among the configured models"):
+        Study.from_config(config, prompt_set="erasure-copy")

@@ -99,12 +99,22 @@ class Study:
         prompt_set = default_prompt_set(config) if prompt_set is None else prompt_set
         if prompt_set not in sections:
             raise PlanError(f"prompt set {prompt_set!r} is not configured; the configured sets: {', '.join(sections)}")
-        prompts = PromptSource.from_section(sections[prompt_set], directory)
+        section = sections[prompt_set]
+        key = "prompts" if "prompts" in config else f"prompt_sets.{prompt_set}"
+        for kind in ("models", "mitigations"):
+            unknown = [name for name in section.get(kind, []) if name not in config[kind]]
+            if unknown:
+                raise PlanError(f"{key}.{kind}: {', '.join(map(repr, unknown))} not among the configured {kind}")
+        prompts = PromptSource.from_section(section, directory)
         count = prompts.known_count()
         if count is not None:
-            key = "prompts" if "prompts" in config else f"prompt_sets.{prompt_set}"
             check_shard_count(prompts.shards, count, f"{key}.shards")
-        mitigations = resolve_mitigations(config["mitigations"], config["concept"], directory)
+        chosen = {kind: section.get(kind, list(config[kind])) for kind in ("models", "mitigations")}
+        mitigations = resolve_mitigations(
+            {name: config["mitigations"][name] for name in config["mitigations"] if name in chosen["mitigations"]},
+            config["concept"],
+            directory,
+        )
         baseline = baseline_mitigation(mitigations)
         return cls(
             config=config,
@@ -112,7 +122,11 @@ class Study:
             prompts=prompts,
             prompt_count=count,
             generation=GenerationDefaults(**config["generation"]),
-            models={name: ModelSpec(name, settings) for name, settings in sorted(config["models"].items())},
+            models={
+                name: ModelSpec(name, settings)
+                for name, settings in sorted(config["models"].items())
+                if name in chosen["models"]
+            },
             concept=config["concept"],
             mitigations=mitigations,
             baseline=baseline,
@@ -244,8 +258,10 @@ class Study:
     def conditions(self) -> list[tuple[str, str]]:
         """Every (model, mitigation) pair in the order the configuration lists them (the
         report's order): by model, then mitigation, the baseline first."""
-        mitigations = sorted(self.config["mitigations"], key=lambda name: name != self.baseline)
-        return [(model, mitigation) for model in self.config["models"] for mitigation in mitigations]
+        mitigations = [name for name in self.config["mitigations"] if name in self.mitigations]
+        mitigations = sorted(mitigations, key=lambda name: name != self.baseline)
+        models = [name for name in self.config["models"] if name in self.models]
+        return [(model, mitigation) for model in models for mitigation in mitigations]
 
     def image_jobs(self) -> list[ImageJob]:
         """Every image job, in one fixed order."""

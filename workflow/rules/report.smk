@@ -36,6 +36,6 @@ rule report:
         settings=STUDY.settings(),
         prompt_set=set_params(lambda study: study.prompt_set),
         # the report lists models and mitigations in the configuration's order
-        order=STUDY.conditions(),
+        order=set_params(Study.conditions),
     script:
         "../../scripts/report.py"
