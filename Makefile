@@ -18,7 +18,7 @@ $(INSTALLED): requirements.lock pyproject.toml
 
 demo: $(INSTALLED)
 	$(BIN)/snakemake --cores 2 --configfile demo/config.yaml --directory $(DEMO_DIR)
-	@echo "Report: $(CURDIR)/$(DEMO_DIR)/results/report.html"
+	@echo "Report: $(CURDIR)/$(DEMO_DIR)/results/report.html (it links the second prompt set's)"
 
 test: $(INSTALLED) slurm chromium lint
 	$(BIN)/python -m pytest
