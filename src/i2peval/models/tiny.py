@@ -79,16 +79,22 @@ def write_xlm_r_tokenizer(dest: Path) -> None:
     """Save an XLM-R tokenizer as AltDiffusion's hub folder holds one: a sentencepiece model
     (``sentencepiece.bpe.model``, here trained on `XLM_R_SENTENCES`) and its config, 77
     positions; transformers converts it when it loads."""
+    train_sentencepiece(dest / "sentencepiece.bpe", bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0)
+    write_xlm_r_config(dest)
+
+
+def train_sentencepiece(prefix: Path, **special_ids: int) -> None:
+    """Train a unigram sentencepiece model on `XLM_R_SENTENCES` into ``<prefix>.model``,
+    with the tokenizer family's special token ids; the vocabulary listing is not kept."""
     import sentencepiece
 
-    dest.mkdir(parents=True, exist_ok=True)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(XLM_R_SENTENCES * 4), model_prefix=str(dest / "sentencepiece.bpe"),
+        sentence_iterator=iter(XLM_R_SENTENCES * 4), model_prefix=str(prefix),
         vocab_size=200, hard_vocab_limit=False, model_type="unigram", character_coverage=1.0,
-        bos_id=-1, eos_id=-1, pad_id=-1, unk_id=0, minloglevel=2, num_threads=1,
+        minloglevel=2, num_threads=1, **special_ids,
     )  # fmt: skip
-    (dest / "sentencepiece.bpe.vocab").unlink()
-    write_xlm_r_config(dest)
+    prefix.with_name(prefix.name + ".vocab").unlink()
 
 
 def write_xlm_r_config(dest: Path) -> None:
@@ -235,16 +241,9 @@ def write_t5_tokenizer(dest: Path) -> None:
     """Save a T5 tokenizer as SD 3.5's tokenizer_3 folder holds one: a sentencepiece model
     (``spiece.model``, trained here on `XLM_R_SENTENCES` with T5's pad, end and unknown
     ids) and the fast tokenizer made from it."""
-    import sentencepiece
     from transformers import T5TokenizerFast
 
-    dest.mkdir(parents=True, exist_ok=True)
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(XLM_R_SENTENCES * 4), model_prefix=str(dest / "spiece"),
-        vocab_size=200, hard_vocab_limit=False, model_type="unigram", character_coverage=1.0,
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2, num_threads=1,
-    )  # fmt: skip
-    (dest / "spiece.vocab").unlink()
+    train_sentencepiece(dest / "spiece", pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
     (dest / "tokenizer_config.json").write_text(
         json.dumps({"tokenizer_class": "T5Tokenizer", "model_max_length": 512, "extra_ids": 0}, indent=2) + "\n"
     )
