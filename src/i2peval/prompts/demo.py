@@ -80,42 +80,28 @@ ESD_CSV_COLUMNS = (
 
 def write_demo_esd_csv(path: str | Path) -> Path:
     """Write the demo's second prompt file, in ESD's schema with its quirks."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(("", *ESD_CSV_COLUMNS))
-        for row, (case, text, categories, hard, seed, guidance) in enumerate(DEMO_ESD_PROMPTS):
-            writer.writerow((row, text, categories, hard, 50.0, 0.0, 50.0, 0.0, 0.1, "", seed, guidance, 512, 512,
-                             "stable-diffusion-v1-4", case))  # fmt: skip
-    return path
+    rows = [
+        (text, categories, hard, 50.0, 0.0, 50.0, 0.0, 0.1, "", seed, guidance, 512, 512, "stable-diffusion-v1-4", case)
+        for case, text, categories, hard, seed, guidance in DEMO_ESD_PROMPTS
+    ]
+    return _write_indexed_csv(path, ESD_CSV_COLUMNS, rows)
 
 
 def write_demo_prompt_csv(path: str | Path) -> Path:
     """Write the demo prompts as an I2P-schema CSV with a leading index column."""
+    rows = [
+        (text, categories, hard, percentage, 0.0, percentage, 0.0, 0.1, "", seed, guidance, 512, 512, "demo")
+        for text, categories, hard, percentage, seed, guidance in DEMO_PROMPTS
+    ]
+    return _write_indexed_csv(path, I2P_CSV_COLUMNS, rows)
+
+
+def _write_indexed_csv(path: str | Path, columns: tuple[str, ...], rows: list[tuple]) -> Path:
+    """A CSV of `columns` after an unnamed index column counting rows from 0, as pandas saves one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(("", *I2P_CSV_COLUMNS))
-        for row, (text, categories, hard, percentage, seed, guidance) in enumerate(DEMO_PROMPTS):
-            writer.writerow(
-                (
-                    row,
-                    text,
-                    categories,
-                    hard,
-                    percentage,
-                    0.0,
-                    percentage,
-                    0.0,
-                    0.1,
-                    "",
-                    seed,
-                    guidance,
-                    512,
-                    512,
-                    "demo",
-                )
-            )
+        writer.writerow(("", *columns))
+        writer.writerows((row, *values) for row, values in enumerate(rows))
     return path
