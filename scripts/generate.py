@@ -10,11 +10,13 @@ from i2peval.execution import ExecutionSettings
 from i2peval.generation.generate import GenerationSettings, run_generate_job
 from i2peval.generation.mitigations import Mitigation
 from i2peval.models.snapshots import snapshot_of
+from i2peval.plan import set_of_folder
 
 mitigation_settings = snakemake.params.mitigation
 # How the job runs, not what it computes: not a param, so changing it reruns nothing.
 execution = ExecutionSettings(**snakemake.config["execution"])
 run_generate_job(
+    prompt_set=set_of_folder(snakemake.wildcards.setdir),
     prompts_path=Path(snakemake.input.prompts),
     snapshot_dir=snapshot_of(Path(snakemake.input.model)),
     model_record_path=Path(snakemake.input.model),

@@ -25,6 +25,7 @@ from i2peval.generation.generate import GenerationSettings, run_generate_job  # 
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation  # noqa: E402 - after log/GPU setup
 
 run_generate_job(
+    prompt_set="i2p",
     prompts_path=Path(job["prompts"]),
     snapshot_dir=Path(job["snapshot"]),
     model_record_path=Path(job["record"]),

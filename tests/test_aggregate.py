@@ -22,7 +22,7 @@ from i2peval.metrics.profiles import JudgeProfile
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings
 from i2peval.metrics.rates import compute_metrics as compute_table
 from i2peval.parts import RowsMismatch
-from i2peval.schemas import ALIGNMENT, METRICS, PROMPTS, SchemaMismatch, read_table, write_table
+from i2peval.schemas import ALIGNMENT, METRICS, PROMPTS, SchemaMismatch, measured_columns, read_table, write_table
 
 EXPOSED = (
     "BUTTOCKS_EXPOSED", "FEMALE_BREAST_EXPOSED", "FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "ANUS_EXPOSED"
@@ -114,7 +114,7 @@ def metrics_by_key(metrics):
 
 def test_inappropriate_probability_per_category_and_overall():
     metrics = compute_metrics(flags_frame(TWO_MITIGATIONS), EmiSettings(sample_size=2, draws=1000))
-    assert metrics.columns == METRICS.names
+    assert metrics.columns == measured_columns(METRICS)
     rows = metrics_by_key(metrics)
     expected = {
         # (mitigation, category): (n_prompts, n_images, n_flagged)
@@ -198,8 +198,9 @@ def test_group_by_text_merges_duplicate_prompt_texts():
 
 
 def test_metrics_table_writes_as_the_metrics_schema(tmp_path):
-    # what scripts/aggregate.py does with the result
+    # what study_tables and scripts/aggregate.py do with the result
     metrics = compute_metrics(flags_frame(TWO_MITIGATIONS), EmiSettings(sample_size=2, draws=100))
+    metrics = metrics.select(pl.lit("i2p").alias("prompt_set"), pl.all())
     write_table(metrics.to_arrow(), tmp_path / "metrics.parquet", METRICS)
     assert read_table(tmp_path / "metrics.parquet", METRICS).num_rows == metrics.height
 
@@ -323,7 +324,7 @@ def test_images_made_for_other_prompts_are_refused():
 
 def settings_manifest(**changes):
     row = {
-        "model": "m", "architecture": "sd", "mitigation": "sld",
+        "prompt_set": "i2p", "model": "m", "architecture": "sd", "mitigation": "sld",
         "mitigation_settings": json.dumps(
             {"kind": "sld", "parameters": {"sld_guidance_scale": 1000}, "sld_combination": "subtract_then_scale"}
         ),
@@ -333,6 +334,7 @@ def settings_manifest(**changes):
 
 
 MADE_WITH = ImageSettings(
+    prompt_set="i2p",
     models={
         "m": {"steps": None, "guidance_scale": None, "resolution": 512, "dtype": "float16", "prompt_cleaning": "ftfy"}
     },
@@ -363,6 +365,8 @@ def test_images_made_with_the_configured_settings_pass_steps_and_scale_read_as_t
             "version of the engine",
         ),
         ({"model": "other"}, "model 'other' with mitigation 'sld' is not a condition of the configuration"),
+        # ids and texts of two sets can match (the ESD copy and its subsets share case numbers)
+        ({"prompt_set": "p4d-nudity"}, "its images are of the prompt set 'p4d-nudity', not of 'i2p'"),
     ],
 )
 def test_images_made_with_other_settings_are_refused_naming_manifest_and_setting(changes, named):
@@ -381,7 +385,7 @@ def test_only_rules_of_the_engine_count_as_images_made_otherwise_at_planning():
         "version of the engine"
     ]
     sega = {"kind": "sega", "parameters": {}, "long_prompts": "cut"}
-    made_with = ImageSettings(models=MADE_WITH.models, mitigations={"sega": sega})
+    made_with = ImageSettings(prompt_set="i2p", models=MADE_WITH.models, mitigations={"sega": sega})
     cut = {**row, "mitigation": "sega", "mitigation_settings": json.dumps(sega)}
     assert engine_rule_mismatches(cut, made_with) == []  # SD: the harness's cut, as configured
     assert engine_rule_mismatches({**cut, "architecture": "sdxl"}, made_with) == [
@@ -434,7 +438,7 @@ def test_prompt_alignment_is_clip_score_per_condition_and_category_with_unscored
         schema={"prompt_id": pl.Int32, "text": pl.String, "categories": pl.List(pl.String), "hard": pl.Boolean},
     )
     alignment = compute_alignment(scores, prompts)
-    assert alignment.columns == ALIGNMENT.names
+    assert alignment.columns == measured_columns(ALIGNMENT)
     rows = {row["category"]: row for row in alignment.iter_rows(named=True)}
     # CLIPScore = 100 * max(cos, 0): 30, 0, unscored, unscored, 20
     assert (rows["all"]["n_images"], rows["all"]["n_unscored"]) == (5, 2)

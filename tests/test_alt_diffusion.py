@@ -147,6 +147,7 @@ def test_an_alt_diffusion_job_records_its_uncleaned_prompts_and_passes_the_aggre
                   "prompt_cleaning": "ftfy"}
     sega = resolve_mitigation("sega", MITIGATIONS["sega"], HARNESS_CONCEPT)
     count = run_generate_job(
+        prompt_set="i2p",
         prompts_path=tmp_path / "prompts.parquet", snapshot_dir=snapshot, model_record_path=tmp_path / "model.json",
         model_name="alt", mitigation=sega, settings=GenerationSettings(**{**generation, "steps": 2}),
         image_indices=[0], images_path=tmp_path / "images.parquet", manifest_path=tmp_path / "manifest.parquet",
@@ -159,7 +160,9 @@ def test_an_alt_diffusion_job_records_its_uncleaned_prompts_and_passes_the_aggre
     assert [json.loads(one)["long_prompts"] for one in settings] == ["truncate"]
     assert [json.loads(one)["guidance"] for one in settings] == ["from_prompt"]
     assert manifest["guidance_scale"].to_list() == [3.0, 11.0]  # each prompt's own, as the harness's SEGA port
-    made_with = ImageSettings(models={"alt": {**generation, "steps": 2}}, mitigations={"sega": sega.settings()})
+    made_with = ImageSettings(
+        prompt_set="i2p", models={"alt": {**generation, "steps": 2}}, mitigations={"sega": sega.settings()}
+    )
     manifests = read_manifests([tmp_path / "manifest.parquet"], made_with,
                                ["model_commit", "seed", "text", "guidance_scale", "guidance_from_prompt"])
     prompts = pl.from_arrow(read_table(tmp_path / "prompts.parquet", PROMPTS))

@@ -91,6 +91,7 @@ def generate(model, job, mitigation_name="none", image_indices=(0, 1), batch_siz
     images_path = model["root"] / job / "images.parquet"
     manifest_path = model["root"] / job / "manifest.parquet"
     count = run_generate_job(
+        prompt_set="i2p",
         prompts_path=model["prompts"],
         snapshot_dir=model["snapshot"],
         model_record_path=model["record"],
@@ -346,6 +347,7 @@ def test_a_job_whose_snapshot_differs_from_its_record_fails_before_loading_and_k
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     with pytest.raises(SnapshotMismatch, match="text_encoder/model.safetensors"):
         run_generate_job(
+            prompt_set="i2p",
             prompts_path=model["prompts"], snapshot_dir=snapshot, model_record_path=model["record"],
             model_name=MODEL_NAME, mitigation=mitigation("none"), settings=SETTINGS, image_indices=[0, 1],
             images_path=model["root"] / "tampered" / "images.parquet",
@@ -368,6 +370,7 @@ def test_unset_steps_and_guidance_take_the_architectures_defaults(model, monkeyp
     defaults = GenerationSettings(steps=None, guidance_scale=None, resolution=64, dtype="float32")
     images_path, manifest_path = model["root"] / "defaults" / "images.parquet", model["root"] / "defaults" / "m.parquet"
     run_generate_job(
+        prompt_set="i2p",
         prompts_path=model["prompts"], snapshot_dir=model["snapshot"], model_record_path=model["record"],
         model_name=MODEL_NAME, mitigation=mitigation("none"), settings=defaults, image_indices=[0],
         images_path=images_path, manifest_path=manifest_path, device="cpu", batch_size=8,

@@ -18,7 +18,7 @@ from i2peval.metrics.rates import (
 )
 from i2peval.metrics.statistics import mcnemar_exact
 from i2peval.prompts.i2p import I2P_CATEGORIES
-from i2peval.schemas import COMPARISONS, METRICS
+from i2peval.schemas import COMPARISONS, METRICS, measured_columns
 
 PROFILE_JUDGES = {"paper": ["q16", "nudenet2"]}
 BOOTSTRAP = BootstrapSettings(draws=500, seed=0)
@@ -68,7 +68,7 @@ def row(table, **keys):
 
 def test_paired_comparison_by_hand():
     table = comparisons(flags_table())
-    assert table.columns == COMPARISONS.names
+    assert table.columns == measured_columns(COMPARISONS)
     overall = row(table, judge="any", mitigation="sld", category="all")
     # 8 image pairs; flagged 5 under none, 2 under sld; 4 pairs flagged under none alone, 1 under sld alone
     assert (overall["n_prompts"], overall["n_pairs"]) == (4, 8)
@@ -111,7 +111,7 @@ def test_each_judge_of_a_profile_is_compared_on_its_own():
 def test_a_degenerate_image_breaks_its_pair():
     settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
     flags = flags_table(degenerate={("sld", 3, 0)})
-    _, table, _ = study_tables(flags, PROMPTS, PROFILE_JUDGES, settings)
+    _, table, _ = study_tables(flags, PROMPTS, PROFILE_JUDGES, settings, prompt_set="i2p")
     overall = row(table, judge="any", mitigation="sld", category="all")
     assert (overall["n_pairs"], overall["only_baseline"]) == (7, 3)
 
@@ -134,12 +134,12 @@ def test_prompt_alignment_is_compared_on_image_pairs_both_scored():
 
 def test_without_a_baseline_there_is_no_comparison():
     table = compute_comparisons(flags_table().lazy(), PROMPTS.lazy(), PROFILE_JUDGES, None, BOOTSTRAP)
-    assert table.is_empty() and table.columns == COMPARISONS.names
+    assert table.is_empty() and table.columns == measured_columns(COMPARISONS)
 
 
 def test_ip_per_judge_and_on_the_hard_subset_with_intervals():
     metrics = compute_metrics(flags_table().lazy(), PROMPTS.lazy(), PROFILE_JUDGES, EMI, BOOTSTRAP)
-    assert metrics.columns == METRICS.names
+    assert metrics.columns == measured_columns(METRICS)
     assert set(metrics["category"]) == {"all", "sexual", "violence", "hard"}
     overall = row(metrics, judge="any", mitigation="none", category="all")
     assert (overall["n_prompts"], overall["n_images"], overall["n_flagged"]) == (4, 8, 5)
@@ -164,9 +164,11 @@ def test_a_condition_s_numbers_do_not_depend_on_the_rest_of_the_table_nor_on_row
     together = pl.concat([alone, flags_table(model="other")])
     shuffled = together.sample(fraction=1.0, shuffle=True, seed=4)
     settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
-    expected = study_tables(alone, PROMPTS, PROFILE_JUDGES, settings)
+    expected = study_tables(alone, PROMPTS, PROFILE_JUDGES, settings, prompt_set="i2p")
     for flags in (together, shuffled):
-        found = study_tables(flags, PROMPTS.sample(fraction=1.0, shuffle=True, seed=1), PROFILE_JUDGES, settings)
+        found = study_tables(
+            flags, PROMPTS.sample(fraction=1.0, shuffle=True, seed=1), PROFILE_JUDGES, settings, prompt_set="i2p"
+        )
         assert found[0].filter(pl.col("model") == "m").equals(expected[0])
         # Holm's adjustment is across the table: more models, more tests
         assert found[1].filter(pl.col("model") == "m").drop("p_holm").equals(expected[1].drop("p_holm"))
@@ -199,11 +201,11 @@ def test_alignment_numbers_do_not_depend_on_row_order():
         ).cast(pl.Float32),
     )
     settings = StudySettings(EMI, BOOTSTRAP, "exclude", "none")
-    expected = study_tables(flags, prompts, PROFILE_JUDGES, settings, cosines)
+    expected = study_tables(flags, prompts, PROFILE_JUDGES, settings, cosines, prompt_set="i2p")
     for seed in range(3):
         found = study_tables(
             flags.sample(fraction=1.0, shuffle=True, seed=seed), prompts, PROFILE_JUDGES, settings,
-            cosines.sample(fraction=1.0, shuffle=True, seed=seed + 10),
+            cosines.sample(fraction=1.0, shuffle=True, seed=seed + 10), prompt_set="i2p",
         )
         for mine, theirs in zip(found, expected):
             assert mine.equals(theirs)
@@ -233,7 +235,7 @@ def test_the_memory_estimate_of_the_metrics_bounds_what_they_use(emi_draws, boot
     category_weights.cache_clear()
     tracemalloc.start()
     try:
-        study_tables(flags, prompts, PROFILE_JUDGES, settings)
+        study_tables(flags, prompts, PROFILE_JUDGES, settings, prompt_set="i2p")
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

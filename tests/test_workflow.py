@@ -259,6 +259,16 @@ def test_a_second_prompt_set_is_made_measured_and_reported_on_its_own(demo_run, 
     assert set(everything["mitigation"].to_list()) == {"none", "sld-strong"}
     i2p = pl.read_parquet(run / "results" / "metrics" / "metrics.parquet")
     assert set(i2p.filter((pl.col("category") == "all") & (pl.col("judge") == "any"))["n_prompts"].to_list()) == {20}
+    # each set's rows name it, so tables of several sets can be stacked
+    for table in ("metrics", "comparisons", "alignment"):
+        assert pl.read_parquet(erasure / "metrics" / f"{table}.parquet")["prompt_set"].unique().to_list() == [
+            "erasure-copy"
+        ]
+        assert pl.read_parquet(run / "results" / "metrics" / f"{table}.parquet")["prompt_set"].unique().to_list() == [
+            "i2p"
+        ]
+    manifests = pl.read_parquet(erasure / "manifests" / "*" / "*" / "*" / "*.parquet")
+    assert manifests["prompt_set"].unique().to_list() == ["erasure-copy"]
     report = (erasure / "report.html").read_text()
     assert "Prompt set <strong>erasure-copy</strong>: the demo&#39;s own prompts (ESD&#39;s schema)" in report
     overview = report[report.index('<section id="overview">'):report.index('<section id="categories">')]

@@ -197,7 +197,8 @@ def _metrics(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     else:
         settings = replace(study.judging.settings, baseline=args.baseline or study.baseline)
     if args.flags is not None:
-        outputs = metrics_of_flags(args.flags, args.prompts, args.output_dir, settings)
+        prompt_set = study.prompt_set if study is not None else args.prompt_set or I2P_SET
+        outputs = metrics_of_flags(args.flags, args.prompts, args.output_dir, settings, prompt_set)
     else:
         judging = replace(study.judging, settings=settings)
         outputs = metrics_of_run(study.run_files(args.directory), judging, args.output_dir)

@@ -8,6 +8,7 @@ say nothing), and a syntax error names its line.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from functools import cache
 from importlib.resources import files
@@ -24,8 +25,9 @@ CONFIG_SCHEMA = files("i2peval") / "data" / "config.schema.yaml"
 
 @cache
 def config_schema() -> dict[str, Any]:
-    """The configuration schema, read once per process."""
-    return yaml.safe_load(CONFIG_SCHEMA.read_text(encoding="utf-8"))
+    """The configuration schema, read once per process (libyaml's loader where installed:
+    the workflow reads it each time it plans)."""
+    return yaml.load(CONFIG_SCHEMA.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
 
 
 class ConfigError(I2PEvalError):
@@ -76,21 +78,15 @@ def check_config_files(paths: Iterable[str | Path]) -> None:
 
 
 def validate_config(config: dict[str, Any], source: str | Path = "the configuration") -> dict[str, Any]:
-    """`config` validated against the schema, its defaults filled in (in place, as Snakemake's
-    `validate` does); `ConfigError` naming `source`, the key and what is wrong with it."""
-    import jsonschema
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import validate
+    """`config` validated against the schema, its defaults filled in and its whole numbers
+    written as integers (in place, as Snakemake's `validate` does); `ConfigError` naming
+    `source`, the key and what is wrong with it."""
+    from jsonschema.exceptions import best_match
 
-    whole_numbers_as_integers(config)
-    try:
-        validate(config, str(CONFIG_SCHEMA), set_default=True)
-    except WorkflowError as error:
-        cause = error.__context__
-        if isinstance(cause, jsonschema.ValidationError):
-            key = ".".join(str(part) for part in cause.absolute_path) or "the top level"
-            raise ConfigError(f"{source}: {key}: {cause.message}") from None
-        raise ConfigError(f"{source}: {' '.join(str(error).split())}") from None
+    error = best_match(filling_validator()(config_schema()).iter_errors(config))
+    if error is not None:
+        key = ".".join(str(part) for part in error.absolute_path) or "the top level"
+        raise ConfigError(f"{source}: {key}: {error.message}")
     if ("prompts" in config) == ("prompt_sets" in config):
         raise ConfigError(
             f"{source}: give prompts (the study's one prompt set) or prompt_sets (several, by name), "
@@ -98,6 +94,30 @@ def validate_config(config: dict[str, Any], source: str | Path = "the configurat
         )
     check_source_keys(config, source)
     return config
+
+
+@cache
+def filling_validator() -> type:
+    """A JSON Schema validator that, before checking an object's properties, fills in each
+    missing one that has a default (a copy of it) and writes a whole number given as a float
+    (``seed: 0.0``, which the schema's integer type admits) as the integer: otherwise it would
+    name another model folder and other params than the integer, and make every image again."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    check_properties = base.VALIDATORS["properties"]
+
+    def properties(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, child in properties.items():
+                value = instance.get(name)
+                if "default" in child and name not in instance:
+                    instance[name] = copy.deepcopy(child["default"])
+                elif isinstance(value, float) and value.is_integer() and child.get("type") == "integer":
+                    instance[name] = int(value)
+        yield from check_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties})
 
 
 def default_prompt_set(config: dict[str, Any]) -> str:
@@ -148,28 +168,6 @@ def check_source_keys(config: dict[str, Any], source: str | Path) -> None:
                     f"{source}: {section}.{key}: read only when {section}.source is {wanted}, but it is {chosen}: "
                     f"remove it, or set {section}.source: {wanted}"
                 )
-
-
-def whole_numbers_as_integers(config: dict[str, Any]) -> None:
-    """Write a whole number given as a float (``seed: 0.0``, which the schema's integer
-    type admits) as the integer, in place: otherwise it would name another model folder and
-    other params than the integer, and make every image again."""
-    import jsonschema
-
-    base = jsonschema.Draft202012Validator
-    check_properties = base.VALIDATORS["properties"]
-
-    def properties(validator, properties, instance, schema):
-        if validator.is_type(instance, "object"):
-            for name, child in properties.items():
-                value = instance.get(name)
-                if isinstance(value, float) and value.is_integer() and child.get("type") == "integer":
-                    instance[name] = int(value)
-        yield from check_properties(validator, properties, instance, schema)
-
-    normaliser = jsonschema.validators.extend(base, {"properties": properties})
-    for _ in normaliser(config_schema()).iter_errors(config):
-        pass  # errors are reported by the validation that follows
 
 
 def load_config(path: Path) -> dict[str, Any]:

@@ -53,6 +53,11 @@ def set_folder(prompt_set: str) -> str:
     return "" if prompt_set == I2P_SET else f"sets/{prompt_set}/"
 
 
+def set_of_folder(folder: str) -> str:
+    """The prompt set whose folder (`set_folder`, a job's ``{setdir}``) is `folder`."""
+    return folder.removeprefix("sets/").removesuffix("/") or I2P_SET
+
+
 def metrics_tables(folder: str | Path) -> dict[str, Path]:
     """The aggregate stage's tables in `folder`, by output name."""
     return {name: Path(folder) / file for name, file in METRICS_TABLES.items()}

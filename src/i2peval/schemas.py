@@ -44,6 +44,7 @@ IMAGES = pa.schema(
 
 MANIFEST = pa.schema(
     [
+        ("prompt_set", pa.string()),  # the name of the prompt set the image's prompt belongs to
         ("model", pa.string()),
         ("architecture", pa.string()),
         ("model_commit", pa.string()),
@@ -74,6 +75,7 @@ MANIFEST = pa.schema(
 # emi_mc_mean/emi_mc_std the harness's Monte Carlo (seeded draws).
 METRICS = pa.schema(
     [
+        ("prompt_set", pa.string()),
         ("profile", pa.string()),
         ("judge", pa.string()),
         ("model", pa.string()),
@@ -104,6 +106,7 @@ METRICS = pa.schema(
 # (null without CLIPScore).
 COMPARISONS = pa.schema(
     [
+        ("prompt_set", pa.string()),
         ("profile", pa.string()),
         ("judge", pa.string()),
         ("model", pa.string()),
@@ -134,6 +137,7 @@ COMPARISONS = pa.schema(
 # Prompt alignment (CLIPScore, 100 * max(cos, 0)) of the images per model x mitigation x category.
 ALIGNMENT = pa.schema(
     [
+        ("prompt_set", pa.string()),
         ("model", pa.string()),
         ("mitigation", pa.string()),
         ("category", pa.string()),
@@ -143,6 +147,18 @@ ALIGNMENT = pa.schema(
         ("clip_score_std", pa.float64()),
     ]
 )
+
+
+# The first column of MANIFEST, METRICS, COMPARISONS and ALIGNMENT: the prompt set their rows
+# belong to (each set is measured on its own; its name keeps tables of several sets apart).
+SET_COLUMN = "prompt_set"
+
+
+def measured_columns(schema: pa.Schema) -> list[str]:
+    """The columns of a metrics table (METRICS, COMPARISONS, ALIGNMENT) that the computation
+    of one prompt set's numbers gives: all but its SET_COLUMN, which `metrics.aggregate`
+    adds."""
+    return [name for name in schema.names if name != SET_COLUMN]
 
 
 class SchemaMismatch(I2PEvalError, ValueError):

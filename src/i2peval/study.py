@@ -277,6 +277,7 @@ class Study:
     def image_settings(self) -> ImageSettings:
         """What every image of the study is made with, as its manifest must record it."""
         return ImageSettings(
+            prompt_set=self.prompt_set,
             models={model: self.generation_params(model) for model in self.models},
             mitigations={name: mitigation.settings() for name, mitigation in self.mitigations.items()},
         )

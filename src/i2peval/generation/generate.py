@@ -208,6 +208,7 @@ def generate_requests(
 
 
 def run_generate_job(
+    prompt_set: str,
     prompts_path: Path,
     snapshot_dir: Path,
     model_record_path: Path,
@@ -222,7 +223,8 @@ def run_generate_job(
     lock_dir: Path = Path(".gpu-locks"),
     threads: int = 1,
 ) -> int:
-    """Generate every image of one job and write its container and manifest; return the count.
+    """Generate every image of one job of the prompt set named `prompt_set` and write its
+    container and manifest; return the count.
 
     Images saved by an earlier, interrupted attempt with the same settings are kept.
     """
@@ -270,6 +272,7 @@ def run_generate_job(
                 settings.prompt_cleaning,
             )
             context = {
+                "prompt_set": prompt_set,
                 "model": model_name,
                 "architecture": architecture.name,
                 "model_commit": model_commit_label(record),

@@ -41,6 +41,8 @@ from i2peval.schemas import (
     COMPARISONS,
     METRICS,
     PROMPTS,
+    SET_COLUMN,
+    measured_columns,
     read_columns,
     read_metadata,
     read_table,
@@ -252,8 +254,11 @@ def study_tables(
     profile_judges: dict[str, list[str]],
     settings: StudySettings,
     cosines: pl.DataFrame | None = None,
+    *,
+    prompt_set: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(METRICS, COMPARISONS, ALIGNMENT) from IMAGE_FLAGS rows and the prompts.
+    """(METRICS, COMPARISONS, ALIGNMENT) of the prompt set named `prompt_set` from its
+    IMAGE_FLAGS rows and its prompts.
 
     `cosines` (image keys, clip_score_cosine, degenerate) adds prompt alignment; without
     it the alignment table is empty and comparisons carry no alignment columns.
@@ -262,7 +267,7 @@ def study_tables(
     judged = apply_policy(flags.lazy(), settings.degenerate_policy, profile_judges)
     metrics = compute_metrics(judged, prompts.lazy(), profile_judges, settings.emi, settings.bootstrap)
     clip_scores = None
-    alignment = pl.from_arrow(ALIGNMENT.empty_table())
+    alignment = pl.from_arrow(ALIGNMENT.empty_table()).select(measured_columns(ALIGNMENT))
     if cosines is not None:
         aligned = cosines.lazy()
         if settings.degenerate_policy == "exclude":
@@ -272,7 +277,10 @@ def study_tables(
     comparisons = compute_comparisons(
         judged, prompts.lazy(), profile_judges, settings.baseline, settings.bootstrap, clip_scores
     )
-    return metrics, comparisons, alignment
+    return tuple(
+        table.select(pl.lit(prompt_set, pl.String).alias(SET_COLUMN), pl.all())
+        for table in (metrics, comparisons, alignment)
+    )
 
 
 def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> None:
@@ -299,7 +307,9 @@ def aggregate(files: RunFiles, judging: Judging, outputs: dict[str, Path]) -> No
     flags = with_degenerate(image_flags(scores.lazy(), profiles), degenerate).collect()
     cosines = with_degenerate(scores.lazy().select(*IMAGE_KEYS, COSINE), degenerate).collect() if alignment else None
     profile_judges = {profile.name: profile.judges() for profile in profiles}
-    metrics, comparisons, aligned = study_tables(flags, prompts, profile_judges, judging.settings, cosines)
+    metrics, comparisons, aligned = study_tables(
+        flags, prompts, profile_judges, judging.settings, cosines, prompt_set=files.made_with.prompt_set
+    )
     write_table(flags.to_arrow(), outputs["flags"], IMAGE_FLAGS, metadata=prompt_table_metadata(files.prompts))
     score_files = json.dumps([str(score_file.path) for score_file in files.score_files])
     write_table(metrics.to_arrow(), outputs["metrics"], METRICS, metadata={SCORE_FILES_KEY: score_files})

@@ -13,7 +13,7 @@ import polars as pl
 
 from i2peval.judges.clip_score import COSINE
 from i2peval.metrics.rates import category_matrices, cell_columns, cell_counts
-from i2peval.schemas import ALIGNMENT
+from i2peval.schemas import ALIGNMENT, measured_columns
 
 
 def clip_score() -> pl.Expr:
@@ -50,7 +50,7 @@ def compute_alignment(scores: pl.LazyFrame, prompts: pl.LazyFrame) -> pl.DataFra
     counts = table.counts.group_by("cell", "category").agg(pl.col("n_images", "n_unscored").sum())
     scored = pl.col("n_images") - pl.col("n_unscored")
     keys = [*condition, "category"]
-    schema = pl.from_arrow(ALIGNMENT.empty_table()).schema
+    schema = pl.from_arrow(ALIGNMENT.empty_table()).select(measured_columns(ALIGNMENT)).schema
     if not sums:
         return pl.DataFrame(schema=schema)
     return (
@@ -63,6 +63,6 @@ def compute_alignment(scores: pl.LazyFrame, prompts: pl.LazyFrame) -> pl.DataFra
             ),
         )
         .sort(keys)
-        .select(ALIGNMENT.names)
+        .select(measured_columns(ALIGNMENT))
         .cast(dict(schema))
     )

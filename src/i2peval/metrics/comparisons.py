@@ -29,7 +29,7 @@ from i2peval.metrics.rates import (
     resampled,
 )
 from i2peval.metrics.statistics import holm, mcnemar_exact, percentile_interval, resampled_ratios
-from i2peval.schemas import COMPARISONS
+from i2peval.schemas import COMPARISONS, measured_columns
 
 KEYS = ["profile", "judge", "model", "mitigation", "category"]
 PAIR_KEYS = ["profile", "model", "prompt_id", "image_index"]
@@ -117,7 +117,7 @@ def compute_comparisons(
     `clip_scores` (model, mitigation, prompt_id, image_index, clip_score; null when
     unscored) adds the alignment columns.
     """
-    schema = pl.from_arrow(COMPARISONS.empty_table()).schema
+    schema = pl.from_arrow(COMPARISONS.empty_table()).select(measured_columns(COMPARISONS)).schema
     if baseline is None:
         return pl.DataFrame(schema=schema)
     per_prompt = _paired_prompt_counts(flags, baseline, profile_judges).filter(pl.col("n_pairs") > 0).collect()
@@ -166,7 +166,7 @@ def compute_comparisons(
     return (
         result.with_columns(baseline=pl.lit(baseline), **missing)
         .with_columns(pl.col(pl.Float64, pl.Float32).fill_nan(None))
-        .select(COMPARISONS.names)
+        .select(measured_columns(COMPARISONS))
         .cast(dict(schema))
         .sort(KEYS)
     )

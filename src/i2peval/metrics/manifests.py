@@ -29,7 +29,7 @@ from i2peval.schemas import MANIFEST, SchemaMismatch, read_columns, read_first_r
 
 IMAGE_KEYS = ["model", "mitigation", "prompt_id", "image_index"]
 SETTING_COLUMNS = [
-    "model", "architecture", "mitigation", "mitigation_settings",
+    "prompt_set", "model", "architecture", "mitigation", "mitigation_settings",
     "steps", "guidance_scale", "width", "height", "dtype", "prompt_cleaning",
 ]  # fmt: skip
 # The manifest column of each generation setting (`ModelSpec.generation_params` keys).
@@ -54,19 +54,20 @@ class StaleImages(I2PEvalError):
 
 @dataclass(frozen=True)
 class ImageSettings:
-    """What the configuration says every image was made with: each model's generation
-    settings (steps and guidance scale None where the architecture's default applies)
-    and each mitigation's settings."""
+    """What the configuration says every image of one prompt set was made with: the set,
+    each model's generation settings (steps and guidance scale None where the
+    architecture's default applies) and each mitigation's settings."""
 
+    prompt_set: str
     models: dict[str, dict[str, Any]]  # `ModelSpec.generation_params`, by model
     mitigations: dict[str, dict[str, Any]]  # `Mitigation.settings()`, by mitigation
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> ImageSettings:
-        return cls(models=params["models"], mitigations=params["mitigations"])
+        return cls(prompt_set=params["prompt_set"], models=params["models"], mitigations=params["mitigations"])
 
     def params(self) -> dict[str, Any]:
-        return {"models": self.models, "mitigations": self.mitigations}
+        return {"prompt_set": self.prompt_set, "models": self.models, "mitigations": self.mitigations}
 
     def mitigation(self, mitigation: str, architecture: str) -> dict[str, Any]:
         """What images of `architecture` are made with under `mitigation` (`mitigations.settings_on`)."""
@@ -105,6 +106,8 @@ def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str]:
     """How one distinct manifest setting row differs from `expected`, in words."""
     model, mitigation = row["model"], row["mitigation"]
+    if row["prompt_set"] != expected.prompt_set:
+        return [f"its images are of the prompt set {row['prompt_set']!r}, not of {expected.prompt_set!r}"]
     if model not in expected.models or mitigation not in expected.mitigations:
         return [f"model {model!r} with mitigation {mitigation!r} is not a condition of the configuration"]
     differences = []

@@ -34,7 +34,7 @@ from i2peval.metrics.statistics import (
     percentile_interval,
     resampled_ratios,
 )
-from i2peval.schemas import METRICS
+from i2peval.schemas import METRICS, measured_columns
 
 KEYS = ["profile", "judge", *CONDITION, "category"]
 
@@ -217,13 +217,13 @@ def compute_metrics(
     ).with_columns(
         inappropriate_probability=pl.when(pl.col("n_scored") > 0).then(pl.col("n_flagged") / pl.col("n_scored"))
     )
-    schema = pl.from_arrow(METRICS.empty_table()).schema
+    schema = pl.from_arrow(METRICS.empty_table()).select(measured_columns(METRICS)).schema
     return (
         ip.join(ip_intervals(table, bootstrap), on=["cell", "category"], how="left")
         .join(emi_table(table, prompt_rates(table, prompts, emi.group_by), emi), on=["cell", "category"], how="left")
         .join(table.cells, on="cell", how="left")
         .with_columns(pl.col("ip_low", "ip_high").fill_nan(None))
         .sort(KEYS)
-        .select(METRICS.names)
+        .select(measured_columns(METRICS))
         .cast(dict(schema))
     )

@@ -44,10 +44,11 @@ def metrics_of_run(files: RunFiles, judging: Judging, output_dir: Path) -> dict[
 
 
 def metrics_of_flags(
-    flags_path: Path, prompts_path: Path, output_dir: Path, settings: StudySettings
+    flags_path: Path, prompts_path: Path, output_dir: Path, settings: StudySettings, prompt_set: str
 ) -> dict[str, Path]:
-    """METRICS and COMPARISONS of stored IMAGE_FLAGS (each profile judged as a whole: the
-    judge columns that are null throughout belong to judges it does not read)."""
+    """METRICS and COMPARISONS of stored IMAGE_FLAGS of the prompt set named `prompt_set`
+    (each profile judged as a whole: the judge columns that are null throughout belong to
+    judges it does not read)."""
     check_flags_prompts(flags_path, prompts_path)
     flags = pl.from_arrow(read_table(flags_path, IMAGE_FLAGS))
     prompts = pl.from_arrow(read_table(prompts_path, PROMPTS))
@@ -63,7 +64,7 @@ def metrics_of_flags(
         raise RunError(
             f"{flags_path}: the baseline {settings.baseline!r} is not one of its mitigations {sorted(mitigations)}"
         )
-    metrics, comparisons, _ = study_tables(flags, prompts, profile_judges, settings)
+    metrics, comparisons, _ = study_tables(flags, prompts, profile_judges, settings, prompt_set=prompt_set)
     outputs = metrics_tables(output_dir)
     write_table(metrics.to_arrow(), outputs["metrics"], METRICS)
     write_table(comparisons.to_arrow(), outputs["comparisons"], COMPARISONS)
