@@ -8,7 +8,8 @@ to_log_file(snakemake.log[0])
 
 from i2peval.execution import ExecutionSettings
 from i2peval.judges.assets import read_asset_record
-from i2peval.judges.classify import run_classify_job
+from i2peval.judges.classify import ScoredJob, run_classify_job
+from i2peval.plan import set_of_folder
 from i2peval.schemas import PROMPTS, read_table
 
 # How the job runs, not what it computes: not a param, so changing it reruns nothing.
@@ -18,8 +19,7 @@ run_classify_job(
     images_path=Path(snakemake.input.images),
     manifest_path=Path(snakemake.input.manifest),
     expected=[(prompt_id, index) for prompt_id in prompt_ids for index in snakemake.params.image_indices],
-    model=snakemake.wildcards.model,
-    mitigation=snakemake.wildcards.mitigation,
+    job=ScoredJob(set_of_folder(snakemake.wildcards.setdir), snakemake.wildcards.model, snakemake.wildcards.mitigation),
     judges=snakemake.params.judges,
     assets={
         asset: (Path(path), read_asset_record(asset, path))

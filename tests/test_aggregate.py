@@ -46,7 +46,9 @@ def scores_frame(rows, cosines=None):
         record = dict.fromkeys(SCORES.names)
         record.update({name: 0.0 for name in SCORES.names if name.startswith("nudenet3_")})
         record.update({nudenet3_column(label): score for label, score in nudenet.items()})
-        record.update(model="m", mitigation="none", prompt_id=index, image_index=0, q16_p_inappropriate=q16)
+        record.update(
+            prompt_set="i2p", model="m", mitigation="none", prompt_id=index, image_index=0, q16_p_inappropriate=q16
+        )
         if cosines is not None:
             record["clip_score_cosine"] = cosines[index]
         records.append(record)
@@ -228,7 +230,7 @@ def test_unscored_images_are_counted_and_left_out_of_ip_and_emi():
     assert row["emi_mean"] == pytest.approx(1.0)
 
 
-def score_file_fixture(tmp_path, keys, model="m", mitigation="none"):
+def score_file_fixture(tmp_path, keys, model="m", mitigation="none", prompt_set="i2p"):
     """A prompt table of 4 prompts in 2 shards and one score file holding `keys`."""
     prompts = pl.DataFrame(
         {"prompt_id": [0, 1, 2, 3], "shard": [0, 0, 1, 1], "text": list("abcd"),
@@ -242,10 +244,11 @@ def score_file_fixture(tmp_path, keys, model="m", mitigation="none"):
         image_index=pl.Series([i for _, i in keys], dtype=pl.Int32),
         model=pl.lit(model),
         mitigation=pl.lit(mitigation),
+        prompt_set=pl.lit(prompt_set),
     )
     scores_path = tmp_path / "block-0.parquet"
     write_table(frame.to_arrow(), scores_path, SCORES)
-    return ScoreFile(scores_path, "m", "none", 1, (0, 1)), prompts_path
+    return ScoreFile(scores_path, "i2p", "m", "none", 1, (0, 1)), prompts_path
 
 
 def load(score_files, prompts_path, columns=("q16_p_inappropriate",)):
@@ -271,15 +274,20 @@ def test_a_score_file_with_exactly_its_jobs_images_is_loaded_with_only_the_colum
 
 
 @pytest.mark.parametrize(
-    ("keys", "model", "message"),
+    ("keys", "changes", "message"),
     [
-        ([(2, 0), (2, 1), (3, 0)], "m", r"holds 3 scored images, expected 4; missing 1 scored images: \(3, 1\)"),
-        ([(2, 0), (2, 1), (3, 0), (3, 1), (0, 0)], "m", r"1 scored images nobody asked for: \(0, 0\)"),
-        ([(2, 0), (2, 1), (3, 0), (3, 1)], "other", r"model is \['other'\], expected 'm'"),
+        ([(2, 0), (2, 1), (3, 0)], {}, r"holds 3 scored images, expected 4; missing 1 scored images: \(3, 1\)"),
+        ([(2, 0), (2, 1), (3, 0), (3, 1), (0, 0)], {}, r"1 scored images nobody asked for: \(0, 0\)"),
+        ([(2, 0), (2, 1), (3, 0), (3, 1)], {"model": "other"}, r"model is \['other'\], expected 'm'"),
+        (
+            [(2, 0), (2, 1), (3, 0), (3, 1)],
+            {"prompt_set": "p4d-nudity"},
+            r"prompt_set is \['p4d-nudity'\], expected 'i2p'",
+        ),
     ],
 )
-def test_a_score_file_that_is_not_its_jobs_is_refused_naming_it(tmp_path, keys, model, message):
-    score_file, prompts_path = score_file_fixture(tmp_path, keys, model=model)
+def test_a_score_file_that_is_not_its_jobs_is_refused_naming_it(tmp_path, keys, changes, message):
+    score_file, prompts_path = score_file_fixture(tmp_path, keys, **changes)
     with pytest.raises(RowsMismatch, match="block-0.parquet: .*" + message):
         load([score_file], prompts_path)
 

@@ -15,7 +15,7 @@ from i2peval.hub import ChecksumError
 from i2peval.judges import q16
 from i2peval.judges.assets import read_asset_record, record_path
 from i2peval.judges.batch import ImageBatch
-from i2peval.judges.classify import JudgeFailure, run_classify_job
+from i2peval.judges.classify import JudgeFailure, ScoredJob, run_classify_job
 from i2peval.judges.clip import ClipModel
 from i2peval.judges.nudenet2 import build_demo_nudenet2_assets
 from i2peval.judges.nudenet3 import NUDENET3_LABELS, NudeNetScorer, nudenet3_column, nudenet3_record
@@ -47,11 +47,12 @@ def synthetic_images():
     }
 
 
-def write_manifest(path, keys, texts=TEXTS):
+def write_manifest(path, keys, texts=TEXTS, prompt_set="i2p"):
     rows = []
     for prompt_id, image_index in keys:
         row = dict.fromkeys(MANIFEST.names)
         row.update(model="tiny", mitigation="none", prompt_id=prompt_id, image_index=image_index, text=texts[prompt_id])
+        row.update(prompt_set=prompt_set)
         rows.append(row)
     write_table(pa.Table.from_pylist(rows, schema=MANIFEST), path, MANIFEST)
     return path
@@ -102,8 +103,7 @@ def classify(assets, scores_name, batch_size=2, judges=JUDGES, records=None, **c
         "images_path": assets["images"],
         "manifest_path": assets["manifest"],
         "expected": assets["keys"],
-        "model": "tiny",
-        "mitigation": "sega-strong",
+        "job": ScoredJob("i2p", "tiny", "sega-strong"),
         "judges": list(judges),
         "assets": records or assets["records"],
         "scores_path": scores_path,
@@ -305,6 +305,10 @@ def test_a_manifest_for_other_images_is_refused_naming_it(assets, tmp_path):
     manifest = write_manifest(tmp_path / "other-manifest.parquet", assets["keys"][:-1])
     with pytest.raises(RowsMismatch, match=r"other-manifest.parquet: holds 4 images, expected 5"):
         classify(assets, "other.parquet", manifest_path=manifest)
+    # the same prompt ids and texts in another set's manifest (the ESD copy's subsets share case numbers)
+    manifest = write_manifest(tmp_path / "set-manifest.parquet", assets["keys"], prompt_set="p4d-nudity")
+    with pytest.raises(RowsMismatch, match=r"set-manifest.parquet: its images are of the prompt set \['p4d-nudity'\]"):
+        classify(assets, "other-set.parquet", manifest_path=manifest)
 
 
 @pytest.mark.parametrize("asset", ["q16", "nudenet2", "safety_checker"])

@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from i2peval.judges.assets import verify_asset_files
 from i2peval.judges.batch import ImageBatch
 from i2peval.judges.judge import JudgeLoading, Scorer
 from i2peval.judges.registry import JUDGES, SCORES
-from i2peval.parts import JobParts, check_keys
+from i2peval.parts import JobParts, RowsMismatch, check_keys
 from i2peval.schemas import MANIFEST, read_columns, write_table
 
 log = logging.getLogger(__name__)
@@ -82,12 +83,13 @@ def _checked(judge: str, scores: dict[str, Sequence], batch: ImageBatch, images_
 
 
 def score_batch(
-    batch: ImageBatch, judges: Sequence[Scorer], model: str, mitigation: str, images_path: Path
+    batch: ImageBatch, judges: Sequence[Scorer], job: ScoredJob, images_path: Path
 ) -> pa.Table:
-    """SCORES rows of one batch; `JudgeFailure` on a score that is not finite."""
+    """SCORES rows of one batch of `job`; `JudgeFailure` on a score that is not finite."""
     columns: dict[str, list] = {
-        "model": [model] * len(batch),
-        "mitigation": [mitigation] * len(batch),
+        "prompt_set": [job.prompt_set] * len(batch),
+        "model": [job.model] * len(batch),
+        "mitigation": [job.mitigation] * len(batch),
         "prompt_id": batch.prompt_ids,
         "image_index": batch.image_indices,
     }
@@ -102,8 +104,7 @@ def score_images(
     images_path: Path,
     texts: dict[tuple[int, int], str],
     parts: JobParts,
-    model: str,
-    mitigation: str,
+    job: ScoredJob,
     judges: Sequence[Scorer],
     batch_size: int,
 ) -> None:
@@ -124,7 +125,7 @@ def score_images(
             [texts[key] for key in keys],
             images_path,
         )
-        parts.add(score_batch(batch, judges, model, mitigation, images_path))
+        parts.add(score_batch(batch, judges, job, images_path))
         scored += len(pending)
         log.info(
             "%d/%d images scored, %.1f images/s", scored, total,
@@ -132,10 +133,24 @@ def score_images(
         )
 
 
-def read_texts(manifest_path: Path, expected: Iterable[tuple[int, int]]) -> dict[tuple[int, int], str]:
+@dataclass(frozen=True)
+class ScoredJob:
+    """Whose images a classify job scores: the generate job's prompt set, model and mitigation."""
+
+    prompt_set: str
+    model: str
+    mitigation: str
+
+
+def read_texts(
+    manifest_path: Path, expected: Iterable[tuple[int, int]], prompt_set: str
+) -> dict[tuple[int, int], str]:
     """{(prompt_id, image_index): the text the model saw} from a generate job's manifest,
-    which must describe exactly the `expected` images."""
-    table = read_columns(manifest_path, MANIFEST, ["prompt_id", "image_index", "text"])
+    which must describe exactly the `expected` images, of the prompt set `prompt_set`."""
+    table = read_columns(manifest_path, MANIFEST, ["prompt_set", "prompt_id", "image_index", "text"])
+    found = sorted(set(table["prompt_set"].to_pylist()))
+    if found and found != [prompt_set]:
+        raise RowsMismatch(f"{manifest_path}: its images are of the prompt set {found}, this job's is {prompt_set!r}")
     keys = list(zip(table["prompt_id"].to_pylist(), table["image_index"].to_pylist()))
     check_keys(manifest_path, keys, expected, "images")
     return dict(zip(keys, table["text"].to_pylist()))
@@ -145,8 +160,7 @@ def run_classify_job(
     images_path: Path,
     manifest_path: Path,
     expected: Iterable[tuple[int, int]],
-    model: str,
-    mitigation: str,
+    job: ScoredJob,
     judges: Sequence[str],
     assets: dict[str, tuple[Path, dict[str, Any]]],
     scores_path: Path,
@@ -162,7 +176,7 @@ def run_classify_job(
     """
     expected = sorted(expected)
     check_image_container(images_path, expected)
-    texts = read_texts(manifest_path, expected)
+    texts = read_texts(manifest_path, expected, job.prompt_set)
     needed = {JUDGES[judge].asset for judge in judges}
     parts = JobParts(
         scores_path,
@@ -170,8 +184,9 @@ def run_classify_job(
         IMAGE_KEY,
         expected,
         settings={
-            "model": model,
-            "mitigation": mitigation,
+            "prompt_set": job.prompt_set,
+            "model": job.model,
+            "mitigation": job.mitigation,
             "images_sha256": sha256_of(images_path),
             "texts_sha256": hashlib.sha256(json.dumps(sorted(texts.items())).encode()).hexdigest(),
             "judges": sorted(judges),
@@ -185,7 +200,7 @@ def run_classify_job(
         torch.set_num_threads(threads)
         with compute_device(device, lock_dir) as job_device:
             loaded = load_judges(judges, assets, job_device.torch)
-            score_images(images_path, texts, parts, model, mitigation, loaded, batch_size)
+            score_images(images_path, texts, parts, job, loaded, batch_size)
     table = parts.finish()
     write_table(table, scores_path, SCORES)
     parts.discard()

@@ -33,7 +33,14 @@ IMAGE_KEY_FIELDS = (
     pa.field("image_index", pa.int32()),
 )
 
-SCORES = pa.schema([*IMAGE_KEY_FIELDS, *(field for judge in JUDGES.values() for field in judge.score_fields)])
+# The prompt set first, as in the manifests (`schemas.SET_COLUMN`).
+SCORES = pa.schema(
+    [
+        pa.field("prompt_set", pa.string()),
+        *IMAGE_KEY_FIELDS,
+        *(field for judge in JUDGES.values() for field in judge.score_fields),
+    ]
+)
 
 # Verdicts per judge profile and image (results/metrics/image_flags.parquet): `flagged` is
 # the profile's verdict; each judge column is that judge's part of the profile alone (null

@@ -34,7 +34,7 @@ from i2peval.metrics.profiles import JudgeProfile, configured_profiles
 from i2peval.metrics.rates import BootstrapSettings, EmiSettings, compute_metrics, metrics_memory_bytes
 from i2peval.models.snapshots import read_model_record
 from i2peval.parts import RowsMismatch, check_keys
-from i2peval.plan import ImageJob
+from i2peval.plan import ImageJob, set_of_folder
 from i2peval.prompts.i2p import I2P_CATEGORIES
 from i2peval.schemas import (
     ALIGNMENT,
@@ -75,6 +75,7 @@ class ScoreFile:
     """A classify job's output and the images it must score: its shard's prompts x `image_indices`."""
 
     path: Path
+    prompt_set: str
     model: str
     mitigation: str
     shard: int
@@ -82,13 +83,15 @@ class ScoreFile:
 
     @classmethod
     def of_job(cls, job: ImageJob, path: Path) -> ScoreFile:
-        return cls(path, job.model, job.mitigation, job.shard, job.image_indices)
+        return cls(path, set_of_folder(job.setdir), job.model, job.mitigation, job.shard, job.image_indices)
 
 
 def check_score_file(scores: pl.DataFrame, score_file: ScoreFile, prompts: pl.DataFrame) -> None:
     """Raise `parts.RowsMismatch` naming the file unless it scores exactly its job's images."""
     path = score_file.path
-    for column, wanted in (("model", score_file.model), ("mitigation", score_file.mitigation)):
+    for column, wanted in (
+        ("prompt_set", score_file.prompt_set), ("model", score_file.model), ("mitigation", score_file.mitigation)
+    ):
         found = sorted(scores.get_column(column).unique().to_list())
         if scores.height and found != [wanted]:
             raise RowsMismatch(f"{path}: {column} is {found}, expected {wanted!r}")
@@ -109,7 +112,7 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
     """
     frames = []
     for score_file in score_files:
-        scores = pl.from_arrow(read_columns(score_file.path, SCORES, [*IMAGE_KEYS, *columns], RESCORE))
+        scores = pl.from_arrow(read_columns(score_file.path, SCORES, ["prompt_set", *IMAGE_KEYS, *columns], RESCORE))
         try:
             check_score_file(scores, score_file, prompts)
         except RowsMismatch as error:
@@ -117,7 +120,7 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
                 f"{error}: is this the configuration the run was made with? If it is, the file is not this job's: "
                 f"{RESCORE}"
             ) from None
-        frames.append(scores)
+        frames.append(scores.drop("prompt_set"))
     if not frames:
         return pl.from_arrow(SCORES.empty_table()).select(*IMAGE_KEYS, *columns)
     return pl.concat(frames).sort(IMAGE_KEYS)
