@@ -30,4 +30,5 @@ run_generate_job(
     batch_size=execution.generate_batch_size,
     lock_dir=Path(execution.gpu_lock_dir),
     threads=snakemake.threads,
+    speed=execution.speed,
 )

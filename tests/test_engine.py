@@ -17,7 +17,7 @@ import torch
 
 from i2peval.generation.degenerate import BLACK, CONSTANT, NONFINITE_LATENTS, NONFINITE_PIXELS, degenerate_reason
 from i2peval.generation.engine import Engine
-from i2peval.generation.latent_models import load_latent_model
+from i2peval.generation.latent_models import SpeedOptions, load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.generation.text import TextOptions, token_ids
@@ -259,3 +259,33 @@ def test_float16_sdxl_decodes_with_a_float32_vae(tiny_sdxl_snapshot):
     model = load_latent_model(tiny_sdxl_snapshot, torch.float16, torch.device("cpu"))
     assert model.denoiser.dtype == torch.float16
     assert model.vae.dtype == torch.float32
+
+
+@pytest.mark.parametrize("snapshot", ["tiny_sd_snapshot", "tiny_sdxl_snapshot", "tiny_sd3_snapshot"])
+def test_fused_projections_and_channels_last_make_the_same_images(snapshot, request):
+    folder = request.getfixturevalue(snapshot)
+    plain = load_latent_model(folder, torch.float32, torch.device("cpu"))
+    faster = load_latent_model(folder, torch.float32, torch.device("cpu"))
+    faster.speed_up(SpeedOptions(fuse_qkv=True, channels_last=True))
+    fused = any("Fused" in type(processor).__name__ for processor in faster.denoiser.attn_processors.values())
+    assert fused == faster.architecture.fusable_qkv  # SD 3.5's stay separate (a warning says so)
+    scale = plain.architecture.guidance_scale
+    made = [
+        pixels(engine_for(model, "sld", scale).generate([SHORT, OTHER], [1, 2], SIZE, SIZE, 4))
+        for model in (plain, faster)
+    ]
+    assert np.abs(made[0] - made[1]).max() <= 1
+
+
+def test_compile_denoiser_compiles_the_denoiser_the_engine_calls(tiny_sd_snapshot, monkeypatch):
+    model = load_latent_model(tiny_sd_snapshot, torch.float32, torch.device("cpu"))
+    plain = model.denoiser
+    compiled = []
+
+    def compile_spy(module):  # compiling for real takes minutes on this CPU: the benchmark measures it
+        compiled.append(module)
+        return module
+
+    monkeypatch.setattr(torch, "compile", compile_spy)
+    model.speed_up(SpeedOptions(compile_denoiser=True))
+    assert compiled == [plain] and model.denoiser is plain

@@ -5,6 +5,10 @@ rather than from their params."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from i2peval.generation.latent_models import SpeedOptions
 
 
 @dataclass(frozen=True)
@@ -18,3 +22,10 @@ class ExecutionSettings:
     generate_mem_mb: int
     classify_mem_mb: int
     check_disk_space: bool
+    fuse_qkv: bool
+    channels_last: bool
+    compile_denoiser: bool
+
+    @property
+    def speed(self) -> SpeedOptions:
+        return SpeedOptions(self.fuse_qkv, self.channels_last, self.compile_denoiser)

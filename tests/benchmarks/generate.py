@@ -16,8 +16,9 @@ max_pixel_diff_vs_fp32, mean_pixel_diff_vs_fp32). FLOPs are counted by
 torch.utils.flop_counter over one image of ours (text encoders, denoiser, VAE); the
 model FLOP utilisation divides the achieved FLOP/s by the GPU's dense bfloat16 peak
 (`PEAK_BF16_TFLOPS`, named by the GPU's name; none on a CPU). The pixel difference
-compares ours in ``--dtype`` with ours in float32 on the same seeds. PNG bytes are
-those of the image store (level 6).
+compares ours in ``--dtype`` (and with ``--fuse-qkv``, ``--channels-last``, ``--compile``,
+the execution section's speed options, listed under speed_options) with ours in plain
+float32 on the same seeds. PNG bytes are those of the image store (level 6).
 
     python tests/benchmarks/generate.py                # tiny random SD on the CPU: the shape only
     python tests/benchmarks/generate.py --model sd1 --device cuda --dtype bfloat16 --batch-size 16
@@ -33,6 +34,7 @@ import argparse
 import json
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ import torch
 
 from i2peval.generation.engine import Engine
 from i2peval.generation.imagestore import encode_png
-from i2peval.generation.latent_models import load_latent_model
+from i2peval.generation.latent_models import SpeedOptions, load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, SEGA_PRESETS, SLD_PRESETS, resolve_mitigation
 from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.models.architectures import load_pipeline
@@ -184,7 +186,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--mitigations", default=",".join(MITIGATIONS), help=f"of {', '.join(MITIGATIONS)}")
     parser.add_argument("--no-harness", action="store_true", help="time ours only")
+    parser.add_argument("--fuse-qkv", action="store_true", help="ours with fused QKV projections (SpeedOptions)")
+    parser.add_argument("--channels-last", action="store_true", help="ours in NHWC memory layout (SpeedOptions)")
+    parser.add_argument("--compile", action="store_true", help="ours with torch.compile of the denoiser (SpeedOptions)")
     args = parser.parse_args()
+    speed = SpeedOptions(args.fuse_qkv, args.channels_last, args.compile)
 
     architecture, default_size, default_steps = MODELS[args.model]
     size, steps = args.size or default_size, args.steps or default_steps
@@ -193,7 +199,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         snapshot = build(args.model, Path(folder) / args.model)
         model = load_latent_model(snapshot, dtype, device)
-        reference = model if dtype == torch.float32 else load_latent_model(snapshot, torch.float32, device)
+        plain = dtype == torch.float32 and speed == SpeedOptions()
+        reference = model if plain else load_latent_model(snapshot, torch.float32, device)
+        model.speed_up(speed)
         base = None
         if not args.no_harness:
             base = load_pipeline(snapshot, torch.float32)[0].to(device)
@@ -211,7 +219,9 @@ def main() -> None:
     for name in args.mitigations.split(","):
         mitigation = resolve_mitigation(name, MITIGATIONS[name], HARNESS_CONCEPT)
         engine = Engine.for_mitigation(model, mitigation, guidance_scale)
-        engine.generate(prompts[:1], [0], size, size, 1)  # lazy initialisation is not what is measured
+        # lazy initialisation (and a compilation, for the batch's shape) is not what is measured
+        warmup = [prompt for prompt, _ in requests[: args.batch_size]]
+        engine.generate(warmup, [0] * len(warmup), size, size, 1)
         harness = None
         pipeline = None if base is None else harness_pipeline(base, model.architecture.name, mitigation.kind)
         if pipeline is not None:
@@ -223,7 +233,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats(device)
         ours, images = time_ours(engine, requests, args.batch_size, size, steps, device)
         peak_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-        flops = flops_per_image(engine, prompts[0], size, steps)
+        flops = flops_per_image(Engine.for_mitigation(reference, mitigation, guidance_scale), prompts[0], size, steps)
         first = requests[: args.batch_size]
         made = pixels(images[: len(first)])
         in_float32 = made if reference is model else pixels(
@@ -234,7 +244,7 @@ def main() -> None:
         difference = np.abs(made - in_float32)
         result = {
             "device": gpu, "model": args.model, "mitigation": name, "dtype": args.dtype, "steps": steps,
-            "resolution": size, "batch": args.batch_size,
+            "resolution": size, "batch": args.batch_size, "speed_options": asdict(speed),
             "harness_images_per_s": harness, "ours_images_per_s": ours,
             "speedup": None if harness is None else ours / harness,
             "mfu": None if peak is None else flops * ours / (peak * 1e12),

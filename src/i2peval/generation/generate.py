@@ -27,7 +27,7 @@ import torch
 from i2peval.devices import compute_device, torch_dtype
 from i2peval.generation.engine import Engine, GeneratedImage
 from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter
-from i2peval.generation.latent_models import load_latent_model
+from i2peval.generation.latent_models import SpeedOptions, load_latent_model
 from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import Architecture, architecture_named
@@ -222,6 +222,7 @@ def run_generate_job(
     batch_size: int = 8,
     lock_dir: Path = Path(".gpu-locks"),
     threads: int = 1,
+    speed: SpeedOptions = SpeedOptions(),  # noqa: B008 - frozen dataclass, safe to share
 ) -> int:
     """Generate every image of one job of the prompt set named `prompt_set` and write its
     container and manifest; return the count.
@@ -265,8 +266,12 @@ def run_generate_job(
         )
         if batches:
             verify_snapshot(snapshot_dir, record, model_record_path)
+            model = load_latent_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record)
+            if speed != SpeedOptions():
+                log.info("speed options: %s", speed)
+                model.speed_up(speed)
             engine = Engine.for_mitigation(
-                load_latent_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record),
+                model,
                 mitigation,
                 settings.guidance_scale,
                 settings.prompt_cleaning,

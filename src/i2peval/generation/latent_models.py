@@ -29,8 +29,10 @@ make (tests compare both with diffusers' own encoding).
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,24 @@ from i2peval.generation.text import TextOptions, token_ids
 from i2peval.models.architectures import Architecture, load_pipeline
 from i2peval.models.overrides import COMPONENTS, apply_override
 
+log = logging.getLogger(__name__)
+
 Conditioning = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Faster ways to run the same computation (the configuration's ``execution``: they
+    rerun nothing), each off unless asked for: what each gains is measured per GPU by
+    tests/benchmarks/generate.py, and results may differ from the plain way by float
+    rounding (the benchmark's pixel difference). ``fuse_qkv``: one projection for query,
+    key and value (diffusers' ``fuse_qkv_projections``); ``channels_last``: NHWC weights
+    for the convolutions; ``compile_denoiser``: ``torch.compile`` of the denoiser (the
+    first batch pays the compilation)."""
+
+    fuse_qkv: bool = False
+    channels_last: bool = False
+    compile_denoiser: bool = False
 
 
 class LatentModel(ABC):
@@ -57,6 +76,20 @@ class LatentModel(ABC):
         self.text_encoders = [getattr(pipeline, encoder) for _, encoder in architecture.text_folders]
         self.device = self.denoiser.device
         self.dtype = self.denoiser.dtype
+
+    def speed_up(self, options: SpeedOptions) -> None:
+        """Run the denoiser and the VAE the faster ways `options` names (`SpeedOptions`)."""
+        if options.fuse_qkv:
+            self.vae.fuse_qkv_projections()
+            if self.architecture.fusable_qkv:
+                self.denoiser.fuse_qkv_projections()
+            else:
+                log.warning("fuse_qkv: %s's denoiser keeps separate projections (not fusable)", self.architecture.name)
+        if options.channels_last:
+            for module in (self.denoiser, self.vae):
+                module.to(memory_format=torch.channels_last)
+        if options.compile_denoiser:
+            self.denoiser = torch.compile(self.denoiser)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
         return (

@@ -44,6 +44,8 @@ class Architecture:
     clip_text: bool = True  # CLIP tokenizers, which the harness's transformers 4.x cleaned with ftfy
     prompt_guidance: tuple[str, ...] = ()  # mitigation kinds the harness guided by each prompt's sd_guidance_scale
     denoiser: str = "unet"  # the denoiser's snapshot folder and pipeline attribute
+    # diffusers can fuse the denoiser's query/key/value projections (`SpeedOptions.fuse_qkv`)
+    fusable_qkv: bool = True
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
@@ -118,6 +120,7 @@ ARCHITECTURES: dict[str, Architecture] = {
             mitigation_long_prompts=False,
             sega_mask="per_channel",  # no SEGA pipeline for SD3 exists: the SEGA paper's own rule
             denoiser="transformer",
+            fusable_qkv=False,  # diffusers' fused processor fails on SD 3.5's self-attention-only layers
         ),
     )
 }
