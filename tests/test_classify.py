@@ -351,6 +351,12 @@ def test_a_judge_that_returns_nan_fails_the_job_naming_the_image(assets, monkeyp
         classify(assets, "nan-scores.parquet", judges=["nudenet3"])
 
 
+def test_decoding_in_threads_while_judging_gives_the_same_scores(assets, scores):
+    # batches of 2 of 5 images: the next batch decodes in 3 threads while one is judged
+    _, path = classify(assets, "threaded-scores.parquet", threads=3)
+    assert read_table(path, SCORES).equals(scores[1])
+
+
 def test_an_interrupted_job_resumes_without_rescoring_and_writes_the_same_scores(assets, scores, monkeypatch):
     real_score_batch = i2peval.judges.classify.score_batch
     calls = []

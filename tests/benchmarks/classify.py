@@ -13,7 +13,8 @@ and loaded through the classify job's own code (`classify.load_judges`):
 - NudeNet 3.4: the real detector bundled in the nudenet wheel.
 
 The images are generator-sized (512 x 512 PNG, smooth random content). Each judge scores
-them alone (decoding excluded, measured on its own as the baseline), CLIPScore also on
+them alone (decoding excluded, measured on its own as the baseline, and in --threads
+threads as a classify job decodes the next batch while judging one), CLIPScore also on
 top of the image embeddings Q16 already made (what it costs in a job that runs both),
 then all judges together as a classify job runs them: one decode, one CLIP embedding.
 Given generate.py's JSON line (``--generate-json``), it also says what classifying
@@ -32,6 +33,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +124,10 @@ def generated_like_pngs(count: int, size: int = 512) -> list[bytes]:
     return pngs
 
 
-def decoded(pngs: list[bytes]) -> ImageBatch:
+def decoded(pngs: list[bytes], pool: ThreadPoolExecutor | None = None) -> ImageBatch:
     count = len(pngs)
     texts = ["a photo of a lighthouse"] * count
-    return ImageBatch.decode(list(range(count)), [0] * count, pngs, texts, Path("synthetic"))
+    return ImageBatch.decode(list(range(count)), [0] * count, pngs, texts, Path("synthetic"), pool)
 
 
 def seconds_of(call) -> float:
@@ -161,6 +163,9 @@ def main() -> None:
             judge.score_batch(decoded(pngs[:1]))
 
         decode = seconds_of(lambda: decoded(pngs))
+        with ThreadPoolExecutor(args.threads) as pool:
+            decoded(pngs, pool)  # the threads start outside the timing
+            decode_in_threads = seconds_of(lambda: decoded(pngs, pool))  # noqa: B023 - called at once
         alone = {}
         for name, judge in judges.items():
             batch = decoded(pngs)
@@ -177,7 +182,8 @@ def main() -> None:
         together = seconds_of(whole_job)
 
     rate = {name: args.images / seconds for name, seconds in alone.items()}
-    rows = [("decode PNG (baseline)", decode), *alone.items(),
+    rows = [("decode PNG (baseline)", decode), (f"decode PNG in {args.threads} threads", decode_in_threads),
+            *alone.items(),
             ("clip_score after q16 (shared embeddings)", clip_score_on_shared_embeddings),
             ("all judges, one decode (classify job)", together)]
     print(f"{args.images} images of 512 x 512, {args.threads} threads, {platform.processor() or platform.machine()}")
@@ -203,6 +209,7 @@ def main() -> None:
         "threads": args.threads,
         "images_per_second": {name: round(value, 3) for name, value in rate.items()},
         "decode_images_per_second": round(args.images / decode, 2),
+        "decode_in_threads_images_per_second": round(args.images / decode_in_threads, 2),
         "clip_score_after_q16_images_per_second": round(args.images / clip_score_on_shared_embeddings, 3),
         "all_judges_images_per_second": round(args.images / together, 3),
         "one_job_vs_separate_time_ratio": round(together / separate, 3),

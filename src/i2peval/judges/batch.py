@@ -7,6 +7,7 @@ array, a CLIP embedding) ask the batch, which computes it on first use and keeps
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,13 @@ class ImageBatch:
         pngs: list[bytes],
         texts: list[str],
         container: Path,
+        pool: Executor | None = None,
     ) -> ImageBatch:
-        """Decode the PNG bytes read from `container` to RGB images (`imagestore.decode_png`)."""
-        images = [
-            decode_png(png, container, prompt_id, image_index)
-            for prompt_id, image_index, png in zip(prompt_ids, image_indices, pngs)
-        ]
+        """Decode the PNG bytes read from `container` to RGB images (`imagestore.decode_png`),
+        in `pool`'s threads where one is given (Pillow decodes without holding the GIL)."""
+        containers = [container] * len(pngs)
+        arguments = (pngs, containers, prompt_ids, image_indices)
+        images = list(pool.map(decode_png, *arguments) if pool is not None else map(decode_png, *arguments))
         return cls(list(prompt_ids), list(image_indices), images, list(texts))
 
     def __len__(self) -> int:

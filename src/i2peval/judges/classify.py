@@ -20,7 +20,8 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,38 @@ def score_batch(
     return pa.table(columns, schema=SCORES)
 
 
+def decoded_batches(
+    images_path: Path, texts: dict[tuple[int, int], str], done: set[tuple], batch_size: int, threads: int
+) -> Iterator[ImageBatch]:
+    """The container's batches of images not in `done`, each decoded in `threads` threads
+    while the batch before it is judged; a damaged image raises when its batch's turn comes,
+    after the batches before it are saved."""
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="prefetch") as prefetch,
+        ThreadPoolExecutor(threads, thread_name_prefix="decode") as decoders,
+    ):
+        upcoming: Future[ImageBatch] | None = None
+        for prompt_ids, image_indices, pngs in iter_image_batches(images_path, batch_size):
+            pending = [i for i, key in enumerate(zip(prompt_ids, image_indices)) if key not in done]
+            if not pending:
+                continue
+            keys = [(prompt_ids[i], image_indices[i]) for i in pending]
+            decoding = prefetch.submit(
+                ImageBatch.decode,
+                [key[0] for key in keys],
+                [key[1] for key in keys],
+                [pngs[i] for i in pending],
+                [texts[key] for key in keys],
+                images_path,
+                decoders,
+            )
+            if upcoming is not None:
+                yield upcoming.result()
+            upcoming = decoding
+        if upcoming is not None:
+            yield upcoming.result()
+
+
 def score_images(
     images_path: Path,
     texts: dict[tuple[int, int], str],
@@ -107,26 +140,17 @@ def score_images(
     job: ScoredJob,
     judges: Sequence[Scorer],
     batch_size: int,
+    threads: int = 1,
 ) -> None:
-    """Score every image of the container not yet saved in `parts`, batch by batch."""
+    """Score every image of the container not yet saved in `parts`, batch by batch (the
+    next batch decoding in `threads` threads meanwhile)."""
     done = parts.completed()
     total = len(parts.expected)
     scored = len(done)
     started = time.perf_counter()
-    for prompt_ids, image_indices, pngs in iter_image_batches(images_path, batch_size):
-        pending = [i for i, key in enumerate(zip(prompt_ids, image_indices)) if key not in done]
-        if not pending:
-            continue
-        keys = [(prompt_ids[i], image_indices[i]) for i in pending]
-        batch = ImageBatch.decode(
-            [key[0] for key in keys],
-            [key[1] for key in keys],
-            [pngs[i] for i in pending],
-            [texts[key] for key in keys],
-            images_path,
-        )
+    for batch in decoded_batches(images_path, texts, done, batch_size, threads):
         parts.add(score_batch(batch, judges, job, images_path))
-        scored += len(pending)
+        scored += len(batch)
         log.info(
             "%d/%d images scored, %.1f images/s", scored, total,
             (scored - len(done)) / (time.perf_counter() - started),
@@ -200,7 +224,7 @@ def run_classify_job(
         torch.set_num_threads(threads)
         with compute_device(device, lock_dir) as job_device:
             loaded = load_judges(judges, assets, job_device.torch)
-            score_images(images_path, texts, parts, job, loaded, batch_size)
+            score_images(images_path, texts, parts, job, loaded, batch_size, threads)
     table = parts.finish()
     write_table(table, scores_path, SCORES)
     parts.discard()
