@@ -11,7 +11,13 @@ from PIL import Image
 
 import i2peval.generation.generate
 from i2peval.generation.engine import Engine
-from i2peval.generation.generate import GenerationSettings, run_generate_job
+from i2peval.generation.generate import (
+    AUTO_BATCH_CEILING,
+    CPU_BATCH_SIZE,
+    GenerationSettings,
+    resolved_batch_size,
+    run_generate_job,
+)
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import ARCHITECTURES
@@ -178,9 +184,22 @@ def test_job_writes_sorted_images_and_manifest_and_removes_the_parts(reference_j
     assert not parts_dir_of(images_path).exists()
 
 
-def test_images_do_not_depend_on_batch_size(model, reference_job):
+def test_an_automatic_batch_size_is_eight_on_a_cpu_and_what_fits_in_a_gpus_free_memory():
+    def never():
+        raise AssertionError("measured where nothing needs measuring")
+
+    gib = 2**30
+    assert resolved_batch_size(3, torch.device("cuda"), never, never) == 3
+    assert resolved_batch_size("auto", torch.device("cpu"), never, never) == CPU_BATCH_SIZE
+    assert resolved_batch_size("auto", torch.device("cuda"), lambda: gib, lambda: 20 * gib) == 18  # a tenth kept
+    assert resolved_batch_size("auto", torch.device("cuda"), lambda: gib // 100, lambda: 80 * gib) == AUTO_BATCH_CEILING
+    assert resolved_batch_size("auto", torch.device("cuda"), lambda: 30 * gib, lambda: 20 * gib) == 1
+
+
+@pytest.mark.parametrize("batch_size", [1, "auto"])
+def test_images_do_not_depend_on_batch_size(model, reference_job, batch_size):
     _, batched_path, _ = reference_job
-    _, single_path, _ = generate(model, "batch-size-1", batch_size=1)
+    _, single_path, _ = generate(model, f"batch-size-{batch_size}", batch_size=batch_size)
     batched, single = decoded_images(batched_path), decoded_images(single_path)
     assert batched.keys() == single.keys()
     for key in batched:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class ExecutionSettings:
     device: str  # auto, cpu or cuda
-    generate_batch_size: int
+    generate_batch_size: int | str  # or auto (`generation.generate.resolved_batch_size`)
     classify_batch_size: int
     gpu_lock_dir: str
     generate_threads: int

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -105,6 +105,43 @@ def generate_batch(engine: Engine, batch: list[ImageRequest], settings: Generati
     )
 
 
+# `execution.generate_batch_size: auto`: on a CPU, where memory does not bound the batch and
+# batching gains little, CPU_BATCH_SIZE; on a GPU, what fits in its free memory, up to
+# AUTO_BATCH_CEILING (beyond which a batch gains nothing measurable), a tenth kept free.
+CPU_BATCH_SIZE = 8
+AUTO_BATCH_CEILING = 64
+
+
+def batch_size_for(free_bytes: int, image_bytes: int, ceiling: int = AUTO_BATCH_CEILING) -> int:
+    """Images per batch that fit in `free_bytes` of device memory when one image takes
+    `image_bytes`, a tenth kept free: between 1 and `ceiling`."""
+    return max(1, min(ceiling, int(0.9 * free_bytes) // max(image_bytes, 1)))
+
+
+def resolved_batch_size(
+    configured: int | str, device: torch.device, image_bytes: Callable[[], int], free_bytes: Callable[[], int]
+) -> int:
+    """The job's batch size: `configured`, or for ``auto`` CPU_BATCH_SIZE on a CPU and on a
+    GPU `batch_size_for` its free memory (`free_bytes()`, once the model is loaded) and the
+    memory one image takes (`image_bytes()`: measured by making one). A batch that does not
+    fit after all is made in parts (`MemoryFit`)."""
+    if configured != "auto":
+        return int(configured)
+    if device.type != "cuda":
+        return CPU_BATCH_SIZE
+    return batch_size_for(free_bytes(), image_bytes())
+
+
+def measured_image_bytes(engine: Engine, request: ImageRequest, settings: GenerationSettings, device) -> int:
+    """Device memory that making `request`'s image alone takes at its peak, over what the
+    loaded model holds (the image itself is not kept)."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    held = torch.cuda.memory_allocated(device)
+    generate_batch(engine, [request], settings)
+    return torch.cuda.max_memory_allocated(device) - held
+
+
 class MemoryFit:
     """Batches cut to what fits in the device's memory: a batch that runs out of it
     (`torch.OutOfMemoryError`) is made in halves, and every later batch in parts of the
@@ -145,8 +182,9 @@ def pending_batches(
 ) -> list[list[ImageRequest]]:
     """The job's batches that still have images to make, without the images already saved.
 
-    Batches are cut from the whole request list, so a resumed job makes the same batches,
-    and so the same pixels, as an uninterrupted one.
+    Batches are cut from the whole request list; an image does not depend on its batch
+    (engine.py), so a resumed job makes the same pixels as an uninterrupted one, whatever
+    its batch size.
     """
     batches = []
     for start in range(0, len(requests), batch_size):
@@ -219,7 +257,7 @@ def run_generate_job(
     images_path: Path,
     manifest_path: Path,
     device: str = "auto",
-    batch_size: int = 8,
+    batch_size: int | str = 8,
     lock_dir: Path = Path(".gpu-locks"),
     threads: int = 1,
     speed: SpeedOptions = SpeedOptions(),  # noqa: B008 - frozen dataclass, safe to share
@@ -254,8 +292,8 @@ def run_generate_job(
             "requests": [asdict(request) for request in requests],
         },
     )
-    batches = pending_batches(requests, writer.completed(), batch_size)
-    pending = sum(len(batch) for batch in batches)
+    done = writer.completed()
+    pending = sum((request.prompt_id, request.image_index) not in done for request in requests)
     if pending < len(requests):
         log.info("resuming: %d of %d images already saved", len(requests) - pending, len(requests))
     torch.set_num_threads(threads)
@@ -264,7 +302,7 @@ def run_generate_job(
             "%s / %s: %d images to make on %s (GPU assignment: %s)",
             model_name, mitigation.name, pending, job_device.torch, job_device.gpu,
         )
-        if batches:
+        if pending:
             verify_snapshot(snapshot_dir, record, model_record_path)
             model = load_latent_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record)
             if speed != SpeedOptions():
@@ -293,5 +331,13 @@ def run_generate_job(
                 "gpu_assignment": job_device.gpu,
                 "code_version": code_version(),
             }
-            generate_requests(engine, batches, settings, writer, context)
+            size = resolved_batch_size(
+                batch_size,
+                job_device.torch,
+                lambda: measured_image_bytes(engine, requests[0], settings, job_device.torch),
+                lambda: torch.cuda.mem_get_info(job_device.torch)[0],
+            )
+            if batch_size == "auto":
+                log.info("batch size %d (auto, on %s)", size, job_device.torch)
+            generate_requests(engine, pending_batches(requests, done, size), settings, writer, context)
     return writer.finish()
