@@ -270,3 +270,9 @@ def test_the_prompt_rule_reads_a_built_in_set_by_its_own_columns(tmp_path):
 def test_the_schema_documents_each_built_in_set():
     description = config_schema()["$defs"]["prompt_set"]["properties"]["source"]["description"]
     assert all(name in description for name in BUILTIN_SETS), description
+
+
+def test_a_published_set_is_described_with_its_commit_and_the_sha256_its_file_must_have():
+    entry = BUILTIN_SETS["p4d-nudity"]
+    described = PromptSource.from_section({"source": "p4d-nudity", "shards": 1, "hub": {}}).describe()
+    assert described == f"{entry.description}: joycenerd/P4D@{entry.commit}, {entry.path} (sha256 {entry.sha256})"

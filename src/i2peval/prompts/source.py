@@ -62,7 +62,8 @@ class PromptSource:
         """Where the prompts come from, in words, for the report."""
         if self.builtin is not None:
             pin = f"{self.builtin.repository}@{self.builtin.commit}" if self.builtin.commit else self.builtin.repository
-            return f"{self.builtin.description}: {pin}, {self.builtin.path}"
+            checked = f" (sha256 {self.builtin.sha256})" if self.builtin.sha256 else ""
+            return f"{self.builtin.description}: {pin}, {self.builtin.path}{checked}"
         if self.source == "hub":
             return f"the hub dataset {self.hub['repo_id']}, {self.hub['filename']} at {self.hub['revision']}"
         if self.source == "csv":
