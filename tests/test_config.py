@@ -6,6 +6,7 @@ from pathlib import Path
 import yaml
 
 from i2peval.config import validate_config
+from i2peval.execution import ExecutionSettings, SpeedOptions
 from i2peval.study import Study
 
 DEMO = yaml.safe_load((Path(__file__).parent.parent / "demo" / "config.yaml").read_text())
@@ -84,3 +85,12 @@ def test_a_prompt_set_made_with_some_models_and_mitigations_names_an_unknown_one
     config["prompt_sets"]["erasure-copy"]["models"] = ["tiny-a", "tiny-b"]
     with pytest.raises(PlanError, match="prompt_sets.erasure-copy.models: 'tiny-b' not among the configured models"):
         Study.from_config(config, prompt_set="erasure-copy")
+
+
+def test_the_execution_section_gives_the_jobs_settings_and_speed_options():
+    config = copy.deepcopy(DEMO)
+    config["execution"].update(fuse_qkv=True, generate_batch_size="auto")
+    execution = ExecutionSettings(**validate_config(config)["execution"])
+    assert execution.speed == SpeedOptions(fuse_qkv=True)
+    assert execution.generate_batch_size == "auto"
+    assert ExecutionSettings(**validate_config(copy.deepcopy(DEMO))["execution"]).speed == SpeedOptions()

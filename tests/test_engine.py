@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from i2peval.execution import SpeedOptions
 from i2peval.generation.degenerate import BLACK, CONSTANT, NONFINITE_LATENTS, NONFINITE_PIXELS, degenerate_reason
 from i2peval.generation.engine import Engine
-from i2peval.generation.latent_models import SpeedOptions, load_latent_model
+from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
 from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.generation.text import TextOptions, token_ids

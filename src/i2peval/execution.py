@@ -5,10 +5,21 @@ rather than from their params."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from i2peval.generation.latent_models import SpeedOptions
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """Faster ways to run the same computation (the configuration's ``execution``: they
+    rerun nothing), each off unless asked for: what each gains is measured per GPU by
+    tests/benchmarks/generate.py, and results may differ from the plain way by float
+    rounding (the benchmark's pixel difference). ``fuse_qkv``: one projection for query,
+    key and value (diffusers' ``fuse_qkv_projections``); ``channels_last``: NHWC weights
+    for the convolutions; ``compile_denoiser``: ``torch.compile`` of the denoiser (the
+    first batch pays the compilation)."""
+
+    fuse_qkv: bool = False
+    channels_last: bool = False
+    compile_denoiser: bool = False
 
 
 @dataclass(frozen=True)

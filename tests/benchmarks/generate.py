@@ -40,9 +40,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from i2peval.execution import SpeedOptions
 from i2peval.generation.engine import Engine
 from i2peval.generation.imagestore import encode_png
-from i2peval.generation.latent_models import SpeedOptions, load_latent_model
+from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import HARNESS_CONCEPT, SEGA_PRESETS, SLD_PRESETS, resolve_mitigation
 from i2peval.generation.seeds import image_generators, image_seed
 from i2peval.models.architectures import load_pipeline

@@ -25,9 +25,10 @@ import pyarrow as pa
 import torch
 
 from i2peval.devices import compute_device, torch_dtype
+from i2peval.execution import SpeedOptions
 from i2peval.generation.engine import Engine, GeneratedImage
 from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter
-from i2peval.generation.latent_models import SpeedOptions, load_latent_model
+from i2peval.generation.latent_models import load_latent_model
 from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import Architecture, architecture_named

@@ -32,12 +32,12 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from i2peval.execution import SpeedOptions
 from i2peval.generation.text import TextOptions, token_ids
 from i2peval.models.architectures import Architecture, load_pipeline
 from i2peval.models.overrides import COMPONENTS, apply_override
@@ -45,21 +45,6 @@ from i2peval.models.overrides import COMPONENTS, apply_override
 log = logging.getLogger(__name__)
 
 Conditioning = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class SpeedOptions:
-    """Faster ways to run the same computation (the configuration's ``execution``: they
-    rerun nothing), each off unless asked for: what each gains is measured per GPU by
-    tests/benchmarks/generate.py, and results may differ from the plain way by float
-    rounding (the benchmark's pixel difference). ``fuse_qkv``: one projection for query,
-    key and value (diffusers' ``fuse_qkv_projections``); ``channels_last``: NHWC weights
-    for the convolutions; ``compile_denoiser``: ``torch.compile`` of the denoiser (the
-    first batch pays the compilation)."""
-
-    fuse_qkv: bool = False
-    channels_last: bool = False
-    compile_denoiser: bool = False
 
 
 class LatentModel(ABC):
