@@ -17,7 +17,7 @@ from i2peval.metrics.rerun import metrics_of_run
 from i2peval.report.run import report_files, report_run
 from i2peval.study import Study
 
-SCORE_KEYS = ("model", "mitigation", "prompt_id", "image_index")
+SCORE_KEYS = ("prompt_set", "model", "mitigation", "prompt_id", "image_index")
 
 
 def rewrite(folder: Path, change) -> None:
