@@ -38,7 +38,7 @@ from i2peval.judges.batch import ImageBatch
 from i2peval.judges.judge import JudgeLoading, Scorer
 from i2peval.judges.registry import JUDGES, SCORES
 from i2peval.parts import JobParts, RowsMismatch, check_keys
-from i2peval.schemas import MANIFEST, read_columns, write_table
+from i2peval.schemas import MANIFEST, SET_COLUMN, read_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def score_batch(
 ) -> pa.Table:
     """SCORES rows of one batch of `job`; `JudgeFailure` on a score that is not finite."""
     columns: dict[str, list] = {
-        "prompt_set": [job.prompt_set] * len(batch),
+        SET_COLUMN: [job.prompt_set] * len(batch),
         "model": [job.model] * len(batch),
         "mitigation": [job.mitigation] * len(batch),
         "prompt_id": batch.prompt_ids,
@@ -171,8 +171,8 @@ def read_texts(
 ) -> dict[tuple[int, int], str]:
     """{(prompt_id, image_index): the text the model saw} from a generate job's manifest,
     which must describe exactly the `expected` images, of the prompt set `prompt_set`."""
-    table = read_columns(manifest_path, MANIFEST, ["prompt_set", "prompt_id", "image_index", "text"])
-    found = sorted(set(table["prompt_set"].to_pylist()))
+    table = read_columns(manifest_path, MANIFEST, [SET_COLUMN, "prompt_id", "image_index", "text"])
+    found = sorted(set(table[SET_COLUMN].to_pylist()))
     if found and found != [prompt_set]:
         raise RowsMismatch(f"{manifest_path}: its images are of the prompt set {found}, this job's is {prompt_set!r}")
     keys = list(zip(table["prompt_id"].to_pylist(), table["image_index"].to_pylist()))

@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from i2peval.judges import clip_score, nudenet2, nudenet3, q16, safety_checker
 from i2peval.judges.judge import Judge, JudgeAsset
+from i2peval.schemas import SET_COLUMN
 
 JUDGES: dict[str, Judge] = {
     judge.name: judge for judge in (q16.JUDGE, clip_score.JUDGE, nudenet2.JUDGE, nudenet3.JUDGE, safety_checker.JUDGE)
@@ -33,10 +34,10 @@ IMAGE_KEY_FIELDS = (
     pa.field("image_index", pa.int32()),
 )
 
-# The prompt set first, as in the manifests (`schemas.SET_COLUMN`).
+# The prompt set first, as in the manifests.
 SCORES = pa.schema(
     [
-        pa.field("prompt_set", pa.string()),
+        pa.field(SET_COLUMN, pa.string()),
         *IMAGE_KEY_FIELDS,
         *(field for judge in JUDGES.values() for field in judge.score_fields),
     ]

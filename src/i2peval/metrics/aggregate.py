@@ -90,7 +90,7 @@ def check_score_file(scores: pl.DataFrame, score_file: ScoreFile, prompts: pl.Da
     """Raise `parts.RowsMismatch` naming the file unless it scores exactly its job's images."""
     path = score_file.path
     for column, wanted in (
-        ("prompt_set", score_file.prompt_set), ("model", score_file.model), ("mitigation", score_file.mitigation)
+        (SET_COLUMN, score_file.prompt_set), ("model", score_file.model), ("mitigation", score_file.mitigation)
     ):
         found = sorted(scores.get_column(column).unique().to_list())
         if scores.height and found != [wanted]:
@@ -112,7 +112,7 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
     """
     frames = []
     for score_file in score_files:
-        scores = pl.from_arrow(read_columns(score_file.path, SCORES, ["prompt_set", *IMAGE_KEYS, *columns], RESCORE))
+        scores = pl.from_arrow(read_columns(score_file.path, SCORES, [SET_COLUMN, *IMAGE_KEYS, *columns], RESCORE))
         try:
             check_score_file(scores, score_file, prompts)
         except RowsMismatch as error:
@@ -120,7 +120,7 @@ def load_scores(score_files: Sequence[ScoreFile], prompts: pl.DataFrame, columns
                 f"{error}: is this the configuration the run was made with? If it is, the file is not this job's: "
                 f"{RESCORE}"
             ) from None
-        frames.append(scores.drop("prompt_set"))
+        frames.append(scores.drop(SET_COLUMN))
     if not frames:
         return pl.from_arrow(SCORES.empty_table()).select(*IMAGE_KEYS, *columns)
     return pl.concat(frames).sort(IMAGE_KEYS)

@@ -25,11 +25,11 @@ from i2peval.generation.mitigations import UNRECORDED_RULES, guided_by_prompt, s
 from i2peval.generation.seeds import image_seed
 from i2peval.models.architectures import architecture_named
 from i2peval.models.snapshots import model_commit_label
-from i2peval.schemas import MANIFEST, SchemaMismatch, read_columns, read_first_row
+from i2peval.schemas import MANIFEST, SET_COLUMN, SchemaMismatch, read_columns, read_first_row
 
 IMAGE_KEYS = ["model", "mitigation", "prompt_id", "image_index"]
 SETTING_COLUMNS = [
-    "prompt_set", "model", "architecture", "mitigation", "mitigation_settings",
+    SET_COLUMN, "model", "architecture", "mitigation", "mitigation_settings",
     "steps", "guidance_scale", "width", "height", "dtype", "prompt_cleaning",
 ]  # fmt: skip
 # The manifest column of each generation setting (`ModelSpec.generation_params` keys).
@@ -106,8 +106,8 @@ def flat_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str]:
     """How one distinct manifest setting row differs from `expected`, in words."""
     model, mitigation = row["model"], row["mitigation"]
-    if row["prompt_set"] != expected.prompt_set:
-        return [f"its images are of the prompt set {row['prompt_set']!r}, not of {expected.prompt_set!r}"]
+    if row[SET_COLUMN] != expected.prompt_set:
+        return [f"its images are of the prompt set {row[SET_COLUMN]!r}, not of {expected.prompt_set!r}"]
     if model not in expected.models or mitigation not in expected.mitigations:
         return [f"model {model!r} with mitigation {mitigation!r} is not a condition of the configuration"]
     differences = []
