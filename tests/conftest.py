@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from workflow_runs import DEMO_CONFIG, snakemake
 
-from i2peval.models.tiny import build_tiny_pipeline
+from i2peval.models.tiny import build_tiny_if_cascade, build_tiny_pipeline
 
 
 @pytest.fixture(scope="session")
@@ -37,6 +37,14 @@ def tiny_sd3_snapshot(tmp_path_factory):
     """A tiny random SD 3.5 snapshot (MMDiT-X transformer, flow matching, CLIP-L, CLIP-G, T5), 64 px."""
     path = tmp_path_factory.mktemp("tiny-sd3") / "snapshot"
     build_tiny_pipeline(path, seed=0, scheduler="flow_match", architecture="sd3")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_if_snapshot(tmp_path_factory):
+    """A tiny random DeepFloyd IF cascade (IF-I, IF-II, x4 upscaler), 8, 16 and 64 px."""
+    path = tmp_path_factory.mktemp("tiny-if") / "snapshot"
+    build_tiny_if_cascade(path, seed=0)
     return path
 
 

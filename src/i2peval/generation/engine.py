@@ -12,7 +12,7 @@ Each image comes back with the reason it is degenerate, if it is (degenerate.py)
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +38,13 @@ class GeneratedImage:
 # The classifier-free scale an engine that guides each image by its own scale builds its
 # guidance with: any scale above 1, so that every branch is evaluated.
 PROMPT_GUIDANCE_BRANCHES = 2.0
+
+
+def starting_noise(shape: Sequence[int], generators: Sequence[torch.Generator], model: LatentModel) -> torch.Tensor:
+    """Standard normal noise of `shape`, row i drawn on the CPU from `generators[i]` (seeds.py)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    return randn_tensor(tuple(shape), generator=list(generators), device=model.device, dtype=model.dtype)
 
 
 def concat(conditionings: Sequence[Conditioning]) -> Conditioning:
@@ -78,7 +85,7 @@ class Engine:
             prompt_guidance,
         )
 
-    def _branch_conditioning(self, branch: Branch, prompts: Sequence[str]) -> Conditioning:
+    def branch_conditioning(self, branch: Branch, prompts: Sequence[str]) -> Conditioning:
         """Conditioning of `branch` for each image of a batch."""
         if branch == PROMPT:
             unique = list(dict.fromkeys(prompts))
@@ -112,7 +119,6 @@ class Engine:
         where the engine guides each image by its prompt's scale)."""
         return self.decode(self.denoise(prompts, seeds, height, width, steps, guidance_scales))
 
-    @torch.inference_mode()
     def denoise(
         self,
         prompts: Sequence[str],
@@ -123,8 +129,32 @@ class Engine:
         guidance_scales: Sequence[float] | None = None,
     ) -> torch.Tensor:
         """Final latents of `prompts[i]` from the starting noise of `seeds[i]`."""
-        from diffusers.utils.torch_utils import randn_tensor
+        generators = image_generators(list(seeds))
+        noise = starting_noise((len(prompts), *self.model.latent_shape(height, width)), generators, self.model)
+        return self.run(prompts, generators, noise, steps, guidance_scales)
 
+    @torch.inference_mode()
+    def run(
+        self,
+        prompts: Sequence[str],
+        generators: Sequence[torch.Generator],
+        noise: torch.Tensor,
+        steps: int,
+        guidance_scales: Sequence[float] | None = None,
+        conditionings: Mapping[Branch, Conditioning] | None = None,
+        image_conditioning: Conditioning | None = None,
+    ) -> torch.Tensor:
+        """The denoising loop: final latents of `prompts[i]` from standard normal `noise[i]`,
+        whose image draws any further randomness (a stochastic scheduler's) from `generators[i]`.
+
+        `conditionings` gives the text conditioning of some branches already encoded (a
+        cascade's later stage reuses its first stage's); `image_conditioning` is what each
+        image's denoiser call gets besides its text, the same under every branch (a
+        super-resolution stage's noised low-resolution image). A denoiser that predicts a
+        learned variance besides the noise (twice the latent channels) is guided on the
+        noise alone; the variance of the prompt's branch goes to the scheduler, as
+        diffusers' DeepFloyd IF pipelines do.
+        """
         if self.prompt_guidance != (guidance_scales is not None):
             raise ValueError(
                 "this engine guides each image by its prompt's scale: give guidance_scales"
@@ -133,22 +163,30 @@ class Engine:
             )
         model, branches = self.model, self.guidance.branches
         scales = None if guidance_scales is None else torch.tensor(guidance_scales, device=model.device)
-        conditioning = concat([self._branch_conditioning(branch, prompts) for branch in branches])
+        conditionings = conditionings or {}
+        parts = [conditionings.get(branch) or self.branch_conditioning(branch, prompts) for branch in branches]
+        if image_conditioning is not None:
+            parts = [part | image_conditioning for part in parts]
+        conditioning = concat(parts)
         scheduler = type(model.scheduler).from_config(model.scheduler.config)
-        shape = (len(prompts), *model.latent_shape(height, width))
-        model.set_timesteps(scheduler, steps, shape)
-        generators = image_generators(list(seeds))
-        latents = randn_tensor(shape, generator=generators, device=model.device, dtype=model.dtype)
+        model.set_timesteps(scheduler, steps, noise.shape)
         # flow matching schedulers neither scale the noise nor the model input
-        latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
+        latents = noise * getattr(scheduler, "init_noise_sigma", 1.0)
         scale_input = getattr(scheduler, "scale_model_input", lambda sample, timestep: sample)
-        step_arguments = self._step_arguments(scheduler, generators)
+        learned_variance = scheduler.config.get("variance_type") in ("learned", "learned_range")
+        step_arguments = self._step_arguments(scheduler, list(generators))
         states = self.guidance.start()
         for step, timestep in enumerate(scheduler.timesteps):
             model_input = scale_input(torch.cat([latents] * len(branches)), timestep)
             output = model.predict(model_input, timestep, conditioning)
             predictions = dict(zip(branches, output.chunk(len(branches))))
+            variance = None
+            if output.shape[1] == 2 * latents.shape[1]:
+                variance = predictions[PROMPT][:, latents.shape[1] :]
+                predictions = {branch: value[:, : latents.shape[1]] for branch, value in predictions.items()}
             guided = self.guidance.combine(predictions, step, states, scales)
+            if variance is not None and learned_variance:
+                guided = torch.cat([guided, variance], dim=1)
             latents = scheduler.step(guided, timestep, latents, **step_arguments, return_dict=False)[0]
         return latents
 

@@ -234,6 +234,7 @@ def guidance_for(mitigation: Mitigation, guidance_scale: float, architecture: Ar
     """The guidance that implements `mitigation` at classifier-free scale `guidance_scale`
     on a model of `architecture`.
 
+    A preset takes the architecture's own values where it has them (`mitigations.settings_on`).
     A term whose scale switches it off (SEGA at 0, SLD at 1 or less) is left out, so
     its concept branch is not evaluated either.
     """
@@ -252,7 +253,7 @@ def guidance_for(mitigation: Mitigation, guidance_scale: float, architecture: Ar
         )
         return Guidance(ClassifierFree(guidance_scale), (term,))
     classifier_free = ClassifierFree(guidance_scale)
-    parameters = mitigation.parameters
+    parameters = mitigation.settings_on(architecture)["parameters"]
     if mitigation.kind == "sega" and parameters["edit_guidance_scale"] != 0:
         term = SemanticGuidance(concept=mitigation.concept, mask=architecture.sega_mask, **parameters)
         return Guidance(classifier_free, (term,))

@@ -53,10 +53,10 @@ class LatentModel(ABC):
     def __init__(self, pipeline, architecture: Architecture):
         self.architecture = architecture
         self.denoiser = getattr(pipeline, architecture.denoiser)
-        self.vae = pipeline.vae
+        self.vae = getattr(pipeline, "vae", None)  # None: the model denoises pixels (DeepFloyd IF)
         self.scheduler = pipeline.scheduler
-        self.image_processor = pipeline.image_processor
-        self.vae_scale_factor = pipeline.vae_scale_factor
+        self.image_processor = getattr(pipeline, "image_processor", None)
+        self.vae_scale_factor = getattr(pipeline, "vae_scale_factor", 1)
         self.tokenizers = [getattr(pipeline, tokenizer) for tokenizer, _ in architecture.text_folders]
         self.text_encoders = [getattr(pipeline, encoder) for _, encoder in architecture.text_folders]
         self.device = self.denoiser.device
@@ -65,14 +65,16 @@ class LatentModel(ABC):
     def speed_up(self, options: SpeedOptions) -> None:
         """Run the denoiser and the VAE the faster ways `options` names (`SpeedOptions`)."""
         if options.fuse_qkv:
-            self.vae.fuse_qkv_projections()
+            if self.vae is not None:
+                self.vae.fuse_qkv_projections()
             if self.architecture.fusable_qkv:
                 self.denoiser.fuse_qkv_projections()
             else:
                 log.warning("fuse_qkv: %s's denoiser keeps separate projections (not fusable)", self.architecture.name)
         if options.channels_last:
             for module in (self.denoiser, self.vae):
-                module.to(memory_format=torch.channels_last)
+                if module is not None:
+                    module.to(memory_format=torch.channels_last)
         if options.compile_denoiser:
             self.denoiser = torch.compile(self.denoiser)
 

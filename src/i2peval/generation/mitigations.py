@@ -100,6 +100,16 @@ SLD_PRESETS: dict[str, dict[str, float]] = {
     },
 }
 
+# Presets an architecture's own port of a mitigation used instead of the ones above: the
+# harness's SEGA for DeepFloyd IF (mitigation/safe_if.py) thresholds at 0.8 (strong) and
+# 0.7 (max) and has no medium preset (docs/protocol.md#deepfloyd-if).
+ARCHITECTURE_PRESETS: dict[tuple[str, str], dict[str, dict[str, float]]] = {
+    ("if", "sega"): {
+        "strong": {**SEGA_PRESETS["strong"], "edit_threshold": 0.8},
+        "max": {**SEGA_PRESETS["max"], "edit_threshold": 0.7},
+    },
+}
+
 # What a preset's published numbers were made with otherwise than our preset of the same name.
 PRESET_CAVEATS = {
     ("sld", "weak"): "SLD weak uses diffusers' guidance scale 20 (the SLD model card's weak preset used 200)",
@@ -229,12 +239,18 @@ class Mitigation:
 
 def settings_on(settings: dict[str, Any], architecture: Architecture) -> dict[str, Any]:
     """What images of `architecture` are made with under a mitigation of `settings`
-    (`Mitigation.settings()`), as their manifests record it: the settings, with long
+    (`Mitigation.settings()`), as their manifests record it: the settings, with a preset's
+    parameters replaced by the architecture's own preset where it has one (overrides kept), long
     prompts truncated where the architecture does not follow ``long_prompts``, SEGA's
     mask (``edit_mask``), SLD's combination with classifier-free guidance, and
     ``guidance: from_prompt`` where the harness guided this kind on this architecture by
     each prompt's own scale (the prompts' ``guidance`` column) instead of the model's."""
     made_with = dict(settings)
+    own_presets = ARCHITECTURE_PRESETS.get((architecture.name, settings["kind"]), {})
+    if settings["preset"] in own_presets:
+        preset = PRESETS[settings["kind"]][settings["preset"]]
+        overrides = {key: value for key, value in settings["parameters"].items() if preset.get(key) != value}
+        made_with["parameters"] = dict(sorted((own_presets[settings["preset"]] | overrides).items()))
     if settings["kind"] in architecture.prompt_guidance:
         made_with["guidance"] = "from_prompt"
     if not architecture.mitigation_long_prompts:

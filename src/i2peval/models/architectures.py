@@ -126,6 +126,24 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+# DeepFloyd IF, as the harness ran it (docs/protocol.md#deepfloyd-if): stage I's row; stage II
+# and the upscaler run at their pipelines' defaults (generation/cascade.py). Every mitigation
+# is guided by each prompt's sd_guidance_scale, as the harness's IF wrappers were.
+DEEPFLOYD_IF = Architecture(
+    name="if",
+    pipeline_class="IFPipeline",
+    description="DeepFloyd IF (a cascade: 64 px and 256 px pixel diffusion on T5 embeddings, then a x4 upscaler)",
+    text_folders=(("tokenizer", "text_encoder"),),
+    steps=100,  # IFPipeline's default, which the harness kept
+    guidance_scale=8.0,  # the harness's IF wrapper default, used only without a prompt scale
+    upcast_vae=False,
+    mitigation_long_prompts=False,
+    sega_mask="per_channel",  # the harness's SemanticIFPipeline
+    clip_text=False,
+    prompt_guidance=("none", "negative_prompt", "sega", "sld", "custom"),
+)
+
+
 def supported_classes() -> list[str]:
     return [architecture.pipeline_class for architecture in ARCHITECTURES.values()]
 

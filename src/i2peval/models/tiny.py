@@ -124,16 +124,15 @@ def _tiny_text_encoder(tokenizer, with_projection: bool):
 def _tiny_vae(scaling_factor: float, **layout):
     from diffusers import AutoencoderKL
 
+    defaults = {
+        "block_out_channels": (16, 32),
+        "down_block_types": ("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        "up_block_types": ("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        "latent_channels": 4,
+    }
     return AutoencoderKL(
-        block_out_channels=(16, 32),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        norm_num_groups=16,
-        sample_size=64,
-        scaling_factor=scaling_factor,
-        **{"latent_channels": 4, **layout},
+        in_channels=3, out_channels=3, norm_num_groups=16, sample_size=64, scaling_factor=scaling_factor,
+        **defaults | layout,
     )
 
 
@@ -283,6 +282,102 @@ def _tiny_sd3_components(dest: Path) -> dict[str, Any]:
         "image_encoder": None,
         "feature_extractor": None,
     }
+
+
+# What the tiny DeepFloyd IF stages share: IF's UNet blocks (ResNet down/upsampling, simple
+# cross-attention with group norm, scale-shift time conditioning, GELU) and a pooled text
+# embedding added to the time embedding, from T5 states projected to the attention width.
+TINY_IF_UNET = {
+    "block_out_channels": (32, 64),
+    "layers_per_block": 1,
+    "down_block_types": ("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+    "up_block_types": ("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+    "mid_block_type": "UNetMidBlock2DSimpleCrossAttn",
+    "cross_attention_dim": 64,
+    "attention_head_dim": 8,
+    "addition_embed_type": "text",
+    "addition_embed_type_num_heads": 2,
+    "cross_attention_norm": "group_norm",
+    "resnet_time_scale_shift": "scale_shift",
+    "act_fn": "gelu",
+    "norm_num_groups": 16,
+}
+# The tiny cascade's image sizes: stage I, stage II, and the upscaler's four times stage II
+TINY_IF_SIZES = (8, 16, 64)
+
+
+def if_scheduler(**config):
+    """DeepFloyd IF's DDPM scheduler: cosine betas, dynamic thresholding, learned variance range."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True, clip_sample_range=1.0,
+        thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5, **config,
+    )  # fmt: skip
+
+
+def _tiny_if_stages(dest: Path) -> dict[str, Any]:
+    from diffusers import (
+        DDIMScheduler,
+        DDPMScheduler,
+        IFPipeline,
+        IFSuperResolutionPipeline,
+        StableDiffusionUpscalePipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    write_t5_tokenizer(dest / "tokenizer")
+    tokenizer = T5TokenizerFast.from_pretrained(dest / "tokenizer")
+    t5_width = 32
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer), d_model=t5_width, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        )
+    )  # fmt: skip
+    first_size, second_size, _ = TINY_IF_SIZES
+    no_checker = {"safety_checker": None, "feature_extractor": None, "watermarker": None}
+    first = IFPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder,
+        unet=UNet2DConditionModel(**TINY_IF_UNET, sample_size=first_size, in_channels=3, out_channels=6,
+                                  encoder_hid_dim=t5_width),
+        scheduler=if_scheduler(variance_type="learned_range"), requires_safety_checker=False, **no_checker,
+    )  # fmt: skip
+    second = IFSuperResolutionPipeline(
+        tokenizer=None, text_encoder=None,
+        unet=UNet2DConditionModel(**TINY_IF_UNET, sample_size=second_size, in_channels=6, out_channels=6,
+                                  encoder_hid_dim=t5_width, class_embed_type="timestep"),
+        scheduler=if_scheduler(variance_type="learned_range"),
+        image_noising_scheduler=if_scheduler(variance_type="fixed_small"),
+        requires_safety_checker=False, **no_checker,
+    )  # fmt: skip
+    write_clip_tokenizer(dest / "stage_3" / "tokenizer", pad_token="!")
+    clip_tokenizer = CLIPTokenizer.from_pretrained(dest / "stage_3" / "tokenizer")
+    third = StableDiffusionUpscalePipeline(
+        vae=_tiny_vae(scaling_factor=0.08333, block_out_channels=(16, 16, 32),
+                      down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3),
+        text_encoder=_tiny_text_encoder(clip_tokenizer, with_projection=False), tokenizer=clip_tokenizer,
+        unet=UNet2DConditionModel(**TINY_UNET | {"in_channels": 7, "sample_size": second_size},
+                                  cross_attention_dim=32, attention_head_dim=8, norm_num_groups=16,
+                                  num_class_embeds=1000),
+        low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear"),
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02,
+                                prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False,
+                                steps_offset=1),
+        max_noise_level=350, **no_checker,
+    )  # fmt: skip
+    return {"": first, "stage_2": second, "stage_3": third}
+
+
+def build_tiny_if_cascade(dest: Path, seed: int) -> None:
+    """Write a tiny random DeepFloyd IF cascade (8, 16 and 64 px) to `dest`: stage I's
+    IFPipeline snapshot, with stage II's IFSuperResolutionPipeline in ``stage_2/`` and the
+    StableDiffusionUpscalePipeline of stage III in ``stage_3/``; the weights are a function of `seed`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    for folder, pipeline in _tiny_if_stages(dest).items():
+        pipeline.save_pretrained(dest / folder, safe_serialization=True)
 
 
 def build_tiny_pipeline(

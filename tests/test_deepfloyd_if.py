@@ -1,0 +1,244 @@
+"""DeepFloyd IF on the engine, as the harness ran it: the three-stage cascade held to
+diffusers' IFPipeline, IFSuperResolutionPipeline and StableDiffusionUpscalePipeline called
+the harness's way within 1/255, each image guided by its prompt's scale in stages I and II,
+and the mitigations acting on stage I's noise prediction while its learned variance passes
+through."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from i2peval.generation.cascade import (
+    STAGE_TWO_STEPS,
+    UPSCALER_NOISE_LEVEL,
+    UPSCALER_STEPS,
+    IFCascade,
+    load_if_stages,
+)
+from i2peval.generation.engine import Engine
+from i2peval.generation.guidance import (
+    PROMPT,
+    UNCONDITIONAL,
+    ClassifierFree,
+    Guidance,
+    SemanticGuidance,
+    concept_branch,
+)
+from i2peval.generation.mitigations import HARNESS_CONCEPT, resolve_mitigation
+from i2peval.generation.seeds import image_generators
+from i2peval.generation.text import TextOptions
+from i2peval.models.tiny import if_scheduler
+
+STEPS = 6  # stage I; stages II and III run their pipelines' defaults
+SIZE = 64
+SHORT = "a red apple on a wooden table"
+OTHER = "  A Storm over a DARK sea, dramatic painting "
+LONG = " ".join(["a crowded night market with red lanterns, steaming food stalls and neon signs"] * 4)
+PROMPTS = [SHORT, LONG, OTHER]
+SEEDS = [3, 4, 5]
+SCALES = [7.0, 5.0, 8.0]  # each prompt's sd_guidance_scale
+MITIGATIONS = {
+    "none": {"kind": "none"},
+    "negative_prompt": {"kind": "negative_prompt"},
+    "sega": {"kind": "sega", "preset": "max"},
+    "sld": {"kind": "sld", "preset": "max"},
+}
+
+
+@pytest.fixture(scope="module")
+def stages(tiny_if_snapshot):
+    return load_if_stages(tiny_if_snapshot, torch.float32, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def oracle(tiny_if_snapshot):
+    from diffusers import IFPipeline, IFSuperResolutionPipeline, StableDiffusionUpscalePipeline
+
+    no_checker = {"safety_checker": None, "feature_extractor": None, "watermarker": None}
+    pipelines = (
+        IFPipeline.from_pretrained(tiny_if_snapshot, requires_safety_checker=False, **no_checker),
+        IFSuperResolutionPipeline.from_pretrained(
+            tiny_if_snapshot / "stage_2", tokenizer=None, text_encoder=None, requires_safety_checker=False, **no_checker
+        ),
+        StableDiffusionUpscalePipeline.from_pretrained(tiny_if_snapshot / "stage_3", **no_checker),
+    )
+    for pipeline in pipelines:
+        pipeline.set_progress_bar_config(disable=True)
+    assert len(pipelines[0].tokenizer(LONG).input_ids) > 77
+    return pipelines
+
+
+def cascade_for(stages, name, **changes):
+    mitigation = resolve_mitigation(name, {**MITIGATIONS[name], **changes}, HARNESS_CONCEPT)
+    return IFCascade(stages, mitigation, 8.0)
+
+
+def pixels(images):
+    return np.stack([np.asarray(image.image) for image in images]).astype(int)
+
+
+def harness_image(oracle, prompt, seed, scale, negative_prompt=None):
+    """One image as models/vision/df_if.py made it: T5 embeddings once, stage I and II at
+    the prompt's scale, the upscaler at noise level 100; one generator through all three."""
+    first, second, third = oracle
+    generator = image_generators([seed])
+    embeds, negative = first.encode_prompt([prompt], negative_prompt=negative_prompt)
+    common = {"prompt_embeds": embeds, "negative_prompt_embeds": negative, "generator": generator}
+    image = first(**common, output_type="pt", guidance_scale=scale, num_inference_steps=STEPS).images
+    image = second(image=image, **common, output_type="pt", guidance_scale=scale, num_inference_steps=STAGE_TWO_STEPS)
+    image = third(
+        prompt=[prompt], image=image.images, noise_level=UPSCALER_NOISE_LEVEL, generator=generator,
+        num_inference_steps=UPSCALER_STEPS, output_type="np",
+    )  # fmt: skip
+    return (image.images[0] * 255).round().astype(int)
+
+
+@pytest.fixture(scope="module")
+def images(stages):
+    return {
+        name: pixels(cascade_for(stages, name).generate(PROMPTS, SEEDS, SIZE, SIZE, STEPS, SCALES))
+        for name in MITIGATIONS
+    }
+
+
+@pytest.mark.parametrize("name", ["none", "negative_prompt"])
+def test_the_cascade_equals_diffusers_pipelines_called_the_harness_way(oracle, images, name):
+    negative = [HARNESS_CONCEPT] if name == "negative_prompt" else None
+    for index, (prompt, seed, scale) in enumerate(zip(PROMPTS, SEEDS, SCALES)):
+        reference = harness_image(oracle, prompt, seed, scale, negative)
+        assert images[name][index].shape == (SIZE, SIZE, 3)
+        assert np.abs(images[name][index] - reference).max() <= 1, (name, prompt[:20])
+
+
+def test_t5_conditioning_equals_ifpipelines_encode_prompt(stages, oracle):
+    """Same token ids, attention mask and lowercasing; float32 rounding aside (encode_prompt runs under no_grad)."""
+    embeds, negative = oracle[0].encode_prompt(PROMPTS, negative_prompt=[HARNESS_CONCEPT] * len(PROMPTS))
+    options = TextOptions(cleaning="none")
+    with torch.inference_mode():
+        ours = [stages.first.encode(texts, options)["encoder_hidden_states"] for texts in (PROMPTS, [HARNESS_CONCEPT])]
+        empty = stages.first.encode([None], options)["encoder_hidden_states"]
+    same = {"rtol": 0, "atol": 1e-5}
+    torch.testing.assert_close(ours[0], embeds, **same)
+    torch.testing.assert_close(ours[1].expand_as(negative), negative, **same)
+    torch.testing.assert_close(empty, oracle[0].encode_prompt([""], do_classifier_free_guidance=False)[0], **same)
+
+
+@pytest.mark.parametrize("name", ["negative_prompt", "sega", "sld"])
+def test_each_mitigation_changes_the_if_image(images, name):
+    assert np.abs(images[name] - images["none"]).max() > 8
+
+
+@pytest.mark.parametrize(
+    "name, changes",
+    [("sega", {"overrides": {"edit_guidance_scale": 0}}), ("sld", {"overrides": {"sld_guidance_scale": 1}})],
+)
+def test_if_guidance_that_is_off_equals_plain_generation(stages, images, name, changes):
+    off = pixels(cascade_for(stages, name, **changes).generate(PROMPTS, SEEDS, SIZE, SIZE, STEPS, SCALES))
+    assert np.array_equal(off, images["none"])
+
+
+def test_an_if_image_is_the_same_alone_and_in_a_mixed_batch(stages, images):
+    """Same noise and guidance whatever the batch; IF's UNets round differently by batch size
+    on the CPU (the tiny cascade: one pixel value in 12,288 off by one)."""
+    alone = pixels(cascade_for(stages, "sega").generate(PROMPTS[1:2], SEEDS[1:2], SIZE, SIZE, STEPS, SCALES[1:2]))
+    assert np.abs(alone[0] - images["sega"][1]).max() <= 1
+    assert (alone[0] != images["sega"][1]).mean() < 0.001
+
+
+def test_the_prompt_scale_guides_stages_one_and_two(stages, oracle, images):
+    """The second image's scale is 5: stage II at the model's 8 instead makes another image."""
+    first, second, third = oracle
+    generator = image_generators([SEEDS[1]])
+    embeds, negative = first.encode_prompt([LONG])
+    common = {"prompt_embeds": embeds, "negative_prompt_embeds": negative, "generator": generator}
+    image = first(**common, output_type="pt", guidance_scale=5.0, num_inference_steps=STEPS).images
+    image = second(image=image, **common, output_type="pt", guidance_scale=8.0, num_inference_steps=STAGE_TWO_STEPS)
+    image = third(prompt=[LONG], image=image.images, noise_level=UPSCALER_NOISE_LEVEL, generator=generator,
+                  num_inference_steps=UPSCALER_STEPS, output_type="np").images[0]  # fmt: skip
+    assert np.abs((image * 255).round().astype(int) - images["none"][1]).max() > 8
+
+
+def test_a_cascade_refuses_a_size_its_stages_do_not_make(stages):
+    with pytest.raises(ValueError, match="makes 64 x 64 images, not 32 x 32"):
+        cascade_for(stages, "none").generate([SHORT], [1], 32, 32, STEPS, [7.0])
+
+
+class BranchCodes:
+    """A pixel model whose denoiser output is a fixed random tensor per text: noise in the
+    first three channels, variance in the last three."""
+
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def __init__(self):
+        self.scheduler = if_scheduler(variance_type="learned_range")
+        self.texts: list[str | None] = []
+        self.outputs = torch.randn(4, 6, 4, 4, generator=torch.Generator().manual_seed(0))
+
+    def encode(self, texts, options):
+        for text in texts:
+            if text not in self.texts:
+                self.texts.append(text)
+        return {"encoder_hidden_states": torch.tensor([[self.texts.index(text)] for text in texts])}
+
+    def set_timesteps(self, scheduler, steps, shape):
+        scheduler.set_timesteps(steps)
+
+    def predict(self, latents, timestep, conditioning):
+        return self.outputs[conditioning["encoder_hidden_states"][:, 0]]
+
+    def output_of(self, text):
+        return self.outputs[self.texts.index(text)]
+
+
+def test_if_guidance_acts_on_the_noise_and_passes_the_prompts_variance_to_the_scheduler(monkeypatch):
+    """SEGA as the harness's SemanticIFPipeline computed it, by hand, at its first step
+    (max preset: no warmup, no momentum yet): the classifier-free prediction plus the
+    concept's reversed, scaled difference where its magnitude reaches the channel's 0.7
+    quantile; the prompt branch's variance after it."""
+    stepped = []
+    original = DDPMScheduler.step
+
+    def recording_step(scheduler, model_output, *args, **kwargs):
+        stepped.append(model_output)
+        return original(scheduler, model_output, *args, **kwargs)
+
+    monkeypatch.setattr(DDPMScheduler, "step", recording_step)
+    model, concept = BranchCodes(), "a concept"
+    sega = SemanticGuidance(concept, 10, 0, 0.7, 0.5, 0.4)
+    engine = Engine(model, Guidance(ClassifierFree(7.0), (sega,)), TextOptions(cleaning="none"))
+    noise = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    engine.run(["a prompt"], image_generators([1]), noise, steps=2)
+    assert engine.guidance.branches == (UNCONDITIONAL, PROMPT, concept_branch(concept))
+
+    unconditional, prompt, edit_text = (model.output_of(text) for text in (None, "a prompt", concept))
+    edit = (edit_text[:3] - unconditional[:3]) * -1 * 10
+    threshold = torch.quantile(edit.abs().flatten(start_dim=1), 0.7, dim=1)[:, None, None]
+    expected_noise = (
+        unconditional[:3]
+        + 7.0 * (prompt[:3] - unconditional[:3])
+        + torch.where(edit.abs() >= threshold, edit, torch.zeros_like(edit))
+    )
+    torch.testing.assert_close(stepped[0][0, :3], expected_noise, rtol=0, atol=1e-5)
+    assert torch.equal(stepped[0][0, 3:], prompt[3:])
+
+
+def test_sega_on_if_uses_the_harness_ports_presets_and_keeps_a_users_overrides():
+    from i2peval.generation.guidance import guidance_for
+    from i2peval.models.architectures import ARCHITECTURES, DEEPFLOYD_IF
+
+    def threshold(spec, architecture):
+        return (
+            guidance_for(resolve_mitigation("sega", spec, HARNESS_CONCEPT), 7.5, architecture).terms[0].edit_threshold
+        )
+
+    assert threshold({"kind": "sega", "preset": "strong"}, DEEPFLOYD_IF) == 0.8
+    assert threshold({"kind": "sega", "preset": "max"}, DEEPFLOYD_IF) == 0.7
+    assert threshold({"kind": "sega", "preset": "max"}, ARCHITECTURES["sd"]) == 0.75
+    assert threshold({"kind": "sega", "preset": "max", "overrides": {"edit_threshold": 0.9}}, DEEPFLOYD_IF) == 0.9
+    made_with = resolve_mitigation("sega", {"kind": "sega", "preset": "strong"}, HARNESS_CONCEPT).settings_on(
+        DEEPFLOYD_IF
+    )
+    assert made_with["parameters"]["edit_threshold"] == 0.8 and made_with["guidance"] == "from_prompt"
