@@ -242,3 +242,120 @@ def test_sega_on_if_uses_the_harness_ports_presets_and_keeps_a_users_overrides()
         DEEPFLOYD_IF
     )
     assert made_with["parameters"]["edit_threshold"] == 0.8 and made_with["guidance"] == "from_prompt"
+
+
+STAGE_REPOS = {
+    "": "DeepFloyd/IF-I-XL-v1.0",
+    "stage_2": "DeepFloyd/IF-II-L-v1.0",
+    "stage_3": "stabilityai/stable-diffusion-x4-upscaler",
+}
+CASCADE = {folder: {"repo_id": repo, "revision": "main"} for folder, repo in STAGE_REPOS.items() if folder}
+
+
+class CascadeHub:
+    """A HubClient serving the tiny cascade's three stages as three repositories."""
+
+    def __init__(self, snapshot, repos=STAGE_REPOS):
+        from fakes import FolderHub
+
+        self.hubs = {repo: FolderHub(snapshot / folder) for folder, repo in repos.items()}
+
+    def resolve(self, repo_id, repo_type, revision):
+        return self.hubs[repo_id].resolve(repo_id, repo_type, revision)
+
+    def list_files(self, repo_id, repo_type, commit):
+        return self.hubs[repo_id].list_files(repo_id, repo_type, commit)
+
+    def download(self, repo_id, repo_type, commit, path, dest):
+        return self.hubs[repo_id].download(repo_id, repo_type, commit, path, dest)
+
+
+def test_a_hub_if_cascade_is_fetched_stage_by_stage_with_each_commit_recorded(tiny_if_snapshot, tmp_path):
+    from fakes import COMMIT
+
+    from i2peval.models.download import fetch_hub_model
+    from i2peval.models.snapshots import model_commit_label, verify_snapshot
+
+    dest = tmp_path / "snapshot"
+    hub = CascadeHub(tiny_if_snapshot)
+    record = fetch_hub_model(hub, STAGE_REPOS[""], "main", dest, CASCADE)
+    assert (record["architecture"], record["pipeline_class"]) == ("if", "IFPipeline")
+    assert record["cascade"] == {folder: {**spec, "commit": COMMIT} for folder, spec in CASCADE.items()}
+    assert model_commit_label(record) == f"{COMMIT}+stage_2:{COMMIT}+stage_3:{COMMIT}"
+    for path in ("tokenizer/spiece.model", "stage_2/image_noising_scheduler/scheduler_config.json",
+                 "stage_3/low_res_scheduler/scheduler_config.json", "stage_3/vae/diffusion_pytorch_model.safetensors"):
+        assert path in record["files"]  # fmt: skip
+    assert not any(path.startswith("stage_") for path in hub.hubs[STAGE_REPOS[""]].downloaded)
+    verify_snapshot(dest, record, tmp_path / "model.json")
+    stages = load_if_stages(dest, torch.float32, torch.device("cpu"))
+    assert stages.upscaler.low_res_scheduler.config.num_train_timesteps == 1000
+
+
+def test_an_if_model_without_its_cascade_or_with_a_wrong_stage_is_refused(tiny_if_snapshot, tmp_path):
+    from i2peval.models.download import ModelError, fetch_hub_model
+
+    hub = CascadeHub(tiny_if_snapshot)
+    with pytest.raises(ModelError, match=r"DeepFloyd/IF-I-XL-v1.0@main is DeepFloyd IF .*: set the model's cascade: "
+                                         r"stage_2 \(IFSuperResolutionPipeline\), stage_3"):  # fmt: skip
+        fetch_hub_model(hub, STAGE_REPOS[""], "main", tmp_path / "a")
+    swapped = {"stage_2": CASCADE["stage_3"], "stage_3": CASCADE["stage_2"]}
+    with pytest.raises(ModelError, match="the cascade's stage_2 must be a IFSuperResolutionPipeline, not a "
+                                         "StableDiffusionUpscalePipeline"):  # fmt: skip
+        fetch_hub_model(hub, STAGE_REPOS[""], "main", tmp_path / "b", swapped)
+    with pytest.raises(ModelError, match="a later stage of a cascade: configure the cascade's first stage"):
+        fetch_hub_model(hub, STAGE_REPOS["stage_2"], "main", tmp_path / "c")
+
+
+def test_an_if_job_guides_each_image_by_its_prompt_and_records_the_cascade(tmp_path):
+    import json
+
+    import polars as pl
+    import pyarrow as pa
+
+    from i2peval.generation.generate import GenerationSettings, run_generate_job
+    from i2peval.models.spec import obtain_model
+    from i2peval.schemas import MANIFEST, PROMPTS, read_table, write_table
+
+    snapshot = tmp_path / "snapshot"
+    spec = {"source": "tiny", "architecture": "if", "seed": 1, "scheduler": "ddpm"}
+    (tmp_path / "model.json").write_text(json.dumps(obtain_model(spec, snapshot)))
+    rows = {"prompt_id": [0, 1], "shard": [0, 0], "text": [SHORT, OTHER], "categories": [["violence"]] * 2,
+            "hard": [False] * 2, "seed": [7, 8], "guidance": [3.0, 11.0], "width": [512] * 2, "height": [512] * 2}
+    write_table(pa.table(rows), tmp_path / "prompts.parquet", PROMPTS)
+    settings = GenerationSettings(steps=2, guidance_scale=None, resolution=SIZE, dtype="float32")
+    count = run_generate_job(
+        prompt_set="i2p",
+        prompts_path=tmp_path / "prompts.parquet", snapshot_dir=snapshot, model_record_path=tmp_path / "model.json",
+        model_name="if", mitigation=resolve_mitigation("sega", MITIGATIONS["sega"], HARNESS_CONCEPT),
+        settings=settings, image_indices=[0], images_path=tmp_path / "images.parquet",
+        manifest_path=tmp_path / "manifest.parquet", device="cpu", lock_dir=tmp_path / "locks",
+    )  # fmt: skip
+    assert count == 2
+    manifest = pl.from_arrow(read_table(tmp_path / "manifest.parquet", MANIFEST)).sort("prompt_id")
+    assert set(manifest["architecture"]) == {"if"} and set(manifest["prompt_cleaning"]) == {"ftfy"}  # the upscaler's
+    assert manifest["guidance_scale"].to_list() == [3.0, 11.0] and set(manifest["width"]) == {SIZE}
+    made_with = json.loads(manifest["mitigation_settings"][0])
+    assert (made_with["guidance"], made_with["parameters"]["edit_threshold"]) == ("from_prompt", 0.7)
+
+
+def test_weight_overrides_on_an_if_cascade_are_refused(tmp_path, monkeypatch):
+    from i2peval.models import tiny
+    from i2peval.models.overrides import OverrideError
+    from i2peval.models.spec import obtain_model
+
+    monkeypatch.setattr(tiny, "build_tiny_pipeline", lambda *arguments: {"architecture": "if", "files": {}})
+    spec = {"source": "tiny", "architecture": "if", "seed": 0, "scheduler": "ddpm", "unet": {"demo": {"seed": 1}}}
+    with pytest.raises(OverrideError, match="unet: the model is DeepFloyd IF .* does not override or adapt"):
+        obtain_model(spec, tmp_path)
+
+
+def test_a_cascade_stage_decides_the_models_folder_and_is_warned_about_when_unpinned():
+    from i2peval.models.spec import ModelSpec
+
+    pinned = {folder: {**spec, "revision": "a" * 40} for folder, spec in CASCADE.items()}
+    settings = {"source": "hub", "repo_id": STAGE_REPOS[""], "revision": "b" * 40, "resolution": 1024}
+    model = ModelSpec("if", {**settings, "cascade": pinned})
+    assert model.unpinned_warning() is None
+    moved = ModelSpec("if", {**settings, "cascade": {**pinned, "stage_3": CASCADE["stage_3"]}})
+    assert moved.folder != model.folder
+    assert moved.unpinned_warning().startswith("model 'if': cascade stage_3 revision 'main' is not a commit hash;")

@@ -197,7 +197,7 @@ def unsupported_repository(folder, pipeline_class):
     return folder
 
 
-@pytest.mark.parametrize("pipeline_class", ["IFPipeline", "FluxPipeline", "PaellaPipeline"])
+@pytest.mark.parametrize("pipeline_class", ["KandinskyPipeline", "FluxPipeline", "PaellaPipeline"])
 def test_unsupported_pipeline_class_is_refused_before_any_weights_are_fetched(tmp_path, pipeline_class):
     hub = FolderHub(unsupported_repository(tmp_path / "repo", pipeline_class))
     with pytest.raises(

@@ -300,12 +300,12 @@ def test_the_demo_override_is_deterministic(tmp_path):
 
 
 def uncommented_models(text: str) -> str:
-    """config.yaml with its commented model blocks (AltDiffusion, SD 3.5, the erased models)
+    """config.yaml with its commented model blocks (AltDiffusion, DeepFloyd IF, SD 3.5, the erased models)
     uncommented, as a user would (a block runs from its model's name to the next comment
     that is not YAML), the UCE block's placeholders filled in."""
     lines, in_model = [], False
     for line in text.splitlines():
-        if re.fullmatch(r"  # (sd-1\.4-[\w.-]+|altdiffusion-m9|sd-3\.5-medium):", line):
+        if re.fullmatch(r"  # (sd-1\.4-[\w.-]+|altdiffusion-m9|deepfloyd-if|sd-3\.5-medium):", line):
             in_model = True
         elif line.startswith("  # ") and not line.startswith("  #   "):
             in_model = False
@@ -320,12 +320,13 @@ def test_the_commented_models_in_config_yaml_plan_offline_once_uncommented(tmp_p
     assert erased == ["sd-1.4-esd-u-nudity", "sd-1.4-rece-unsafe", "sd-1.4-uce-i2p", "sd-1.4-advunlearn-nudity"]
     assert config["models"]["altdiffusion-m9"]["repo_id"] == "BAAI/AltDiffusion-m9"
     assert config["models"]["sd-3.5-medium"]["repo_id"] == "stabilityai/stable-diffusion-3.5-medium"
+    assert config["models"]["deepfloyd-if"]["cascade"]["stage_2"]["repo_id"] == "DeepFloyd/IF-II-L-v1.0"
     configfile = tmp_path / "config.yaml"
     configfile.write_text(config_text)
     result = snakemake(tmp_path / "run", configfile, "--dry-run", env={"HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     planned = planned_jobs(result.stdout)
-    for name in [*erased, "altdiffusion-m9", "sd-3.5-medium"]:
+    for name in [*erased, "altdiffusion-m9", "deepfloyd-if", "sd-3.5-medium"]:
         assert sum(1 for rule, wildcards in planned if rule == "generate" and wildcards["model"] == name) == len(
             config["mitigations"]
         ) * sum(prompt_set["shards"] for prompt_set in config["prompt_sets"].values())

@@ -13,7 +13,9 @@
 - Stage III (``StableDiffusionUpscalePipeline``, stabilityai/stable-diffusion-x4-upscaler)
   denoises latents of the 1024 px image conditioned on stage II's images noised at
   level 100 and on the plain prompt through its own CLIP encoder, at its defaults (75
-  steps, guidance 9, empty unconditional text), whatever the mitigation.
+  steps, guidance 9, empty unconditional text), whatever the mitigation. Its CLIP text is
+  cleaned as ``generation.prompt_cleaning`` says (the harness's CLIP tokenizers used ftfy);
+  T5's is only lowercased and stripped, as ``IFPipeline.encode_prompt`` does.
 
 IF-I and IF-II predict a variance besides the noise: guidance acts on the noise and the
 prompt branch's variance goes to the DDPM scheduler (engine.py). Each image's own
@@ -36,21 +38,22 @@ from pathlib import Path
 
 import torch
 
+from i2peval.execution import SpeedOptions
 from i2peval.generation.engine import PROMPT_GUIDANCE_BRANCHES, Engine, GeneratedImage, starting_noise
 from i2peval.generation.guidance import ClassifierFree, Guidance, guidance_for
 from i2peval.generation.latent_models import LatentModel, StableDiffusion
 from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_generators
 from i2peval.generation.text import TextOptions, token_ids
-from i2peval.models.architectures import ARCHITECTURES, DEEPFLOYD_IF
+from i2peval.models.architectures import DEEPFLOYD_IF, IF_SUPER_RESOLUTION, X4_UPSCALER
 
 T5_POSITIONS = 77  # IFPipeline.encode_prompt's max_length
-STAGE_TWO_STEPS = 50  # IFSuperResolutionPipeline's default, which the harness kept
+STAGE_TWO_STEPS = IF_SUPER_RESOLUTION.steps
 STAGE_TWO_NOISE_LEVEL = 250  # IFSuperResolutionPipeline's default
-UPSCALER_STEPS = 75  # StableDiffusionUpscalePipeline's defaults, which the harness kept
-UPSCALER_GUIDANCE = 9.0
+UPSCALER_STEPS = X4_UPSCALER.steps
+UPSCALER_GUIDANCE = X4_UPSCALER.guidance_scale
 UPSCALER_NOISE_LEVEL = 100  # the harness's argument
-STAGE_FOLDERS = ("stage_2", "stage_3")  # stage II and III snapshots inside stage I's
+STAGE_FOLDERS = tuple(folder for folder, _ in DEEPFLOYD_IF.cascade)  # stage II and III inside stage I's snapshot
 
 
 class IFStageOne(LatentModel):
@@ -74,7 +77,7 @@ class IFSuperResolution(LatentModel):
     """IF-II: pixels from stage I's pixels, upsampled and noised, and stage I's T5 embeddings."""
 
     def __init__(self, pipeline):
-        super().__init__(pipeline, dataclasses.replace(DEEPFLOYD_IF, text_folders=()))
+        super().__init__(pipeline, IF_SUPER_RESOLUTION)
         self.image_noising_scheduler = pipeline.image_noising_scheduler
 
     def latent_shape(self, height, width):
@@ -108,10 +111,10 @@ class Upscaler(StableDiffusion):
     """The x4 upscaler: VAE latents of four times the size from noised low-resolution pixels and CLIP text."""
 
     def __init__(self, pipeline):
-        super().__init__(pipeline, ARCHITECTURES["sd"])
+        super().__init__(pipeline, X4_UPSCALER)
         self.low_res_scheduler = pipeline.low_res_scheduler
         # decoded in float32, as diffusers decodes with an fp16 VAE whose config says force_upcast
-        if self.vae.dtype == torch.float16 and self.vae.config.force_upcast:
+        if X4_UPSCALER.upcast_vae and self.vae.dtype == torch.float16 and self.vae.config.force_upcast:
             self.vae.to(torch.float32)
 
     def conditioning(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
@@ -141,6 +144,11 @@ class IFStages:
     first: IFStageOne
     second: IFSuperResolution
     upscaler: Upscaler
+
+    def speed_up(self, options: SpeedOptions) -> None:
+        """Run every stage the faster ways `options` names (`LatentModel.speed_up`)."""
+        for stage in (self.first, self.second, self.upscaler):
+            stage.speed_up(options)
 
 
 def load_if_stages(snapshot: Path, dtype: torch.dtype, device: torch.device) -> IFStages:

@@ -26,12 +26,13 @@ import torch
 
 from i2peval.devices import compute_device, torch_dtype
 from i2peval.execution import SpeedOptions
+from i2peval.generation.cascade import IFCascade, IFStages, load_if_stages
 from i2peval.generation.engine import Engine, GeneratedImage
 from i2peval.generation.imagestore import BackgroundSaver, ShardImageWriter
-from i2peval.generation.latent_models import load_latent_model
+from i2peval.generation.latent_models import LatentModel, load_latent_model
 from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_seed
-from i2peval.models.architectures import Architecture, architecture_named
+from i2peval.models.architectures import DEEPFLOYD_IF, Architecture, architecture_named
 from i2peval.models.snapshots import (
     model_commit_label,
     read_model_record,
@@ -94,7 +95,27 @@ def image_requests(prompts: pa.Table, image_indices: Sequence[int]) -> list[Imag
     ]
 
 
-def generate_batch(engine: Engine, batch: list[ImageRequest], settings: GenerationSettings) -> list[GeneratedImage]:
+def load_model(
+    snapshot: Path, dtype: torch.dtype, device: torch.device, record: dict[str, Any]
+) -> LatentModel | IFStages:
+    """The model of a verified snapshot: one pipeline's components, or a cascade's stages."""
+    if record["architecture"] == DEEPFLOYD_IF.name:
+        return load_if_stages(snapshot, dtype, device)
+    return load_latent_model(snapshot, dtype, device, record)
+
+
+def engine_for(
+    model: LatentModel | IFStages, mitigation: Mitigation, guidance_scale: float, cleaning: str
+) -> Engine | IFCascade:
+    """What makes `mitigation`'s images with `model` (`Engine.for_mitigation`, `IFCascade`)."""
+    if isinstance(model, IFStages):
+        return IFCascade(model, mitigation, guidance_scale, cleaning)
+    return Engine.for_mitigation(model, mitigation, guidance_scale, cleaning)
+
+
+def generate_batch(
+    engine: Engine | IFCascade, batch: list[ImageRequest], settings: GenerationSettings
+) -> list[GeneratedImage]:
     """The images of one batch of requests."""
     return engine.generate(
         [request.text for request in batch],
@@ -133,7 +154,9 @@ def resolved_batch_size(
     return batch_size_for(free_bytes(), image_bytes())
 
 
-def measured_image_bytes(engine: Engine, request: ImageRequest, settings: GenerationSettings, device) -> int:
+def measured_image_bytes(
+    engine: Engine | IFCascade, request: ImageRequest, settings: GenerationSettings, device
+) -> int:
     """Device memory that making `request`'s image alone takes at its peak, over what the
     loaded model holds (the image itself is not kept)."""
     torch.cuda.synchronize(device)
@@ -153,7 +176,7 @@ class MemoryFit:
         self.limit: int | None = None
 
     def generate(
-        self, engine: Engine, batch: list[ImageRequest], settings: GenerationSettings
+        self, engine: Engine | IFCascade, batch: list[ImageRequest], settings: GenerationSettings
     ) -> Iterator[tuple[list[ImageRequest], list[GeneratedImage]]]:
         """(requests, images) of `batch`, part by part."""
         start = 0
@@ -200,7 +223,7 @@ def pending_batches(
 
 
 def generate_requests(
-    engine: Engine,
+    engine: Engine | IFCascade,
     batches: list[list[ImageRequest]],
     settings: GenerationSettings,
     writer: ShardImageWriter,
@@ -305,16 +328,11 @@ def run_generate_job(
         )
         if pending:
             verify_snapshot(snapshot_dir, record, model_record_path)
-            model = load_latent_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record)
+            model = load_model(snapshot_dir, torch_dtype(settings.dtype), job_device.torch, record)
             if speed != SpeedOptions():
                 log.info("speed options: %s", speed)
                 model.speed_up(speed)
-            engine = Engine.for_mitigation(
-                model,
-                mitigation,
-                settings.guidance_scale,
-                settings.prompt_cleaning,
-            )
+            engine = engine_for(model, mitigation, settings.guidance_scale, settings.prompt_cleaning)
             context = {
                 "prompt_set": prompt_set,
                 "model": model_name,

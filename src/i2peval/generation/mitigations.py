@@ -247,7 +247,7 @@ def settings_on(settings: dict[str, Any], architecture: Architecture) -> dict[st
     each prompt's own scale (the prompts' ``guidance`` column) instead of the model's."""
     made_with = dict(settings)
     own_presets = ARCHITECTURE_PRESETS.get((architecture.name, settings["kind"]), {})
-    if settings["preset"] in own_presets:
+    if settings.get("preset") in own_presets:
         preset = PRESETS[settings["kind"]][settings["preset"]]
         overrides = {key: value for key, value in settings["parameters"].items() if preset.get(key) != value}
         made_with["parameters"] = dict(sorted((own_presets[settings["preset"]] | overrides).items()))

@@ -46,16 +46,21 @@ class Architecture:
     denoiser: str = "unet"  # the denoiser's snapshot folder and pipeline attribute
     # diffusers can fuse the denoiser's query/key/value projections (`SpeedOptions.fuse_qkv`)
     fusable_qkv: bool = True
+    vae: bool = True  # False: the denoiser works on pixels
+    schedulers: tuple[str, ...] = ("scheduler",)  # the scheduler folders, the sampler's first
+    # a cascade's later stages: (folder inside the first stage's snapshot, the stage's architecture)
+    cascade: tuple[tuple[str, Architecture], ...] = ()
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
-        return (self.denoiser, "vae", *(encoder for _, encoder in self.text_folders))
+        vae = ("vae",) if self.vae else ()
+        return (self.denoiser, *vae, *(encoder for _, encoder in self.text_folders))
 
     @property
     def folders(self) -> tuple[str, ...]:
         """Snapshot folders the engine reads."""
         tokenizers = tuple(tokenizer for tokenizer, _ in self.text_folders)
-        return (*self.weight_folders, *tokenizers, "scheduler")
+        return (*self.weight_folders, *tokenizers, *self.schedulers)
 
     def defaults(self) -> dict[str, Any]:
         """Generation settings a model of this architecture gets unless configured."""
@@ -66,6 +71,51 @@ class Architecture:
         is what the harness's CLIP tokenizers did, so a model without one gets none."""
         return configured if self.clip_text else "none"
 
+
+# DeepFloyd IF as the harness ran it (docs/protocol.md#deepfloyd-if): a cascade whose later
+# stages run at their pipelines' defaults (generation/cascade.py). Their rows name what the
+# model stage fetches of them; only the first stage is an architecture a snapshot can be.
+IF_SUPER_RESOLUTION = Architecture(
+    name="if-ii",
+    pipeline_class="IFSuperResolutionPipeline",
+    description="DeepFloyd IF stage II (256 px pixel diffusion on stage I's T5 embeddings)",
+    text_folders=(),
+    steps=50,  # IFSuperResolutionPipeline's default, which the harness kept
+    guidance_scale=8.0,  # unused: stage II takes stage I's scale
+    upcast_vae=False,
+    mitigation_long_prompts=False,
+    sega_mask="per_channel",
+    vae=False,
+    schedulers=("scheduler", "image_noising_scheduler"),
+)
+X4_UPSCALER = Architecture(
+    name="x4-upscaler",
+    pipeline_class="StableDiffusionUpscalePipeline",
+    description="Stable Diffusion x4 upscaler (latent diffusion on a noised low-resolution image and CLIP text)",
+    text_folders=(("tokenizer", "text_encoder"),),
+    steps=75,  # StableDiffusionUpscalePipeline's defaults, which the harness kept
+    guidance_scale=9.0,
+    upcast_vae=True,
+    mitigation_long_prompts=False,
+    sega_mask="per_channel",
+    schedulers=("scheduler", "low_res_scheduler"),
+)
+# Every mitigation guided by each prompt's sd_guidance_scale, as the harness's IF wrappers were.
+DEEPFLOYD_IF = Architecture(
+    name="if",
+    pipeline_class="IFPipeline",
+    description="DeepFloyd IF (a cascade: 64 px and 256 px pixel diffusion on T5 embeddings, then a x4 upscaler)",
+    text_folders=(("tokenizer", "text_encoder"),),
+    steps=100,  # IFPipeline's default, which the harness kept
+    guidance_scale=8.0,  # the harness's IF wrapper default, used only without a prompt scale
+    upcast_vae=False,
+    mitigation_long_prompts=False,
+    sega_mask="per_channel",  # the harness's SemanticIFPipeline
+    clip_text=True,  # the upscaler's tokenizer; T5's text is lowercased, never cleaned (generation/cascade.py)
+    prompt_guidance=("none", "negative_prompt", "sega", "sld", "custom"),
+    vae=False,
+    cascade=(("stage_2", IF_SUPER_RESOLUTION), ("stage_3", X4_UPSCALER)),
+)
 
 ARCHITECTURES: dict[str, Architecture] = {
     architecture.name: architecture
@@ -122,26 +172,9 @@ ARCHITECTURES: dict[str, Architecture] = {
             denoiser="transformer",
             fusable_qkv=False,  # diffusers' fused processor fails on SD 3.5's self-attention-only layers
         ),
+        DEEPFLOYD_IF,
     )
 }
-
-
-# DeepFloyd IF, as the harness ran it (docs/protocol.md#deepfloyd-if): stage I's row; stage II
-# and the upscaler run at their pipelines' defaults (generation/cascade.py). Every mitigation
-# is guided by each prompt's sd_guidance_scale, as the harness's IF wrappers were.
-DEEPFLOYD_IF = Architecture(
-    name="if",
-    pipeline_class="IFPipeline",
-    description="DeepFloyd IF (a cascade: 64 px and 256 px pixel diffusion on T5 embeddings, then a x4 upscaler)",
-    text_folders=(("tokenizer", "text_encoder"),),
-    steps=100,  # IFPipeline's default, which the harness kept
-    guidance_scale=8.0,  # the harness's IF wrapper default, used only without a prompt scale
-    upcast_vae=False,
-    mitigation_long_prompts=False,
-    sega_mask="per_channel",  # the harness's SemanticIFPipeline
-    clip_text=False,
-    prompt_guidance=("none", "negative_prompt", "sega", "sld", "custom"),
-)
 
 
 def supported_classes() -> list[str]:

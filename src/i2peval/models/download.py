@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from i2peval.errors import I2PEvalError
-from i2peval.hub import HubClient, fetch_snapshot
+from i2peval.hub import HubClient, Snapshot, fetch_snapshot
 from i2peval.models.architectures import (
     ARCHITECTURES,
     Architecture,
@@ -23,6 +23,11 @@ from i2peval.models.architectures import (
     describe_snapshot,
     read_model_index,
 )
+
+# The later stages of a cascade, fetched as parts of one model only
+CASCADE_STAGES = {
+    stage.pipeline_class: stage for architecture in ARCHITECTURES.values() for _, stage in architecture.cascade
+}
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "model.safetensors")
 # Weights too large for one file (SD 3.5's T5 encoder): an index naming shards
@@ -74,12 +79,49 @@ def select_pipeline_files(
     return sorted(set(wanted))
 
 
-def fetch_hub_model(client: HubClient, repo_id: str, revision: str, dest: Path) -> dict[str, Any]:
+def fetch_hub_model(
+    client: HubClient, repo_id: str, revision: str, dest: Path, cascade: dict[str, dict[str, str]] | None = None
+) -> dict[str, Any]:
     """Download a pipeline snapshot of a supported architecture into `dest`; return its record.
 
-    Raises `ArchitectureError` for an unsupported pipeline class, having fetched only
-    model_index.json.
+    A cascade (DeepFloyd IF) needs `cascade`, the repository and revision of each later
+    stage: each is fetched the same way into its folder inside `dest`, and its commit is
+    recorded. Raises `ArchitectureError` for an unsupported pipeline class, having fetched
+    only model_index.json.
     """
+    source = f"{repo_id}@{revision}"
+    architecture, snapshot = fetch_pipeline(client, repo_id, revision, dest)
+    if architecture.name not in ARCHITECTURES:
+        raise ModelError(
+            f"{source} is {architecture.description}, a later stage of a cascade: configure the cascade's first "
+            "stage as the model and this repository under its cascade"
+        )
+    if architecture.cascade and not cascade:
+        stages = ", ".join(f"{folder} ({stage.pipeline_class})" for folder, stage in architecture.cascade)
+        raise ModelError(
+            f"{source} is {architecture.description}: set the model's cascade: {stages}, each a repo_id and revision "
+            "(the harness ran DeepFloyd/IF-II-L-v1.0 and stabilityai/stable-diffusion-x4-upscaler)"
+        )
+    if cascade and not architecture.cascade:
+        raise ModelError(f"{source} is {architecture.description}, not a cascade: remove the model's cascade")
+    record = {"source": "hub", **snapshot.as_record(), "revision": revision, **describe_snapshot(dest)}
+    stages = {}
+    for folder, stage in architecture.cascade:
+        stage_spec = cascade[folder]
+        fetched, stage_snapshot = fetch_pipeline(client, stage_spec["repo_id"], stage_spec["revision"], dest / folder)
+        if fetched != stage:
+            raise ModelError(
+                f"{stage_spec['repo_id']}@{stage_spec['revision']}: the cascade's {folder} must be a "
+                f"{stage.pipeline_class}, not a {fetched.pipeline_class}"
+            )
+        stages[folder] = {**stage_spec, "commit": stage_snapshot.commit}
+        record["files"] |= {f"{folder}/{path}": sha256 for path, sha256 in stage_snapshot.files.items()}
+    return record | ({"cascade": stages} if stages else {})
+
+
+def fetch_pipeline(client: HubClient, repo_id: str, revision: str, dest: Path) -> tuple[Architecture, Snapshot]:
+    """The architecture of a diffusers repository, read from its model_index.json, and the
+    files that architecture needs, fetched into `dest`."""
     source = f"{repo_id}@{revision}"
 
     def model_index_only(paths: list[str]) -> list[str]:
@@ -88,9 +130,8 @@ def fetch_hub_model(client: HubClient, repo_id: str, revision: str, dest: Path) 
         return ["model_index.json"]
 
     index = fetch_snapshot(client, repo_id, revision, dest, select=model_index_only)
-    architecture = architecture_of_class(
-        read_model_index(dest / "model_index.json", source)["_class_name"], source
-    )
+    pipeline_class = read_model_index(dest / "model_index.json", source)["_class_name"]
+    architecture = CASCADE_STAGES.get(pipeline_class) or architecture_of_class(pipeline_class, source)
     snapshot = fetch_snapshot(
         client,
         repo_id,
@@ -98,6 +139,4 @@ def fetch_hub_model(client: HubClient, repo_id: str, revision: str, dest: Path) 
         dest,
         select=lambda paths: select_pipeline_files(paths, source, architecture),
     )
-    return {"source": "hub", **snapshot.as_record(), "revision": revision, **describe_snapshot(dest)}
-
-
+    return architecture, snapshot

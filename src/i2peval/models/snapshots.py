@@ -46,9 +46,11 @@ def snapshot_of(record_path: Path) -> Path:
 
 def model_commit_label(record: dict[str, Any]) -> str:
     """What manifests record as the model's commit: the hub commit, or ``local:<source>``;
-    then ``+unet:<sha256>`` and ``+text_encoder:<sha256>`` of the override files, and
-    ``+lora:<sha256>*<scale>`` of each LoRA, where the model has them."""
+    then ``+stage_2:<commit>`` for each later stage of a cascade, ``+unet:<sha256>`` and
+    ``+text_encoder:<sha256>`` of the override files, and ``+lora:<sha256>*<scale>`` of each
+    LoRA, where the model has them."""
     label = record.get("commit") or "local:" + record["source"]
+    label += "".join(f"+{folder}:{stage['commit']}" for folder, stage in sorted(record.get("cascade", {}).items()))
     for component in COMPONENTS.values():
         if component.record_key in record:
             label += f"+{component.name}:{record[component.record_key]['sha256']}"

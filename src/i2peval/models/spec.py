@@ -49,7 +49,8 @@ class ModelSpec:
     def snapshot_spec(self) -> dict[str, Any]:
         """The settings that decide the model's weights: a change re-fetches or rebuilds them."""
         spec = {key: self.settings[key] for key in SNAPSHOT_KEYS[self.source]}
-        return spec | {key: sorted_keys(self.settings[key]) for key in OVERRIDE_KEYS if key in self.settings}
+        weights = (*OVERRIDE_KEYS, "cascade")
+        return spec | {key: sorted_keys(self.settings[key]) for key in weights if key in self.settings}
 
     @property
     def overridden(self) -> bool:
@@ -81,7 +82,7 @@ class ModelSpec:
             "steps": self.settings.get("steps", steps),
             "guidance_scale": self.settings.get("guidance_scale", guidance_scale),
             "resolution": self.settings["resolution"],
-            "dtype": dtype,
+            "dtype": self.settings.get("dtype", dtype),
             "prompt_cleaning": prompt_cleaning,
         }
 
@@ -101,12 +102,18 @@ class ModelSpec:
         return specs + [(f"lora {index}", spec) for index, spec in enumerate(self.settings.get("lora", []))]
 
     def unpinned_warning(self) -> str | None:
-        """A warning when a hub model's revision is not a commit."""
-        if self.source != "hub" or is_commit(self.settings["revision"]):
+        """A warning when a hub model's revision, or a revision of its cascade's stages, is not a commit."""
+        if self.source != "hub":
+            return None
+        revisions = {"revision": self.settings["revision"]}
+        for folder, stage in self.settings.get("cascade", {}).items():
+            revisions[f"cascade {folder} revision"] = stage["revision"]
+        unpinned = [f"{key} {revision!r}" for key, revision in revisions.items() if not is_commit(revision)]
+        if not unpinned:
             return None
         return (
-            f"model {self.name!r}: revision {self.settings['revision']!r} is not a commit hash; the commit it "
-            f"resolved to is recorded in resources/models/{self.name}/model.json, pin it in the config"
+            f"model {self.name!r}: {', '.join(unpinned)} {'is' if len(unpinned) == 1 else 'are'} not a commit hash; "
+            f"the commit it resolved to is recorded in resources/models/{self.name}/model.json, pin it in the config"
         )
 
     def harness_differences(self, architecture: str | None) -> list[str]:
@@ -115,7 +122,7 @@ class ModelSpec:
         stage ran)."""
         notes = [
             f"Model {self.name}: {key} {self.settings[key]} set for this model alone."
-            for key in ("steps", "guidance_scale")
+            for key in ("steps", "guidance_scale", "dtype")
             if key in self.settings
         ]
         for key, spec in self.override_specs():
@@ -152,6 +159,15 @@ class ModelSpec:
                 "thresholds per channel, as the SEGA paper; long prompts are truncated (75 CLIP tokens, 255 T5 "
                 "tokens)."
             )
+        if architecture == "if":
+            notes.append(
+                f"Model {self.name} is DeepFloyd IF, run as the harness ran it: IF-I, IF-II and the x4 upscaler in "
+                "a cascade; stages I and II guided by each prompt's sd_guidance_scale under every mitigation, SEGA "
+                "and SLD acting in stage I, the negative prompt in stages I and II, the upscaler at its defaults "
+                "(75 steps, guidance 9, noise level 100); SEGA's strong and max presets are the harness's IF port's "
+                "(thresholds 0.8 and 0.7), and SLD on IF is this project's (the harness had none). T5's text is "
+                "lowercased, not cleaned with ftfy (as IFPipeline); the harness ran IF's weights in float16."
+            )
         return notes
 
 
@@ -173,7 +189,7 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
         from i2peval.hub import HuggingFaceHub
         from i2peval.models.download import fetch_hub_model
 
-        record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot)
+        record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot, spec.get("cascade"))
     else:
         from i2peval.models.tiny import build_tiny_pipeline
 
@@ -182,6 +198,12 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
     from i2peval.models.overrides import fetch_override
 
     architecture = architecture_named(record["architecture"])
+    overrides = [key for key in OVERRIDE_KEYS if key in spec]
+    if architecture.cascade and overrides:
+        raise OverrideError(
+            f"{', '.join(overrides)}: the model is {architecture.description}, whose weights this project does not "
+            "override or adapt"
+        )
     for component in COMPONENTS.values():
         if component.name in spec and component.name not in architecture.weight_folders:
             raise OverrideError(

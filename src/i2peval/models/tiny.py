@@ -386,24 +386,28 @@ def build_tiny_pipeline(
     """Write a tiny random pipeline of `architecture` (64 px images) to `dest`; return its record.
 
     Same classes and file layout as a real SD 1.x, SDXL, AltDiffusion or SD 3.5
-    checkpoint, a few hundred thousand parameters besides the 49,408-token CLIP
-    embeddings; the weights are a function of `seed`.
+    checkpoint or DeepFloyd IF cascade (`build_tiny_if_cascade`, with IF's own schedulers),
+    a few hundred thousand parameters besides the 49,408-token CLIP embeddings; the
+    weights are a function of `seed`.
     """
     import diffusers
 
     spec = architecture_named(architecture)
     dest.mkdir(parents=True, exist_ok=True)
-    if spec.name != "alt":
-        write_clip_tokenizer(dest / "tokenizer")
-    torch.manual_seed(seed)
-    components = {
-        "sd": _tiny_sd_components,
-        "sdxl": _tiny_sdxl_components,
-        "alt": _tiny_alt_components,
-        "sd3": _tiny_sd3_components,
-    }[spec.name](dest)
-    pipeline = getattr(diffusers, spec.pipeline_class)(**components, scheduler=tiny_scheduler(scheduler))
-    pipeline.save_pretrained(dest, safe_serialization=True)
+    if spec.name == "if":
+        build_tiny_if_cascade(dest, seed)
+    else:
+        if spec.name != "alt":
+            write_clip_tokenizer(dest / "tokenizer")
+        torch.manual_seed(seed)
+        components = {
+            "sd": _tiny_sd_components,
+            "sdxl": _tiny_sdxl_components,
+            "alt": _tiny_alt_components,
+            "sd3": _tiny_sd3_components,
+        }[spec.name](dest)
+        pipeline = getattr(diffusers, spec.pipeline_class)(**components, scheduler=tiny_scheduler(scheduler))
+        pipeline.save_pretrained(dest, safe_serialization=True)
     if spec.name == "alt":  # the hub's layout: the sentencepiece model alone, converted when loaded
         (dest / "tokenizer" / "tokenizer.json").unlink()
         write_xlm_r_config(dest / "tokenizer")
