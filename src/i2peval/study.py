@@ -106,6 +106,14 @@ class Study:
             if unknown:
                 raise PlanError(f"{key}.{kind}: {', '.join(map(repr, unknown))} not among the configured {kind}")
         prompts = PromptSource.from_section(section, directory)
+        models = config["models"]
+        guided = [name for name in section.get("models", models) if models[name].get("guidance") == "from_prompt"]
+        if guided and prompts.file_columns.guidance is None:
+            raise PlanError(
+                f"models {', '.join(map(repr, guided))} take each prompt's guidance scale (guidance: from_prompt), "
+                f"but prompt set {prompt_set!r} has no guidance column: give the set one in {key}.columns, or run "
+                f"those models on other sets ({key}.models)"
+            )
         count = prompts.known_count()
         if count is not None:
             check_shard_count(prompts.shards, count, f"{key}.shards")

@@ -174,8 +174,15 @@ def load_if_stages(snapshot: Path, dtype: torch.dtype, device: torch.device) -> 
 class IFCascade:
     """One mitigation's images from a DeepFloyd IF cascade, with `Engine`'s interface."""
 
-    def __init__(self, stages: IFStages, mitigation: Mitigation, guidance_scale: float, cleaning: str = "ftfy"):
-        made_with = mitigation.settings_on(DEEPFLOYD_IF)
+    def __init__(
+        self,
+        stages: IFStages,
+        mitigation: Mitigation,
+        guidance_scale: float,
+        cleaning: str = "ftfy",
+        guidance: str | None = None,
+    ):
+        made_with = mitigation.settings_on(DEEPFLOYD_IF, guidance)
         self.prompt_guidance = guided_by_prompt(made_with)
         scale = PROMPT_GUIDANCE_BRANCHES if self.prompt_guidance else guidance_scale
         t5_text = TextOptions(cleaning="none", long_prompts=made_with["long_prompts"])

@@ -70,12 +70,18 @@ class Engine:
 
     @classmethod
     def for_mitigation(
-        cls, model: LatentModel, mitigation: Mitigation, guidance_scale: float, cleaning: str = "ftfy"
+        cls,
+        model: LatentModel,
+        mitigation: Mitigation,
+        guidance_scale: float,
+        cleaning: str = "ftfy",
+        guidance: str | None = None,
     ) -> Engine:
         """The engine that makes `mitigation`'s images with `model`, by the rules of its
-        architecture (`mitigations.settings_on`, `Architecture.prompt_cleaning`)."""
+        architecture and the model's `guidance` (`mitigations.settings_on`,
+        `Architecture.prompt_cleaning`)."""
         architecture = model.architecture
-        made_with = mitigation.settings_on(architecture)
+        made_with = mitigation.settings_on(architecture, guidance)
         prompt_guidance = guided_by_prompt(made_with)
         return cls(
             model,

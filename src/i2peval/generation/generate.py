@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 class GenerationSettings:
     """What determines the images besides model, mitigation, prompt and seed.
 
-    `steps` and `guidance_scale` are None where the architecture's default applies.
+    `steps` and `guidance_scale` are None where the architecture's default applies;
+    `guidance` is the model's (`mitigations.MODEL_GUIDANCE`), None for the harness's rule.
     """
 
     steps: int | None
@@ -57,6 +58,7 @@ class GenerationSettings:
     resolution: int
     dtype: str
     prompt_cleaning: str = "ftfy"
+    guidance: str | None = None
 
     def resolved(self, architecture: Architecture) -> GenerationSettings:
         """These settings with the architecture's defaults filled in."""
@@ -105,12 +107,14 @@ def load_model(
 
 
 def engine_for(
-    model: LatentModel | IFStages, mitigation: Mitigation, guidance_scale: float, cleaning: str
+    model: LatentModel | IFStages, mitigation: Mitigation, settings: GenerationSettings
 ) -> Engine | IFCascade:
-    """What makes `mitigation`'s images with `model` (`Engine.for_mitigation`, `IFCascade`)."""
+    """What makes `mitigation`'s images with `model` under resolved `settings`
+    (`Engine.for_mitigation`, `IFCascade`)."""
+    arguments = (mitigation, settings.guidance_scale, settings.prompt_cleaning, settings.guidance)
     if isinstance(model, IFStages):
-        return IFCascade(model, mitigation, guidance_scale, cleaning)
-    return Engine.for_mitigation(model, mitigation, guidance_scale, cleaning)
+        return IFCascade(model, *arguments)
+    return Engine.for_mitigation(model, *arguments)
 
 
 def generate_batch(
@@ -296,7 +300,7 @@ def run_generate_job(
     record = read_model_record(model_record_path)
     architecture = architecture_named(record["architecture"])
     settings = settings.resolved(architecture)
-    made_with = mitigation.settings_on(architecture)
+    made_with = mitigation.settings_on(architecture, settings.guidance)
     if guided_by_prompt(made_with):
         unguided = [request.prompt_id for request in requests if request.guidance is None]
         if unguided:
@@ -332,7 +336,7 @@ def run_generate_job(
             if speed != SpeedOptions():
                 log.info("speed options: %s", speed)
                 model.speed_up(speed)
-            engine = engine_for(model, mitigation, settings.guidance_scale, settings.prompt_cleaning)
+            engine = engine_for(model, mitigation, settings)
             context = {
                 "prompt_set": prompt_set,
                 "model": model_name,

@@ -170,8 +170,8 @@ class Mitigation:
             settings |= {"term": self.term, "term_sha256": self.term_sha256}
         return settings
 
-    def settings_on(self, architecture: Architecture) -> dict[str, Any]:
-        return settings_on(self.settings(), architecture)
+    def settings_on(self, architecture: Architecture, guidance: str | None = None) -> dict[str, Any]:
+        return settings_on(self.settings(), architecture, guidance)
 
     def harness_differences(self) -> list[HarnessDifference]:
         """How this mitigation is run otherwise than the harness ran its kind."""
@@ -237,21 +237,30 @@ class Mitigation:
         return PRESET_CAVEATS.get((self.kind, self.preset))
 
 
-def settings_on(settings: dict[str, Any], architecture: Architecture) -> dict[str, Any]:
+# A model's ``guidance``: every mitigation guided by each prompt's own scale, or by the model's.
+MODEL_GUIDANCE = ("from_prompt", "model")
+
+
+def settings_on(settings: dict[str, Any], architecture: Architecture, guidance: str | None = None) -> dict[str, Any]:
     """What images of `architecture` are made with under a mitigation of `settings`
     (`Mitigation.settings()`), as their manifests record it: the settings, with a preset's
     parameters replaced by the architecture's own preset where it has one (overrides kept), long
     prompts truncated where the architecture does not follow ``long_prompts``, SEGA's
     mask (``edit_mask``), SLD's combination with classifier-free guidance, and
-    ``guidance: from_prompt`` where the harness guided this kind on this architecture by
-    each prompt's own scale (the prompts' ``guidance`` column) instead of the model's."""
+    ``guidance: from_prompt`` where images are guided by each prompt's own scale (the
+    prompts' ``guidance`` column) instead of the model's: under every kind or none as the
+    model's `guidance` (`MODEL_GUIDANCE`) says, else where the harness guided this kind on
+    this architecture so."""
     made_with = dict(settings)
     own_presets = ARCHITECTURE_PRESETS.get((architecture.name, settings["kind"]), {})
     if settings.get("preset") in own_presets:
         preset = PRESETS[settings["kind"]][settings["preset"]]
         overrides = {key: value for key, value in settings["parameters"].items() if preset.get(key) != value}
         made_with["parameters"] = dict(sorted((own_presets[settings["preset"]] | overrides).items()))
-    if settings["kind"] in architecture.prompt_guidance:
+    if guidance not in (None, *MODEL_GUIDANCE):
+        raise ValueError(f"model guidance {guidance!r} is not one of {MODEL_GUIDANCE}")
+    prompt_guided = {None: architecture.prompt_guidance, "from_prompt": KINDS, "model": ()}[guidance]
+    if settings["kind"] in prompt_guided:
         made_with["guidance"] = "from_prompt"
     if not architecture.mitigation_long_prompts:
         made_with["long_prompts"] = "truncate"

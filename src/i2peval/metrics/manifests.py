@@ -69,9 +69,12 @@ class ImageSettings:
     def params(self) -> dict[str, Any]:
         return {"prompt_set": self.prompt_set, "models": self.models, "mitigations": self.mitigations}
 
-    def mitigation(self, mitigation: str, architecture: str) -> dict[str, Any]:
-        """What images of `architecture` are made with under `mitigation` (`mitigations.settings_on`)."""
-        return settings_on(self.mitigations[mitigation], architecture_named(architecture))
+    def mitigation(self, mitigation: str, model: str, architecture: str) -> dict[str, Any]:
+        """What images of `model`, of `architecture`, are made with under `mitigation`
+        (`mitigations.settings_on`, the model's `guidance`)."""
+        return settings_on(
+            self.mitigations[mitigation], architecture_named(architecture), self.models[model].get("guidance")
+        )
 
     def generation(self, model: str, architecture: str) -> dict[str, Any]:
         """`model`'s generation settings, its architecture's defaults filled in (and its text
@@ -136,7 +139,7 @@ def setting_mismatches(row: dict[str, Any], expected: ImageSettings) -> list[str
 def mitigation_settings(row: dict[str, Any], expected: ImageSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """The flat mitigation settings one manifest row's images were made with (the rules a
     manifest did not record yet filled in as `UNRECORDED_RULES`) and those `expected` says."""
-    configured = flat_settings(expected.mitigation(row["mitigation"], row["architecture"]))
+    configured = flat_settings(expected.mitigation(row["mitigation"], row["model"], row["architecture"]))
     made_with = {
         key: value for key, value in UNRECORDED_RULES.items() if key in configured
     } | flat_settings(json.loads(row["mitigation_settings"]))

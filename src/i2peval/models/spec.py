@@ -76,15 +76,22 @@ class ModelSpec:
         this model's entry over the study-wide ones given.
 
         Steps and guidance scale set neither for the model nor study-wide are None: the
-        generate job uses its architecture's defaults (models/architectures.py).
+        generate job uses its architecture's defaults (models/architectures.py). The model's
+        ``guidance`` is there only where it is configured (absent: the harness's rule).
         """
-        return {
+        params = {
             "steps": self.settings.get("steps", steps),
             "guidance_scale": self.settings.get("guidance_scale", guidance_scale),
             "resolution": self.settings["resolution"],
             "dtype": self.settings.get("dtype", dtype),
             "prompt_cleaning": prompt_cleaning,
         }
+        return params | ({"guidance": self.settings["guidance"]} if "guidance" in self.settings else {})
+
+    @property
+    def prompt_guided(self) -> bool:
+        """Whether every image is guided by its prompt's own scale (``guidance: from_prompt``)."""
+        return self.settings.get("guidance") == "from_prompt"
 
     def check_override_files(self, directory: Path) -> None:
         """Every local override file must exist before the model stage reads it."""
@@ -125,6 +132,16 @@ class ModelSpec:
             for key in ("steps", "guidance_scale", "dtype")
             if key in self.settings
         ]
+        if self.prompt_guided:
+            notes.append(
+                f"Model {self.name}: every image is guided by its prompt's own scale (the prompt set's guidance "
+                "column), under every mitigation (guidance: from_prompt)."
+            )
+        if self.settings.get("guidance") == "model":
+            notes.append(
+                f"Model {self.name}: every image is guided by the model's scale, under every mitigation "
+                "(guidance: model)."
+            )
         for key, spec in self.override_specs():
             if key in COMPONENTS:
                 notes.append(

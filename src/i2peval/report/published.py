@@ -88,6 +88,10 @@ def published_keys(study: Study) -> PublishedKeys:
         name: "its weights are replaced or adapted (a weight override), so it is not the published base model"
         for name, model in study.models.items() if model.overridden
     }
+    erased |= {
+        name: "its images are guided by each prompt's own scale, the published ones by the model's"
+        for name, model in study.models.items() if model.prompt_guided and name not in erased
+    }
     if study.prompts.holds_other_prompts:
         other = f"the published numbers are on the I2P prompts; prompt set {study.prompt_set} holds other prompts"
         erased = dict.fromkeys(study.models, other)
