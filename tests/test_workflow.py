@@ -526,8 +526,8 @@ def test_a_pin_that_differs_from_the_recorded_weights_stops_the_plan(demo_run, t
             "overrides ['sld_warmup'] are not sld parameters",
         ),
         (
-            lambda config: config["models"]["tiny-xl"].update(architecture="if"),
-            "models.tiny-xl.architecture: 'if' is not one of ['sd', 'sdxl', 'alt', 'sd3']",
+            lambda config: config["models"]["tiny-xl"].update(architecture="flux"),
+            "models.tiny-xl.architecture: 'flux' is not one of ['sd', 'sdxl', 'alt', 'sd3', 'if']",
         ),
         (
             lambda config: config["models"]["tiny-a"].update(resolution=60),
