@@ -19,6 +19,7 @@ include: "workflow/rules/judges.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/fid.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -559,3 +559,17 @@ def test_the_models_table_says_what_an_override_replaces():
     assert text_encoder.text == "hub weights: the whole text encoder" and "d" * 64 in text_encoder.collapsed
     lora = records.rows[0][records.columns.index("lora")]
     assert lora.text == "file LoRA at scale 0.8: 128 unet layers, 24 text_encoder layers" and "e" * 64 in lora.collapsed
+
+
+def test_a_prompt_set_with_a_fid_reference_shows_each_conditions_fid_and_others_none():
+    fid = pl.DataFrame(
+        {"prompt_set": ["coco"] * 2, "model": ["sd14"] * 2, "mitigation": ["sega", "none"], "images": [300, 300],
+         "reference_images": [5000, 5000], "fid": [21.256, 18.5]}
+    )  # fmt: skip
+    document = render(Measurements(metrics_frame(), comparisons_frame(), NO_ALIGNMENT, fid))
+    assert cells_of(section(document, "fid"))[1:] == [
+        ["sd14", "none", "300", "5000", "18.50"],
+        ["sd14", "sega", "300", "5000", "21.26"],
+    ]
+    assert 'href="#fid"' in document
+    assert '<section id="fid">' not in render() and 'href="#fid"' not in render()

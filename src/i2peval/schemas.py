@@ -151,6 +151,18 @@ ALIGNMENT = pa.schema(
 
 # The first column of MANIFEST, METRICS, COMPARISONS and ALIGNMENT: the prompt set their rows
 # belong to (each set is measured on its own; its name keeps tables of several sets apart).
+# FID of each condition's images of a prompt set against its reference images (metrics/fid.py)
+FID = pa.schema(
+    [
+        ("prompt_set", pa.string()),
+        ("model", pa.string()),
+        ("mitigation", pa.string()),
+        ("images", pa.int64()),
+        ("reference_images", pa.int64()),
+        ("fid", pa.float64()),
+    ]
+)
+
 SET_COLUMN = "prompt_set"
 
 

@@ -27,11 +27,14 @@ from i2peval.metrics.aggregate import (
     physical_memory_bytes,
     recorded_score_files,
 )
+from i2peval.metrics.fid import ASSET as FID_INCEPTION
 from i2peval.metrics.manifests import ImageSettings, made_otherwise
 from i2peval.metrics.profiles import JudgeProfile
 from i2peval.models.snapshots import read_model_record, snapshot_of
 from i2peval.models.spec import ModelSpec
 from i2peval.plan import (
+    FID_STATISTICS,
+    FID_TABLE,
     IMAGES,
     MANIFESTS,
     METRICS_DIR,
@@ -43,6 +46,7 @@ from i2peval.plan import (
     image_jobs,
     metrics_tables,
     set_folder,
+    settings_id,
     sorted_keys,
 )
 from i2peval.prompts.i2p import check_shard_count
@@ -87,6 +91,7 @@ class Study:
     judging: Judging
     assets: dict[str, ConfiguredAsset]  # every asset, in registry order (each has its rule)
     report: ReportSettings
+    fid_reference: Path | None = None  # the set's FID reference images, relative to the run's folder
 
     @classmethod
     def from_config(cls, config: dict[str, Any], directory: Path = Path("."), prompt_set: str | None = None) -> Study:
@@ -129,7 +134,9 @@ class Study:
             prompt_set=prompt_set,
             prompts=prompts,
             prompt_count=count,
-            generation=GenerationDefaults(**config["generation"]),
+            generation=GenerationDefaults(
+                **config["generation"] | {key: section[key] for key in ("images_per_prompt",) if key in section}
+            ),
             models={
                 name: ModelSpec(name, settings)
                 for name, settings in sorted(config["models"].items())
@@ -141,6 +148,7 @@ class Study:
             judging=Judging.from_params(aggregation_params(config, baseline)),
             assets={name: ConfiguredAsset.from_section(asset, config.get(name, {})) for name, asset in ASSETS.items()},
             report=ReportSettings(**config["report"]),
+            fid_reference=Path(section["fid_reference"]) if "fid_reference" in section else None,
         )
 
     @classmethod
@@ -190,6 +198,12 @@ class Study:
         """The assets the judges that run load, in registry order."""
         return [self.assets[name] for name in assets_of(list(self.judges))]
 
+    @property
+    def report_assets(self) -> list[ConfiguredAsset]:
+        """The assets whose records the set's report shows: the judges', and FID's Inception
+        where the set has a reference folder."""
+        return [*self.judge_assets, *([self.assets[FID_INCEPTION.name]] if self.fid_reference is not None else [])]
+
     def check_records(self, directory: Path = Path(".")) -> None:
         """Read the files of earlier runs that jobs will read: a damaged record raises
         `storage.RecordError` naming it, as does a sha256 pinned in the configuration that
@@ -205,7 +219,7 @@ class Study:
                 read_model_record(path)
             else:
                 model.check_override_files(directory)
-        for asset in self.judge_assets:
+        for asset in self.report_assets:
             path = directory / asset.record_path
             if path.exists():
                 asset.check_pins(read_asset_record(asset.name, path), path)
@@ -274,6 +288,22 @@ class Study:
     def image_jobs(self) -> list[ImageJob]:
         """Every image job, in one fixed order."""
         return image_jobs(**self.image_layout())
+
+    def fid_statistics(self) -> dict[tuple[str, str], str]:
+        """Where the FID statistics of each condition's images go (none without a reference)."""
+        if self.fid_reference is None:
+            return {}
+        return {condition: FID_STATISTICS.format(setdir=self.setdir, model=condition[0], mitigation=condition[1])
+                for condition in self.conditions()}  # fmt: skip
+
+    @property
+    def fid_reference_statistics(self) -> str:
+        """Where the FID statistics of the set's reference folder go, named after the folder."""
+        return f"resources/fid/reference-{settings_id({'folder': str(self.fid_reference)})}.npz"
+
+    @property
+    def fid_table(self) -> str:
+        return f"{self.metrics_dir}/{FID_TABLE}"
 
     def generation_params(self, model: str) -> dict[str, Any]:
         """The generate rule's ``generation`` params of `model`."""

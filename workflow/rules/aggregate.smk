@@ -3,7 +3,7 @@ rule aggregate:
         scores=remade_when_stale(TABLES["metrics"], lambda study: [job.path(plan.SCORES) for job in study.image_jobs()]),
         prompts=set_prompt_table,
         manifests=set_job_paths(plan.MANIFESTS),
-        models=model_record_paths(),
+        models=set_model_records,
     output:
         metrics=report(TABLES["metrics"], caption="../report/metrics.rst", category="Tables"),
         flags=report(TABLES["flags"], caption="../report/image_flags.rst", category="Tables"),

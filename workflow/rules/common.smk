@@ -13,6 +13,7 @@ from snakemake.logging import logger
 from i2peval import diskspace, plan
 from i2peval.config import check_config_files, validate_config
 from i2peval.execution import ExecutionSettings
+from i2peval.metrics import fid
 from i2peval.report import REPORT_TEMPLATE
 from i2peval.study import Study
 
@@ -24,6 +25,8 @@ validate_config(config, ", ".join(map(str, workflow.configfiles)) or "the config
 # i2p, sets/<name>/ for the others); models, mitigations and judges are the same in all.
 STUDIES = {study.setdir: study for study in Study.of_every_set(config).values()}
 STUDY = next(iter(STUDIES.values()))
+# Every configured model a set runs, by name (a set may run a subset).
+MODELS = {name: model for study in STUDIES.values() for name, model in study.models.items()}
 
 EXECUTION = ExecutionSettings(**config["execution"])
 ASSETS = STUDY.assets
@@ -49,11 +52,48 @@ wildcard_constraints:
     shard=r"\d+",
     block=r"\d+",
     snapshot="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    reference="[0-9a-f]+",
 
 
 def final_outputs():
-    """Every prompt set's report and metrics."""
-    return [path for study in STUDIES.values() for path in (study.report_path, study.metrics_table)]
+    """Every prompt set's report and metrics (and FID table, where it has a reference)."""
+    return [
+        path for study in STUDIES.values() for path in (study.report_path, study.metrics_table, *fid_table_of(study))
+    ]
+
+
+def fid_table_of(study):
+    return [study.fid_table] if study.fid_reference is not None else []
+
+
+def set_fid_table(wildcards):
+    """The FID table of the job's prompt set, where it has a reference folder."""
+    return fid_table_of(STUDIES[wildcards.setdir])
+
+
+# The FID reference folders of the sets that name one, by the id in their statistics' file
+# name; listed when the workflow is planned, so a missing folder stops planning.
+FID_REFERENCES = {
+    Path(study.fid_reference_statistics).stem.removeprefix("reference-"): study.fid_reference
+    for study in STUDIES.values()
+    if study.fid_reference is not None
+}
+FID_LISTINGS = {reference: fid.listing_digest(folder) for reference, folder in FID_REFERENCES.items()}
+
+
+def fid_reference_folder(wildcards):
+    return str(FID_REFERENCES[wildcards.reference])
+
+
+def fid_reference_listing(wildcards):
+    return FID_LISTINGS[wildcards.reference]
+
+
+def fid_condition_images(wildcards):
+    """The image containers of one condition of the job's prompt set."""
+    condition = (wildcards.model, wildcards.mitigation)
+    jobs = STUDIES[wildcards.setdir].image_jobs()
+    return [job.path(plan.IMAGES) for job in jobs if (job.model, job.mitigation) == condition]
 
 
 def prompt_rules():
@@ -89,12 +129,13 @@ def set_job_paths(pattern):
     return input_function
 
 
-def model_record_paths():
-    return [model.record_path for model in STUDY.models.values()]
+def set_model_records(wildcards):
+    """The records of the models of the job's prompt set, in its study's order."""
+    return [model.record_path for model in STUDIES[wildcards.setdir].models.values()]
 
 
 def model_snapshot_params(wildcards):
-    model = STUDY.models[wildcards.model]
+    model = MODELS[wildcards.model]
     folder = f"resources/models/{wildcards.model}/{wildcards.snapshot}"
     if model.folder != folder:
         raise ValueError(f"{folder} is not the snapshot folder of the configured model {wildcards.model!r}")
@@ -115,28 +156,25 @@ def generate_model_record(wildcards):
             (),
             wildcards.setdir,
         )
-        differences = STUDY.images_made_otherwise(job)
+        differences = STUDIES[wildcards.setdir].images_made_otherwise(job)
         manifest = job.path(plan.MANIFESTS)
         if differences and manifest not in workflow.dag.forcefiles:
             logger.warning(f"{manifest}: {'; '.join(differences)}: making its images again")
             workflow.dag.forcefiles.add(manifest)
-    return ancient(STUDY.models[wildcards.model].record_path)
+    return ancient(MODELS[wildcards.model].record_path)
 
 
 def model_generation_params(wildcards):
-    return STUDY.generation_params(wildcards.model)
+    return STUDIES[wildcards.setdir].generation_params(wildcards.model)
 
 
 def mitigation_params(wildcards):
-    return STUDY.mitigations[wildcards.mitigation].settings()
+    return STUDIES[wildcards.setdir].mitigations[wildcards.mitigation].settings()
 
 
 def block_image_indices(wildcards):
-    return plan.block_image_indices(
-        int(wildcards.block),
-        STUDY.generation.images_per_prompt,
-        STUDY.generation.images_per_job,
-    )
+    generation = STUDIES[wildcards.setdir].generation
+    return plan.block_image_indices(int(wildcards.block), generation.images_per_prompt, generation.images_per_job)
 
 
 def judge_asset_records(wildcards):

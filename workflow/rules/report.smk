@@ -11,10 +11,11 @@ rule report:
         prompts=set_prompt_table,
         images=report_image_inputs,
         manifests=set_job_paths(plan.MANIFESTS),
-        models=model_record_paths(),
-        assets=judge_asset_records,
+        models=set_model_records,
+        assets=set_params(lambda study: [asset.record_path for asset in study.report_assets]),
         prompt_source=set_prompt_record,
         template=str(REPORT_TEMPLATE),
+        fid=set_fid_table,
     output:
         report=report(
             plan.REPORT,

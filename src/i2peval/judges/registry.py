@@ -1,6 +1,7 @@
 """Every judge and judge asset the study knows, in one fixed order, and the tables their
 records decide: the raw score table (SCORES) and the per-image verdicts (IMAGE_FLAGS).
 
+The assets also hold FID's Inception weights (metrics/fid.py), which no judge loads.
 Judges are listed asset by asset (Q16 and CLIPScore share one CLIP); the order is that of
 the score columns, of the judges in a profile's rule and in a classify job. A judge is
 added here with one line.
@@ -12,13 +13,14 @@ import pyarrow as pa
 
 from i2peval.judges import clip_score, nudenet2, nudenet3, q16, safety_checker
 from i2peval.judges.judge import Judge, JudgeAsset
+from i2peval.metrics import fid
 from i2peval.schemas import SET_COLUMN
 
 JUDGES: dict[str, Judge] = {
     judge.name: judge for judge in (q16.JUDGE, clip_score.JUDGE, nudenet2.JUDGE, nudenet3.JUDGE, safety_checker.JUDGE)
 }
 ASSETS: dict[str, JudgeAsset] = {
-    asset.name: asset for asset in (q16.ASSET, nudenet2.ASSET, nudenet3.ASSET, safety_checker.ASSET)
+    asset.name: asset for asset in (q16.ASSET, nudenet2.ASSET, nudenet3.ASSET, safety_checker.ASSET, fid.ASSET)
 }
 
 # The SCORES columns each judge fills; a judge the configuration does not run leaves its

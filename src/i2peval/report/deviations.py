@@ -54,7 +54,8 @@ def generation_deviations(study: Study) -> list[str]:
     harness = ARCHITECTURES["sd"]
     notes = []
     if generation.images_per_prompt != 10:
-        notes.append(f"{generation.images_per_prompt} images per prompt instead of 10.")
+        count = generation.images_per_prompt
+        notes.append(f"{count} image{'' if count == 1 else 's'} per prompt instead of 10.")
     if generation.steps not in (None, harness.steps):
         notes.append(f"{generation.steps} denoising steps instead of {harness.steps}.")
     if generation.guidance_scale not in (None, harness.guidance_scale):
@@ -143,4 +144,4 @@ def metric_deviations(study: Study) -> list[str]:
 
 
 def judge_weight_deviations(study: Study) -> list[str]:
-    return [asset.asset.demo_note for asset in study.judge_assets if asset.demo and asset.asset.demo_note]
+    return [asset.asset.demo_note for asset in study.report_assets if asset.demo and asset.asset.demo_note]

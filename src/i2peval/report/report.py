@@ -30,7 +30,7 @@ from i2peval.report.overview import overview
 from i2peval.report.published import PublishedKeys, matched_cells, matching_notes, published_sources, read_published
 from i2peval.report.summary import ModelSummary, model_summaries
 from i2peval.report.tables import ALL_CATEGORIES
-from i2peval.schemas import ALIGNMENT, COMPARISONS, METRICS, PROMPTS, conform, read_table
+from i2peval.schemas import ALIGNMENT, COMPARISONS, FID, METRICS, PROMPTS, conform, read_table
 from i2peval.storage import write_text
 
 TEMPLATE_NAME = "report.html.j2"
@@ -141,6 +141,7 @@ class Measurements:
     metrics: pl.DataFrame
     comparisons: pl.DataFrame
     alignment: pl.DataFrame
+    fid: pl.DataFrame | None = None  # FID table, where the prompt set has a reference folder
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,7 @@ def render_report(
         profiles=tables.profile_table(metrics, profiles, listed),
         alignment=tables.alignment_table(alignment, comparisons, primary_name, baseline, listed),
         alignment_note=None if alignment_measured else not_aligned(provenance["judges"]),
+        fid=None if measured.fid is None else tables.fid_table(measured.fid, listed),
         judges=tables.judges_table(provenance["judges"]),
         matched=matched_cells(metrics, published),
         matching_notes=matching_notes(published),
@@ -346,6 +348,7 @@ class ReportInputs:
     alignment: Path
     flags: Path
     prompts: Path
+    fid: Path | None = None
 
 
 def write_report(
@@ -369,6 +372,7 @@ def write_report(
         metrics=pl.from_arrow(read_table(inputs.metrics, METRICS, RECOMPUTE)),
         comparisons=pl.from_arrow(read_table(inputs.comparisons, COMPARISONS, RECOMPUTE)),
         alignment=pl.from_arrow(read_table(inputs.alignment, ALIGNMENT, RECOMPUTE)),
+        fid=None if inputs.fid is None else pl.from_arrow(read_table(inputs.fid, FID, RECOMPUTE)),
     )
     primary_name = provenance["profiles"]["primary"]
     primary_profile = next(p for p in provenance["profiles"]["profiles"] if p["name"] == primary_name)

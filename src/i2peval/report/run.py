@@ -54,10 +54,11 @@ def report_files(study: Study, directory: Path, metrics_dir: Path | None = None)
             alignment=tables["alignment"],
             flags=tables["flags"],
             prompts=directory / study.prompts.table_path,
+            fid=directory / study.fid_table if study.fid_reference is not None else None,
         ),
         manifests=[directory / job.path(MANIFESTS) for job in study.image_jobs()],
         model_records={name: directory / model.record_path for name, model in study.models.items()},
-        asset_records={asset.name: directory / asset.record_path for asset in study.judge_assets},
+        asset_records={asset.name: directory / asset.record_path for asset in study.report_assets},
         prompt_source=directory / study.prompts.record_path,
         template=Path(str(REPORT_TEMPLATE)),
         image_pattern=study.report_image_pattern,
@@ -69,7 +70,8 @@ def missing_files(files: ReportFiles) -> list[Path]:
     """The files of `files` that are not there."""
     tables = files.tables
     paths = [tables.metrics, tables.comparisons, tables.alignment, tables.flags, tables.prompts, files.prompt_source,
-             *files.manifests, *files.model_records.values(), *files.asset_records.values(), files.template]
+             *files.manifests, *files.model_records.values(), *files.asset_records.values(), files.template,
+             *([tables.fid] if tables.fid is not None else [])]
     return [path for path in paths if not path.is_file()]
 
 
@@ -141,7 +143,7 @@ def prompt_set_summary(study: Study) -> dict[str, Any]:
 def unpinned_warnings(study: Study, asset_records: dict[str, tuple[Path, dict[str, Any]]]) -> list[str]:
     """Warnings for model revisions and judge weights whose content nothing pins."""
     warnings = [warning for model in study.models.values() if (warning := model.unpinned_warning())]
-    for asset in study.judge_assets:
+    for asset in study.report_assets:
         warnings += asset.unpinned_warnings(*asset_records[asset.name])
     return warnings
 

@@ -257,6 +257,19 @@ def alignment_table(
     return Table(columns, tuple(rows), labels=2, keys=tuple(keys))
 
 
+def fid_table(fid: pl.DataFrame, listed: Sequence[tuple[str, str]]) -> Table:
+    """Per model x mitigation: images, reference images and FID."""
+    by_key = rows_by_key(fid, "model", "mitigation")
+    rows, keys = [], []
+    for model, mitigation in ordered(fid, listed):
+        row = by_key[(model, mitigation)]
+        cells = (model, mitigation, count_cell(row["images"]), count_cell(row["reference_images"]),
+                 Cell(f"{row['fid']:.2f}", sort=_sortable(row["fid"])))  # fmt: skip
+        rows.append(cells)
+        keys.append(condition_keys(model, mitigation))
+    return Table(("model", "mitigation", "images", "reference images", "FID"), tuple(rows), labels=2, keys=tuple(keys))
+
+
 def alignment_difference(row: dict[str, Any]) -> Cell:
     """CLIPScore difference (mitigation − baseline), its interval below; "n/a" without CLIPScore."""
     value = row["alignment_difference"]
