@@ -73,7 +73,21 @@ class IFStageOne(LatentModel):
         return {"encoder_hidden_states": encoder(ids, attention_mask=mask)[0].to(encoder.dtype)}
 
 
-class IFSuperResolution(LatentModel):
+class ImageConditioned(LatentModel):
+    """A super-resolution stage: its denoiser sees the noised low-resolution image beside its
+    input's channels, and the image's noise level as its class label."""
+
+    def predict(self, latents, timestep, conditioning):
+        return self.denoiser(
+            torch.cat([latents, conditioning["image"]], dim=1),
+            timestep,
+            encoder_hidden_states=conditioning["encoder_hidden_states"],
+            class_labels=conditioning["class_labels"],
+            return_dict=False,
+        )[0]
+
+
+class IFSuperResolution(ImageConditioned):
     """IF-II: pixels from stage I's pixels, upsampled and noised, and stage I's T5 embeddings."""
 
     def __init__(self, pipeline):
@@ -97,17 +111,8 @@ class IFSuperResolution(LatentModel):
         noise = starting_noise(upscaled.shape, generators, self)
         return {"image": self.image_noising_scheduler.add_noise(upscaled, noise, levels), "class_labels": levels}
 
-    def predict(self, latents, timestep, conditioning):
-        return self.denoiser(
-            torch.cat([latents, conditioning["image"]], dim=1),
-            timestep,
-            encoder_hidden_states=conditioning["encoder_hidden_states"],
-            class_labels=conditioning["class_labels"],
-            return_dict=False,
-        )[0]
 
-
-class Upscaler(StableDiffusion):
+class Upscaler(ImageConditioned, StableDiffusion):
     """The x4 upscaler: VAE latents of four times the size from noised low-resolution pixels and CLIP text."""
 
     def __init__(self, pipeline):
@@ -123,15 +128,6 @@ class Upscaler(StableDiffusion):
         noise = starting_noise(images.shape, generators, self)
         levels = torch.full((len(images),), UPSCALER_NOISE_LEVEL, device=self.device)
         return {"image": self.low_res_scheduler.add_noise(images, noise, levels), "class_labels": levels}
-
-    def predict(self, latents, timestep, conditioning):
-        return self.denoiser(
-            torch.cat([latents, conditioning["image"]], dim=1),
-            timestep,
-            encoder_hidden_states=conditioning["encoder_hidden_states"],
-            class_labels=conditioning["class_labels"],
-            return_dict=False,
-        )[0]
 
     def decode(self, latents):
         return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
