@@ -359,3 +359,16 @@ def test_a_cascade_stage_decides_the_models_folder_and_is_warned_about_when_unpi
     moved = ModelSpec("if", {**settings, "cascade": {**pinned, "stage_3": CASCADE["stage_3"]}})
     assert moved.folder != model.folder
     assert moved.unpinned_warning().startswith("model 'if': cascade stage_3 revision 'main' is not a commit hash;")
+
+
+def test_an_if_model_not_in_the_harnesss_float16_is_named_in_the_report():
+    from i2peval.models.spec import ModelSpec
+
+    settings = {"source": "hub", "repo_id": STAGE_REPOS[""], "revision": "b" * 40, "resolution": 1024}
+    settings["cascade"] = CASCADE
+    note = "Model if generates in float32; the harness ran DeepFloyd IF in float16 (set dtype: float16 on the model"
+    assert any(line.startswith(note) for line in ModelSpec("if", settings).harness_differences("if", "float32"))
+    matching = ModelSpec("if", {**settings, "dtype": "float16"}).harness_differences("if", "float32")
+    assert not any("generates in" in line for line in matching)
+    assert "Model if: dtype float16 set for this model alone." in matching
+    assert not any("generates in" in line for line in ModelSpec("sd", settings).harness_differences("sd", "float32"))

@@ -50,6 +50,7 @@ class Architecture:
     schedulers: tuple[str, ...] = ("scheduler",)  # the scheduler folders, the sampler's first
     # a cascade's later stages: (folder inside the first stage's snapshot, the stage's architecture)
     cascade: tuple[tuple[str, Architecture], ...] = ()
+    harness_dtype: str = "float32"  # the dtype the harness ran the architecture in
 
     @property
     def weight_folders(self) -> tuple[str, ...]:
@@ -115,6 +116,7 @@ DEEPFLOYD_IF = Architecture(
     prompt_guidance=("none", "negative_prompt", "sega", "sld", "custom"),
     vae=False,
     cascade=(("stage_2", IF_SUPER_RESOLUTION), ("stage_3", X4_UPSCALER)),
+    harness_dtype="float16",  # the fp16 weights, as models/vision/df_if.py loaded them
 )
 
 ARCHITECTURES: dict[str, Architecture] = {

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from i2peval.hub import is_commit
+from i2peval.models.architectures import architecture_named
 from i2peval.models.overrides import COMPONENTS, OverrideError
 from i2peval.plan import settings_id, sorted_keys
 
@@ -123,10 +124,10 @@ class ModelSpec:
             f"the commit it resolved to is recorded in resources/models/{self.name}/model.json, pin it in the config"
         )
 
-    def harness_differences(self, architecture: str | None) -> list[str]:
+    def harness_differences(self, architecture: str | None, study_dtype: str = "float32") -> list[str]:
         """How this model is run otherwise than the harness ran the paper's Stable Diffusion
         models, one sentence each; `architecture` is its record's (None before the model
-        stage ran)."""
+        stage ran), `study_dtype` the configuration's ``generation.dtype``."""
         notes = [
             f"Model {self.name}: {key} {self.settings[key]} set for this model alone."
             for key in ("steps", "guidance_scale", "dtype")
@@ -183,7 +184,14 @@ class ModelSpec:
                 "and SLD acting in stage I, the negative prompt in stages I and II, the upscaler at its defaults "
                 "(75 steps, guidance 9, noise level 100); SEGA's strong and max presets are the harness's IF port's "
                 "(thresholds 0.8 and 0.7), and SLD on IF is this project's (the harness had none). T5's text is "
-                "lowercased, not cleaned with ftfy (as IFPipeline); the harness ran IF's weights in float16."
+                "lowercased, not cleaned with ftfy (as IFPipeline)."
+            )
+        found = architecture_named(architecture) if architecture is not None else None
+        dtype = self.settings.get("dtype", study_dtype)
+        if found is not None and found.harness_dtype != "float32" and dtype != found.harness_dtype:
+            notes.append(
+                f"Model {self.name} generates in {dtype}; the harness ran {found.description.split(' (')[0]} in "
+                f"{found.harness_dtype} (set dtype: {found.harness_dtype} on the model to match it)."
             )
         return notes
 

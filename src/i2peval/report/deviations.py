@@ -74,7 +74,7 @@ def model_deviations(study: Study, model_records: dict[str, dict[str, Any]]) -> 
     return [
         note
         for name, model in study.models.items()
-        for note in model.harness_differences(model_records.get(name, {}).get("architecture"))
+        for note in model.harness_differences(model_records.get(name, {}).get("architecture"), study.generation.dtype)
     ]
 
 
