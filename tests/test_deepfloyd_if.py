@@ -372,3 +372,16 @@ def test_an_if_model_not_in_the_harnesss_float16_is_named_in_the_report():
     assert not any("generates in" in line for line in matching)
     assert "Model if: dtype float16 set for this model alone." in matching
     assert not any("generates in" in line for line in ModelSpec("sd", settings).harness_differences("sd", "float32"))
+
+
+def test_the_cascade_encodes_text_without_recording_gradients(stages):
+    """T5-XXL's activations would otherwise be kept for a backward pass that never comes."""
+    modes = []
+    hook = stages.first.text_encoders[0].register_forward_hook(
+        lambda *arguments: modes.append(torch.is_inference_mode_enabled())
+    )
+    try:
+        cascade_for(stages, "none").generate([SHORT], [1], SIZE, SIZE, 1, [7.0])
+    finally:
+        hook.remove()
+    assert modes and all(modes)

@@ -192,6 +192,7 @@ class IFCascade:
             TextOptions(cleaning=cleaning),
         )
 
+    @torch.inference_mode()
     def generate(
         self,
         prompts: Sequence[str],
