@@ -291,19 +291,29 @@ def test_a_hub_if_cascade_is_fetched_stage_by_stage_with_each_commit_recorded(ti
     assert stages.upscaler.low_res_scheduler.config.num_train_timesteps == 1000
 
 
-def test_an_if_model_without_its_cascade_or_with_a_wrong_stage_is_refused(tiny_if_snapshot, tmp_path):
+def test_an_if_model_configured_wrongly_is_refused_before_any_weights_are_fetched(tiny_if_snapshot, tmp_path):
     from i2peval.models.download import ModelError, fetch_hub_model
+    from i2peval.models.overrides import OverrideError
 
-    hub = CascadeHub(tiny_if_snapshot)
-    with pytest.raises(ModelError, match=r"DeepFloyd/IF-I-XL-v1.0@main is DeepFloyd IF .*: set the model's cascade: "
-                                         r"stage_2 \(IFSuperResolutionPipeline\), stage_3"):  # fmt: skip
-        fetch_hub_model(hub, STAGE_REPOS[""], "main", tmp_path / "a")
+    def refused(error, match, *arguments, **keywords):
+        hub = CascadeHub(tiny_if_snapshot)
+        with pytest.raises(error, match=match):
+            fetch_hub_model(hub, *arguments, **keywords)
+        assert {path for one in hub.hubs.values() for path in one.downloaded} == {"model_index.json"}
+
+    missing = r"DeepFloyd/IF-I-XL-v1.0@main is DeepFloyd IF .*: set the model's cascade: stage_2 \(IFSuperResolution"
+    refused(ModelError, missing, STAGE_REPOS[""], "main", tmp_path / "a")
     swapped = {"stage_2": CASCADE["stage_3"], "stage_3": CASCADE["stage_2"]}
-    with pytest.raises(ModelError, match="the cascade's stage_2 must be a IFSuperResolutionPipeline, not a "
-                                         "StableDiffusionUpscalePipeline"):  # fmt: skip
-        fetch_hub_model(hub, STAGE_REPOS[""], "main", tmp_path / "b", swapped)
-    with pytest.raises(ModelError, match="a later stage of a cascade: configure the cascade's first stage"):
-        fetch_hub_model(hub, STAGE_REPOS["stage_2"], "main", tmp_path / "c")
+    wrong = "the cascade's stage_2 must be a IFSuperResolutionPipeline, not a StableDiffusionUpscalePipeline"
+    refused(ModelError, wrong, STAGE_REPOS[""], "main", tmp_path / "b", swapped)
+    refused(ModelError, "a later stage of a cascade: configure the cascade's first stage",
+            STAGE_REPOS["stage_2"], "main", tmp_path / "c")  # fmt: skip
+
+    def no_overrides(architecture):
+        raise OverrideError(f"unet: the model is {architecture.description}")
+
+    refused(OverrideError, "unet: the model is DeepFloyd IF", STAGE_REPOS[""], "main", tmp_path / "d", CASCADE,
+            accept=no_overrides)  # fmt: skip
 
 
 def test_an_if_job_guides_each_image_by_its_prompt_and_records_the_cascade(tmp_path):

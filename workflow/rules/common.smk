@@ -72,13 +72,16 @@ def set_fid_table(wildcards):
 
 
 # The FID reference folders of the sets that name one, by the id in their statistics' file
-# name; listed when the workflow is planned, so a missing folder stops planning.
+# name. The main process lists them when it plans, so a missing folder stops planning; a job
+# process lists only the folder of its own job (a compute node need not see the others).
 FID_REFERENCES = {
     Path(study.fid_reference_statistics).stem.removeprefix("reference-"): study.fid_reference
     for study in STUDIES.values()
     if study.fid_reference is not None
 }
-FID_LISTINGS = {reference: fid.listing_digest(folder) for reference, folder in FID_REFERENCES.items()}
+FID_LISTINGS = {}
+if workflow.is_main_process:
+    FID_LISTINGS = {reference: fid.listing_digest(folder) for reference, folder in FID_REFERENCES.items()}
 
 
 def fid_reference_folder(wildcards):
@@ -86,6 +89,9 @@ def fid_reference_folder(wildcards):
 
 
 def fid_reference_listing(wildcards):
+    """What changes when an image of the folder does (`fid.listing_digest`)."""
+    if wildcards.reference not in FID_LISTINGS:
+        FID_LISTINGS[wildcards.reference] = fid.listing_digest(FID_REFERENCES[wildcards.reference])
     return FID_LISTINGS[wildcards.reference]
 
 

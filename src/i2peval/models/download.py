@@ -11,6 +11,7 @@ remote code), every file checked against the hub's checksum.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +81,23 @@ def select_pipeline_files(
 
 
 def fetch_hub_model(
-    client: HubClient, repo_id: str, revision: str, dest: Path, cascade: dict[str, dict[str, str]] | None = None
+    client: HubClient,
+    repo_id: str,
+    revision: str,
+    dest: Path,
+    cascade: dict[str, dict[str, str]] | None = None,
+    accept: Callable[[Architecture], None] | None = None,
 ) -> dict[str, Any]:
     """Download a pipeline snapshot of a supported architecture into `dest`; return its record.
 
     A cascade (DeepFloyd IF) needs `cascade`, the repository and revision of each later
     stage: each is fetched the same way into its folder inside `dest`, and its commit is
-    recorded. Raises `ArchitectureError` for an unsupported pipeline class, having fetched
-    only model_index.json.
+    recorded. Every repository's model_index.json comes first: an unsupported pipeline
+    class (`ArchitectureError`), a cascade configured wrongly (`ModelError`) and whatever
+    `accept` raises for the architecture are refused before any weights are fetched.
     """
     source = f"{repo_id}@{revision}"
-    architecture, snapshot = fetch_pipeline(client, repo_id, revision, dest)
+    architecture, commit = pipeline_index(client, repo_id, revision, dest)
     if architecture.name not in ARCHITECTURES:
         raise ModelError(
             f"{source} is {architecture.description}, a later stage of a cascade: configure the cascade's first "
@@ -104,24 +111,32 @@ def fetch_hub_model(
         )
     if cascade and not architecture.cascade:
         raise ModelError(f"{source} is {architecture.description}, not a cascade: remove the model's cascade")
+    if accept is not None:
+        accept(architecture)
+    commits = {}
+    for folder, stage in architecture.cascade:
+        spec = cascade[folder]
+        fetched, commits[folder] = pipeline_index(client, spec["repo_id"], spec["revision"], dest / folder)
+        if fetched != stage:
+            raise ModelError(
+                f"{spec['repo_id']}@{spec['revision']}: the cascade's {folder} must be a {stage.pipeline_class}, "
+                f"not a {fetched.pipeline_class}"
+            )
+    snapshot = fetch_pipeline_files(client, repo_id, commit, dest, source, architecture)
     record = {"source": "hub", **snapshot.as_record(), "revision": revision, **describe_snapshot(dest)}
     stages = {}
     for folder, stage in architecture.cascade:
-        stage_spec = cascade[folder]
-        fetched, stage_snapshot = fetch_pipeline(client, stage_spec["repo_id"], stage_spec["revision"], dest / folder)
-        if fetched != stage:
-            raise ModelError(
-                f"{stage_spec['repo_id']}@{stage_spec['revision']}: the cascade's {folder} must be a "
-                f"{stage.pipeline_class}, not a {fetched.pipeline_class}"
-            )
-        stages[folder] = {**stage_spec, "commit": stage_snapshot.commit}
-        record["files"] |= {f"{folder}/{path}": sha256 for path, sha256 in stage_snapshot.files.items()}
+        spec = cascade[folder]
+        stage_source = f"{spec['repo_id']}@{spec['revision']}"
+        fetched = fetch_pipeline_files(client, spec["repo_id"], commits[folder], dest / folder, stage_source, stage)
+        stages[folder] = {**spec, "commit": commits[folder]}
+        record["files"] |= {f"{folder}/{path}": sha256 for path, sha256 in fetched.files.items()}
     return record | ({"cascade": stages} if stages else {})
 
 
-def fetch_pipeline(client: HubClient, repo_id: str, revision: str, dest: Path) -> tuple[Architecture, Snapshot]:
-    """The architecture of a diffusers repository, read from its model_index.json, and the
-    files that architecture needs, fetched into `dest`."""
+def pipeline_index(client: HubClient, repo_id: str, revision: str, dest: Path) -> tuple[Architecture, str]:
+    """The architecture of a diffusers repository, read from its model_index.json (the only
+    file fetched into `dest`), and the commit `revision` resolved to."""
     source = f"{repo_id}@{revision}"
 
     def model_index_only(paths: list[str]) -> list[str]:
@@ -131,12 +146,13 @@ def fetch_pipeline(client: HubClient, repo_id: str, revision: str, dest: Path) -
 
     index = fetch_snapshot(client, repo_id, revision, dest, select=model_index_only)
     pipeline_class = read_model_index(dest / "model_index.json", source)["_class_name"]
-    architecture = CASCADE_STAGES.get(pipeline_class) or architecture_of_class(pipeline_class, source)
-    snapshot = fetch_snapshot(
-        client,
-        repo_id,
-        index.commit,
-        dest,
-        select=lambda paths: select_pipeline_files(paths, source, architecture),
+    return CASCADE_STAGES.get(pipeline_class) or architecture_of_class(pipeline_class, source), index.commit
+
+
+def fetch_pipeline_files(
+    client: HubClient, repo_id: str, commit: str, dest: Path, source: str, architecture: Architecture
+) -> Snapshot:
+    """The files of a repository at `commit` that `architecture` needs, fetched into `dest`."""
+    return fetch_snapshot(
+        client, repo_id, commit, dest, select=lambda paths: select_pipeline_files(paths, source, architecture)
     )
-    return architecture, snapshot

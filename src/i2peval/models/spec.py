@@ -210,11 +210,23 @@ def override_source(spec: dict[str, Any]) -> str:
 
 def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
     """The snapshot of a model's `snapshot_spec` in `snapshot`, fetched or built; its record."""
+    from i2peval.models.architectures import Architecture
+
+    def accept(architecture: Architecture) -> None:
+        overrides = [key for key in OVERRIDE_KEYS if key in spec]
+        if architecture.cascade and overrides:
+            raise OverrideError(
+                f"{', '.join(overrides)}: the model is {architecture.description}, whose weights this project "
+                "does not override or adapt"
+            )
+
     if spec["source"] == "hub":
         from i2peval.hub import HuggingFaceHub
         from i2peval.models.download import fetch_hub_model
 
-        record = fetch_hub_model(HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot, spec.get("cascade"))
+        record = fetch_hub_model(
+            HuggingFaceHub(), spec["repo_id"], spec["revision"], snapshot, spec.get("cascade"), accept
+        )
     else:
         from i2peval.models.tiny import build_tiny_pipeline
 
@@ -223,12 +235,7 @@ def obtain_model(spec: dict[str, Any], snapshot: Path) -> dict[str, Any]:
     from i2peval.models.overrides import fetch_override
 
     architecture = architecture_named(record["architecture"])
-    overrides = [key for key in OVERRIDE_KEYS if key in spec]
-    if architecture.cascade and overrides:
-        raise OverrideError(
-            f"{', '.join(overrides)}: the model is {architecture.description}, whose weights this project does not "
-            "override or adapt"
-        )
+    accept(architecture)
     for component in COMPONENTS.values():
         if component.name in spec and component.name not in architecture.weight_folders:
             raise OverrideError(
