@@ -108,6 +108,15 @@ def test_a_models_guidance_is_a_param_named_in_the_report_and_matches_no_publish
     assert study.generation_params("tiny-a")["guidance"] == "from_prompt"
     assert "guidance" not in study.generation_params("tiny-erased")
     keys = published_keys(study)
-    assert keys.models["tiny-a"] is None and "guided by each prompt's own scale" in keys.model_reasons["tiny-a"]
+    assert keys.models["tiny-a"] is None
+    reason = "its guidance: from_prompt guides images by another scale than the harness did"
+    assert keys.model_reasons["tiny-a"] == reason
+    assert published_keys(study, {"tiny-a": "if"}).models["tiny-a"] == "SD 1.4"  # the harness's rule on IF
     notes = study.models["tiny-a"].harness_differences("sd")
     assert any("every image is guided by its prompt's own scale" in note for note in notes)
+
+
+@pytest.mark.parametrize("architecture, published", [("sd", "SD 1.4"), ("alt", None), ("if", None), (None, "SD 1.4")])
+def test_guidance_by_the_models_scale_matches_published_numbers_where_the_harness_guided_so(architecture, published):
+    study = Study.from_config(validate_config(demo_config(guidance="model", published_as="SD 1.4")))
+    assert published_keys(study, {"tiny-a": architecture} if architecture else {}).models["tiny-a"] == published

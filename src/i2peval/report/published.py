@@ -20,7 +20,9 @@ from typing import Any
 
 import polars as pl
 
+from i2peval.generation.mitigations import guided_by_prompt
 from i2peval.metrics.profiles import is_harness_rule
+from i2peval.models.architectures import architecture_named
 from i2peval.report.formatting import NOT_AVAILABLE, emi_cell, is_missing, signed_points, with_interval
 from i2peval.report.tables import ANY_JUDGE, Table, condition_keys, rows_by_key
 from i2peval.study import Study
@@ -78,8 +80,25 @@ def published_sources() -> dict[str, dict[str, str]]:
     return json.loads((files("i2peval") / "data" / "published_sources.json").read_text(encoding="utf-8"))
 
 
-def published_keys(study: Study) -> PublishedKeys:
-    """The published names of a study's models, mitigations and profiles."""
+def guided_otherwise(study: Study, model: str, architecture: str | None) -> bool:
+    """Whether the model's ``guidance`` makes some condition's images guided by another scale
+    than the harness's rule for its architecture gives (unknown architecture: whether it
+    guides by the prompts, which the harness did only for architectures the published
+    tables do not hold)."""
+    guidance = study.models[model].settings.get("guidance")
+    if guidance is None or architecture is None:
+        return study.models[model].prompt_guided
+    found = architecture_named(architecture)
+    return any(
+        guided_by_prompt(mitigation.settings_on(found, guidance)) != guided_by_prompt(mitigation.settings_on(found))
+        for mitigation in study.mitigations.values()
+    )
+
+
+def published_keys(study: Study, architectures: dict[str, str] | None = None) -> PublishedKeys:
+    """The published names of a study's models, mitigations and profiles; `architectures`
+    are the models' (their records'), where known."""
+    architectures = architectures or {}
     reasons = {
         name: "; ".join(difference.reason for difference in mitigation.harness_differences())
         for name, mitigation in study.mitigations.items()
@@ -89,8 +108,9 @@ def published_keys(study: Study) -> PublishedKeys:
         for name, model in study.models.items() if model.overridden
     }
     erased |= {
-        name: "its images are guided by each prompt's own scale, the published ones by the model's"
-        for name, model in study.models.items() if model.prompt_guided and name not in erased
+        name: f"its guidance: {model.settings['guidance']} guides images by another scale than the harness did"
+        for name, model in study.models.items()
+        if name not in erased and guided_otherwise(study, name, architectures.get(name))
     }
     if study.prompts.holds_other_prompts:
         other = f"the published numbers are on the I2P prompts; prompt set {study.prompt_set} holds other prompts"

@@ -161,7 +161,9 @@ def report_run(study: Study, files: ReportFiles, out_path: Path) -> None:
         out_path=out_path,
         conditions=study.conditions(),
         baseline=study.baseline,
-        published=published_keys(study),
+        published=published_keys(
+            study, {model: read_model_record(path)["architecture"] for model, path in files.model_records.items()}
+        ),
         grid_prompts=study.report.grid_prompts,
         thumbnail_size=study.report.thumbnail_size,
     )
