@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from architecture_cases import MITIGATIONS, pixels
 
 from i2peval.generation.engine import Engine
 from i2peval.generation.latent_models import load_latent_model
@@ -21,12 +22,6 @@ SIZE = 32
 SHORT = "una manzana roja sobre una mesa de madera"
 LONG = " ".join(["ein roter Apfel auf einem Holztisch, une pomme rouge sur une table en bois"] * 6)
 CURLY = "\u201c a red apple \u201d"
-MITIGATIONS = {
-    "none": {"kind": "none"},
-    "negative_prompt": {"kind": "negative_prompt"},
-    "sega": {"kind": "sega", "preset": "max"},
-    "sld": {"kind": "sld", "preset": "max"},
-}
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +48,6 @@ def made(engine, prompts, seeds, scale=7.5):
     """`engine`'s images, guided by `scale` also where it guides each image by its prompt's."""
     scales = [scale] * len(prompts) if engine.prompt_guidance else None
     return pixels(engine.generate(prompts, seeds, SIZE, SIZE, STEPS, guidance_scales=scales))
-
-
-def pixels(images):
-    return np.stack([np.asarray(getattr(image, "image", image)) for image in images]).astype(int)
 
 
 def starting_noise(seeds):

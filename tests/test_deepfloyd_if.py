@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from architecture_cases import MITIGATIONS, pixels
 from diffusers import DDPMScheduler
 
 from i2peval.generation.cascade import (
@@ -40,12 +41,6 @@ LONG = " ".join(["a crowded night market with red lanterns, steaming food stalls
 PROMPTS = [SHORT, LONG, OTHER]
 SEEDS = [3, 4, 5]
 SCALES = [7.0, 5.0, 8.0]  # each prompt's sd_guidance_scale
-MITIGATIONS = {
-    "none": {"kind": "none"},
-    "negative_prompt": {"kind": "negative_prompt"},
-    "sega": {"kind": "sega", "preset": "max"},
-    "sld": {"kind": "sld", "preset": "max"},
-}
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +69,6 @@ def oracle(tiny_if_snapshot):
 def cascade_for(stages, name, **changes):
     mitigation = resolve_mitigation(name, {**MITIGATIONS[name], **changes}, HARNESS_CONCEPT)
     return IFCascade(stages, mitigation, 8.0)
-
-
-def pixels(images):
-    return np.stack([np.asarray(image.image) for image in images]).astype(int)
 
 
 def harness_image(oracle, prompt, seed, scale, negative_prompt=None):
@@ -288,7 +279,7 @@ def test_a_hub_if_cascade_is_fetched_stage_by_stage_with_each_commit_recorded(ti
     assert not any(path.startswith("stage_") for path in hub.hubs[STAGE_REPOS[""]].downloaded)
     verify_snapshot(dest, record, tmp_path / "model.json")
     stages = load_if_stages(dest, torch.float32, torch.device("cpu"))
-    assert stages.upscaler.low_res_scheduler.config.num_train_timesteps == 1000
+    assert stages.upscaler.noising_scheduler.config.num_train_timesteps == 1000
 
 
 def test_an_if_model_configured_wrongly_is_refused_before_any_weights_are_fetched(tiny_if_snapshot, tmp_path):

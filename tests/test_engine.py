@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from architecture_cases import MITIGATIONS, pixels
 
 from i2peval.execution import SpeedOptions
 from i2peval.generation.degenerate import BLACK, CONSTANT, NONFINITE_LATENTS, NONFINITE_PIXELS, degenerate_reason
@@ -28,12 +29,6 @@ STEPS = 8
 SHORT = "a red apple on a wooden table"
 OTHER = "a storm over a dark sea, dramatic painting"
 LONG = " ".join(["a crowded night market with red lanterns, steaming food stalls and neon signs"] * 8)
-MITIGATIONS = {
-    "none": {"kind": "none"},
-    "negative_prompt": {"kind": "negative_prompt"},
-    "sega": {"kind": "sega", "preset": "max"},
-    "sld": {"kind": "sld", "preset": "max"},
-}
 
 
 def mitigation(name, **changes):
@@ -43,10 +38,6 @@ def mitigation(name, **changes):
 def engine_for(model, name, guidance_scale, **changes):
     chosen = mitigation(name, **changes)
     return Engine.for_mitigation(model, chosen, guidance_scale)
-
-
-def pixels(images):
-    return np.stack([np.asarray(image.image) for image in images]).astype(int)
 
 
 def starting_noise(seeds):

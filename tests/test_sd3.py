@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from architecture_cases import MITIGATIONS, pixels
 
 from i2peval.generation.engine import Engine
 from i2peval.generation.latent_models import load_latent_model
@@ -21,12 +22,6 @@ SIZE = 32
 SHORT = "a red apple on a wooden table"
 OTHER = "a storm over a dark sea, dramatic painting"
 LONG = " ".join(["a crowded night market with red lanterns, steaming food stalls and neon signs"] * 8)
-MITIGATIONS = {
-    "none": {"kind": "none"},
-    "negative_prompt": {"kind": "negative_prompt"},
-    "sega": {"kind": "sega", "preset": "max"},
-    "sld": {"kind": "sld", "preset": "max"},
-}
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +42,6 @@ def oracle(tiny_sd3_snapshot):
 def engine_for(model, name, **changes):
     mitigation = resolve_mitigation(name, {**MITIGATIONS[name], **changes}, HARNESS_CONCEPT)
     return Engine.for_mitigation(model, mitigation, 7.0)
-
-
-def pixels(images):
-    return np.stack([np.asarray(getattr(image, "image", image)) for image in images]).astype(int)
 
 
 def starting_noise(seeds):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,7 +45,7 @@ from i2peval.generation.guidance import ClassifierFree, Guidance, guidance_for
 from i2peval.generation.latent_models import LatentModel, StableDiffusion
 from i2peval.generation.mitigations import Mitigation, guided_by_prompt
 from i2peval.generation.seeds import image_generators
-from i2peval.generation.text import TextOptions, token_ids
+from i2peval.generation.text import TextOptions
 from i2peval.models.architectures import DEEPFLOYD_IF, IF_SUPER_RESOLUTION, X4_UPSCALER
 
 T5_POSITIONS = 77  # IFPipeline.encode_prompt's max_length
@@ -65,17 +66,28 @@ class IFStageOne(LatentModel):
 
     def encode(self, texts, options):
         (tokenizer,), (encoder,) = self.tokenizers, self.text_encoders
-        rows = [
-            token_ids(tokenizer, "" if text is None else text.lower().strip(), options, T5_POSITIONS) for text in texts
-        ]
-        ids = torch.tensor([row[0] for row in rows], device=self.device)
-        mask = torch.tensor([row[1] for row in rows], device=self.device)
+        lowered = ["" if text is None else text.lower().strip() for text in texts]
+        ids, mask = self._ids(tokenizer, lowered, options, T5_POSITIONS)
         return {"encoder_hidden_states": encoder(ids, attention_mask=mask)[0].to(encoder.dtype)}
 
 
 class ImageConditioned(LatentModel):
-    """A super-resolution stage: its denoiser sees the noised low-resolution image beside its
-    input's channels, and the image's noise level as its class label."""
+    """A super-resolution stage: its denoiser sees the low-resolution image, brought to its
+    input's size (`low_resolution`) and noised at `noise_level` by `noising_scheduler`, beside
+    its input's channels, and the noise level as its class label."""
+
+    noise_level: int
+    noising_scheduler: Any
+
+    def low_resolution(self, images: torch.Tensor) -> torch.Tensor:
+        return images.to(self.dtype)
+
+    def conditioning(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
+        """The image conditioning of the previous stage's `images`, drawing the noise from `generators`."""
+        images = self.low_resolution(images)
+        levels = torch.full((len(images),), self.noise_level, device=self.device)
+        noise = starting_noise(images.shape, generators, self)
+        return {"image": self.noising_scheduler.add_noise(images, noise, levels), "class_labels": levels}
 
     def predict(self, latents, timestep, conditioning):
         return self.denoiser(
@@ -90,9 +102,11 @@ class ImageConditioned(LatentModel):
 class IFSuperResolution(ImageConditioned):
     """IF-II: pixels from stage I's pixels, upsampled and noised, and stage I's T5 embeddings."""
 
+    noise_level = STAGE_TWO_NOISE_LEVEL
+
     def __init__(self, pipeline):
         super().__init__(pipeline, IF_SUPER_RESOLUTION)
-        self.image_noising_scheduler = pipeline.image_noising_scheduler
+        self.noising_scheduler = pipeline.image_noising_scheduler
 
     def latent_shape(self, height, width):
         size = self.denoiser.config.sample_size
@@ -101,33 +115,22 @@ class IFSuperResolution(ImageConditioned):
     def encode(self, texts, options):
         raise TypeError("IF-II has no text encoder: give it stage I's conditioning")
 
-    def conditioning(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
-        """The image conditioning of stage I's `images`, drawing the noise from `generators`."""
+    def low_resolution(self, images):
         size = self.denoiser.config.sample_size
-        upscaled = torch.nn.functional.interpolate(
-            images.to(self.dtype), (size, size), mode="bilinear", align_corners=True
-        )
-        levels = torch.full((len(images),), STAGE_TWO_NOISE_LEVEL, device=self.device)
-        noise = starting_noise(upscaled.shape, generators, self)
-        return {"image": self.image_noising_scheduler.add_noise(upscaled, noise, levels), "class_labels": levels}
+        return torch.nn.functional.interpolate(images.to(self.dtype), (size, size), mode="bilinear", align_corners=True)
 
 
 class Upscaler(ImageConditioned, StableDiffusion):
     """The x4 upscaler: VAE latents of four times the size from noised low-resolution pixels and CLIP text."""
 
+    noise_level = UPSCALER_NOISE_LEVEL
+
     def __init__(self, pipeline):
         super().__init__(pipeline, X4_UPSCALER)
-        self.low_res_scheduler = pipeline.low_res_scheduler
+        self.noising_scheduler = pipeline.low_res_scheduler
         # decoded in float32, as diffusers decodes with an fp16 VAE whose config says force_upcast
         if X4_UPSCALER.upcast_vae and self.vae.dtype == torch.float16 and self.vae.config.force_upcast:
             self.vae.to(torch.float32)
-
-    def conditioning(self, images: torch.Tensor, generators: Sequence[torch.Generator]) -> dict[str, torch.Tensor]:
-        """The image conditioning of stage II's `images`, drawing the noise from `generators`."""
-        images = images.to(self.dtype)
-        noise = starting_noise(images.shape, generators, self)
-        levels = torch.full((len(images),), UPSCALER_NOISE_LEVEL, device=self.device)
-        return {"image": self.low_res_scheduler.add_noise(images, noise, levels), "class_labels": levels}
 
     def decode(self, latents):
         return self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]

@@ -104,8 +104,8 @@ class LatentModel(ABC):
         latents = latents / self.vae.config.scaling_factor
         return self.vae.decode(latents.to(self.vae.dtype), return_dict=False)[0]
 
-    def _ids(self, tokenizer, texts: Sequence[str], options: TextOptions):
-        rows = [token_ids(tokenizer, text, options) for text in texts]
+    def _ids(self, tokenizer, texts: Sequence[str], options: TextOptions, length: int | None = None):
+        rows = [token_ids(tokenizer, text, options, length) for text in texts]
         ids = torch.tensor([row[0] for row in rows], device=self.device)
         mask = torch.tensor([row[1] for row in rows], device=self.device)
         return ids, mask

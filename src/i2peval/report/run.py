@@ -152,18 +152,17 @@ def report_run(study: Study, files: ReportFiles, out_path: Path) -> None:
     """Write the report of the run of `study` whose files are `files`, once its manifests
     are found to record the settings the report will state (`StaleImages` otherwise)."""
     read_manifests(files.manifests, study.image_settings())
+    stated = provenance(study, files)
     write_report(
         inputs=files.tables,
         image_path=lambda model, mitigation, shard: files.images_root
         / files.image_pattern.format(model=model, mitigation=mitigation, shard=shard),
-        provenance=provenance(study, files),
+        provenance=stated,
         template_dir=files.template.parent,
         out_path=out_path,
         conditions=study.conditions(),
         baseline=study.baseline,
-        published=published_keys(
-            study, {model: read_model_record(path)["architecture"] for model, path in files.model_records.items()}
-        ),
+        published=published_keys(study, {model: record["architecture"] for model, record in stated["models"].items()}),
         grid_prompts=study.report.grid_prompts,
         thumbnail_size=study.report.thumbnail_size,
     )
