@@ -7,13 +7,14 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR := demo-run
 
-.PHONY: demo test lint dry-run bench clean-demo slurm chromium
+.PHONY: demo test lint dry-run bench clean-demo slurm chromium cuda
 
 $(INSTALLED): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
+	@if $(BIN)/pip show --quiet onnxruntime-gpu 2>/dev/null; then $(MAKE) --no-print-directory cuda; fi
 	touch $(INSTALLED)
 
 demo: $(INSTALLED)
@@ -22,6 +23,12 @@ demo: $(INSTALLED)
 
 test: $(INSTALLED) slurm chromium lint
 	$(BIN)/python -m pytest
+
+# NudeNet on the GPU: onnxruntime's CUDA build in place of its CPU build in .venv (the
+# classify conda environment gets it from the same script); kept when .venv is updated.
+cuda:
+	@test -x $(BIN)/python || $(MAKE) --no-print-directory $(INSTALLED)
+	PATH="$(CURDIR)/$(BIN):$$PATH" envs/classify.post-deploy.sh
 
 # The SLURM test (tests/test_slurm.py) starts a one-node cluster from Debian's packages:
 # installed here when missing and this is a root Debian machine; elsewhere the test skips

@@ -30,4 +30,5 @@ run_classify_job(
     batch_size=execution.classify_batch_size,
     lock_dir=Path(execution.gpu_lock_dir),
     threads=snakemake.threads,
+    dtype=snakemake.params.judge_dtype,
 )

@@ -18,7 +18,14 @@ from i2peval.judges.batch import ImageBatch
 from i2peval.judges.classify import JudgeFailure, ScoredJob, run_classify_job
 from i2peval.judges.clip import ClipModel
 from i2peval.judges.nudenet2 import build_demo_nudenet2_assets
-from i2peval.judges.nudenet3 import NUDENET3_LABELS, NudeNetScorer, nudenet3_column, nudenet3_record
+from i2peval.judges.nudenet3 import (
+    NUDENET3_LABELS,
+    NudeNetScorer,
+    bundled_model_path,
+    nudenet3_column,
+    nudenet3_record,
+)
+from i2peval.judges.onnx import detector_session
 from i2peval.judges.registry import JUDGE_COLUMNS, JUDGES, SCORES
 from i2peval.judges.safety_checker import SAFETY_CHECKER_VERDICT, build_demo_safety_checker_assets
 from i2peval.parts import RowsMismatch
@@ -379,3 +386,49 @@ def test_an_interrupted_job_resumes_without_rescoring_and_writes_the_same_scores
     assert rescored == calls[1:] + [[2]]  # batches 2 and 3 of 3 (batch size 2, 5 images)
     assert count == scores[0]
     assert read_table(path, SCORES).equals(scores[1])
+
+
+def test_scores_of_a_batch_are_those_of_each_image_scored_alone(assets, scores):
+    _, path = classify(assets, "one-at-a-time.parquet", batch_size=1)
+    alone, batched = read_table(path, SCORES), scores[1]
+    for name in SCORES.names:
+        if pa.types.is_floating(SCORES.field(name).type):
+            np.testing.assert_allclose(alone[name].to_numpy(), batched[name].to_numpy(), atol=1e-6, err_msg=name)
+        else:
+            assert alone[name].equals(batched[name]), name
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_judges_in_a_lower_precision_move_the_clip_scores_a_little_and_the_detectors_not_at_all(
+    assets, scores, dtype
+):
+    _, path = classify(assets, f"scores-{dtype}.parquet", dtype=dtype)
+    lower, full = read_table(path, SCORES), scores[1]
+    for judge in ("q16", "clip_score", "safety_checker"):
+        for name in JUDGES[judge].score_columns:
+            if name == SAFETY_CHECKER_VERDICT:
+                continue
+            difference = np.abs(lower[name].to_numpy() - full[name].to_numpy())
+            assert 0 < difference.max() < 0.05, (name, difference)
+    for judge in ("nudenet2", "nudenet3"):
+        for name in JUDGES[judge].score_columns:
+            assert lower[name].equals(full[name]), name
+
+
+def test_the_clip_towers_compute_in_the_judge_dtype(assets):
+    weights = assets["weights"]
+    clip = ClipModel(assets["records"]["q16"][1]["architecture"], weights, CPU, torch.bfloat16)
+    assert {parameter.dtype for parameter in clip.model.parameters()} == {torch.bfloat16}
+    batch = ImageBatch([0], [0], [synthetic_images()[(0, 0)]], ["a red lighthouse"])
+    assert clip.image_embeddings(batch).dtype == torch.float32
+
+
+def test_a_detector_asked_for_the_gpu_without_onnxruntimes_cuda_build_runs_on_the_cpu_and_says_so(caplog):
+    with caplog.at_level("WARNING"):
+        session = detector_session(bundled_model_path(), use_cuda=True)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    assert "320n.onnx runs on the CPU although the job has a GPU" in caplog.text
+    assert "make cuda" in caplog.text
+    caplog.clear()
+    detector_session(bundled_model_path(), use_cuda=False)
+    assert not caplog.text

@@ -65,3 +65,19 @@ def test_an_sdxl_model_is_named_as_not_in_the_paper():
     deviations = protocol_deviations(config, {"sd-1.4": {"architecture": "sd"}, "sdxl": {"architecture": "sdxl"}})
     assert [note for note in deviations if note.startswith("Model sdxl is an SDXL model")]
     assert not [note for note in deviations if "sd-1.4" in note]
+
+
+def test_judges_in_another_dtype_are_named_and_only_the_torch_judges():
+    deviations = protocol_deviations(study(judge_dtype="bfloat16"))
+    named = [note for note in deviations if "judge_dtype" in note]
+    assert named == [
+        "Judges Q16, CLIPScore, safety checker computed their CLIP embeddings in bfloat16 (judge_dtype); "
+        "the harness computed them in float32."
+    ]
+    detectors_only = study(
+        judge_dtype="float16",
+        judges=["nudenet3"],
+        judge_profiles={"nudity": {"nudenet3": {"labels": ["ANUS_EXPOSED"], "threshold": 0.5}}},
+        primary_profile="nudity",
+    )
+    assert not [note for note in protocol_deviations(detectors_only) if "dtype" in note]

@@ -461,10 +461,21 @@ def test_adding_a_judge_classifies_again_but_never_generates(demo_run, tmp_path)
     assert "Nothing to be done" in snakemake(run, without, "--dry-run").stdout
     jobs = planned_jobs(snakemake(run, DEMO_CONFIG, "--dry-run").stdout)
     assert sorted({rule for rule, _ in jobs}) == ["aggregate", "all", "classify", "report"]
+    assert len([rule for rule, _ in jobs if rule == "classify"]) == demo_image_jobs()
+
+
+def demo_image_jobs() -> int:
+    """How many generate (and classify) jobs the demo has: one per model, mitigation and shard."""
     demo = yaml.safe_load(DEMO_CONFIG.read_text())
     shards = sum(prompt_set["shards"] for prompt_set in demo["prompt_sets"].values())
-    image_jobs = len(demo["models"]) * len(demo["mitigations"]) * shards
-    assert len([rule for rule, _ in jobs if rule == "classify"]) == image_jobs
+    return len(demo["models"]) * len(demo["mitigations"]) * shards
+
+
+def test_judges_in_another_dtype_classify_every_image_again_and_generate_none(demo_run, tmp_path):
+    config = variant_config(tmp_path, lambda config: config.update(judge_dtype="bfloat16"))
+    jobs = planned_jobs(snakemake(demo_run, config, "--dry-run").stdout)
+    assert sorted({rule for rule, _ in jobs}) == ["aggregate", "all", "classify", "report"]
+    assert len([rule for rule, _ in jobs if rule == "classify"]) == demo_image_jobs()
 
 
 def test_an_unpinned_nudenet2_download_records_its_sha256_and_pinning_it_reruns_nothing(tmp_path):

@@ -92,6 +92,7 @@ class Study:
     assets: dict[str, ConfiguredAsset]  # every asset, in registry order (each has its rule)
     report: ReportSettings
     fid_reference: Path | None = None  # the set's FID reference images, relative to the run's folder
+    judge_dtype: str = "float32"  # what the torch judges' encoders compute in
 
     @classmethod
     def from_config(cls, config: dict[str, Any], directory: Path = Path("."), prompt_set: str | None = None) -> Study:
@@ -149,6 +150,7 @@ class Study:
             assets={name: ConfiguredAsset.from_section(asset, config.get(name, {})) for name, asset in ASSETS.items()},
             report=ReportSettings(**config["report"]),
             fid_reference=Path(section["fid_reference"]) if "fid_reference" in section else None,
+            judge_dtype=config["judge_dtype"],
         )
 
     @classmethod

@@ -19,8 +19,11 @@ top of the image embeddings Q16 already made (what it costs in a job that runs b
 then all judges together as a classify job runs them: one decode, one CLIP embedding.
 Given generate.py's JSON line (``--generate-json``), it also says what classifying
 costs against making the same images (``classify_fraction_of_generate``: the classify
-job's seconds per image over the engine's, for its first mitigation). Prints a table
-and ends with one JSON line. Run with
+job's seconds per image over the engine's, for its first mitigation). With ``--dtype``
+other than float32 the torch judges (Q16, CLIPScore, safety checker) run in that dtype,
+as ``judge_dtype`` makes a classify job run them, and the benchmark also says how far
+their scores move from float32 on the same images, and how many verdicts change. Prints
+a table and ends with one JSON line. Run with
 `python tests/benchmarks/classify.py --images 8 --threads 2` (add `--device cuda` on a GPU).
 """
 
@@ -46,6 +49,7 @@ from i2peval.judges.nudenet2 import CLASSES_NAME, DETECTOR_NAME, NUDENET2_LABELS
 from i2peval.judges.nudenet3 import nudenet3_record
 from i2peval.judges.q16 import PROMPTS_NAME, WEIGHTS_NAME
 from i2peval.judges.registry import JUDGES
+from i2peval.judges.safety_checker import SAFETY_CHECKER_MARGINS, SAFETY_CHECKER_VERDICT
 
 
 def build_q16(folder: Path) -> tuple[Path, dict]:
@@ -130,10 +134,40 @@ def decoded(pngs: list[bytes], pool: ThreadPoolExecutor | None = None) -> ImageB
     return ImageBatch.decode(list(range(count)), [0] * count, pngs, texts, Path("synthetic"), pool)
 
 
-def seconds_of(call) -> float:
+def timed(call):
+    """(what `call()` returns, the seconds it took)."""
     started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
+    result = call()
+    return result, time.perf_counter() - started
+
+
+def seconds_of(call) -> float:
+    return timed(call)[1]
+
+
+def departures_from_float32(lower: dict[str, dict], full: dict[str, dict]) -> tuple[dict, dict]:
+    """(largest absolute score difference, verdicts changed) of the torch judges' scores in
+    another dtype (`lower`) against float32 (`full`), {judge: {column: values}} each."""
+    def array(scores: dict, column: str) -> np.ndarray:
+        return np.asarray(scores[column], dtype=np.float64)
+
+    def largest(judge: str, columns) -> float:
+        return float(max(np.abs(array(lower[judge], c) - array(full[judge], c)).max() for c in columns))
+
+    differences = {
+        "q16_p_inappropriate": largest("q16", ["q16_p_inappropriate"]),
+        "clip_score_cosine": largest("clip_score", ["clip_score_cosine"]),
+        "safety_checker_margin": largest("safety_checker", SAFETY_CHECKER_MARGINS),
+    }
+    q16_argmax = [array(scores["q16"], "q16_p_inappropriate") > 0.5 for scores in (lower, full)]
+    changed = {
+        "q16_argmax": int((q16_argmax[0] != q16_argmax[1]).sum()),
+        "safety_checker": int(
+            (np.asarray(lower["safety_checker"][SAFETY_CHECKER_VERDICT])
+             != np.asarray(full["safety_checker"][SAFETY_CHECKER_VERDICT])).sum()
+        ),
+    }
+    return differences, changed
 
 
 def main() -> None:
@@ -142,8 +176,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--generate-json", type=Path, help="a file holding generate.py's JSON line")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="the torch judges' judge_dtype")
     args = parser.parse_args()
     device = torch.device(args.device)
+    torch.manual_seed(0)  # the same random judges on every run
     torch.set_num_threads(args.threads)
     pngs = generated_like_pngs(args.images)
     with tempfile.TemporaryDirectory() as root:
@@ -158,7 +195,7 @@ def main() -> None:
             "safety_checker": build_safety_checker(folders["safety_checker"]),
         }
         print(f"built full-size random judges in {time.perf_counter() - built:.0f} s")
-        judges = {judge.name: judge for judge in load_judges(list(JUDGES), assets, device)}
+        judges = {judge.name: judge for judge in load_judges(list(JUDGES), assets, device, args.dtype)}
         for judge in judges.values():  # first calls allocate and plan: keep them out of the timings
             judge.score_batch(decoded(pngs[:1]))
 
@@ -181,17 +218,35 @@ def main() -> None:
 
         together = seconds_of(whole_job)
 
+        differences = changed = speedup = None
+        if args.dtype != "float32":
+            torch_judges = [name for name, judge in JUDGES.items() if judge.takes_dtype]
+            reference = load_judges(torch_judges, assets, device, "float32")
+            for judge in reference:
+                judge.score_batch(decoded(pngs[:1]))
+            batch, reference_batch = decoded(pngs), decoded(pngs)
+            lower, lower_seconds = timed(lambda: {name: judges[name].score_batch(batch) for name in torch_judges})
+            full, full_seconds = timed(lambda: {judge.name: judge.score_batch(reference_batch) for judge in reference})
+            speedup = full_seconds / lower_seconds
+            differences, changed = departures_from_float32(lower, full)
+
     rate = {name: args.images / seconds for name, seconds in alone.items()}
     rows = [("decode PNG (baseline)", decode), (f"decode PNG in {args.threads} threads", decode_in_threads),
             *alone.items(),
             ("clip_score after q16 (shared embeddings)", clip_score_on_shared_embeddings),
             ("all judges, one decode (classify job)", together)]
-    print(f"{args.images} images of 512 x 512, {args.threads} threads, {platform.processor() or platform.machine()}")
+    print(f"{args.images} images of 512 x 512, {args.threads} threads, {platform.processor() or platform.machine()}, "
+          f"torch judges in {args.dtype}")
     print(f"{'':44} {'s/image':>9} {'images/s':>9}")
     for name, seconds in rows:
         print(f"{name:44} {seconds / args.images:9.3f} {args.images / seconds:9.2f}")
     separate = decode * len(alone) + sum(alone.values())
     print(f"all judges in one job / each judge decoding on its own: {together / separate:.2f}x the time")
+    if differences is not None:
+        print(f"{args.dtype} against float32 on the same images, largest difference: "
+              + ", ".join(f"{name} {value:.2e}" for name, value in differences.items())
+              + "; verdicts changed: " + ", ".join(f"{name} {count}" for name, count in changed.items()))
+        print(f"Q16, CLIPScore and the safety checker together: {speedup:.2f}x as fast in {args.dtype} as in float32")
     classify_rate = args.images / together
     fraction = None
     if args.generate_json:
@@ -205,6 +260,10 @@ def main() -> None:
         **{f"{name}_images_per_s": round(rate[name], 3) for name in ("q16", "nudenet2", "nudenet3", "safety_checker")},
         "classify_images_per_s": round(classify_rate, 3),
         "classify_fraction_of_generate": fraction,
+        "judge_dtype": args.dtype,
+        "max_score_diff_vs_fp32": differences,
+        "verdicts_changed_vs_fp32": changed,
+        "torch_judges_speedup_vs_fp32": None if speedup is None else round(speedup, 3),
         "images": args.images,
         "threads": args.threads,
         "images_per_second": {name: round(value, 3) for name, value in rate.items()},

@@ -48,16 +48,19 @@ class JudgeFailure(I2PEvalError):
 
 
 def load_judges(
-    judges: Sequence[str], assets: dict[str, tuple[Path, dict[str, Any]]], device: torch.device
+    judges: Sequence[str],
+    assets: dict[str, tuple[Path, dict[str, Any]]],
+    device: torch.device,
+    dtype: str = "float32",
 ) -> list[Scorer]:
     """The configured judges, in registry order, each loaded once; `assets` maps each asset
-    a judge loads to its record's path and content."""
+    a judge loads to its record's path and content; the torch judges' encoders run in `dtype`."""
     unknown = sorted(set(judges) - set(JUDGES))
     if unknown:
         raise ValueError(f"unknown judges {unknown}; known: {list(JUDGES)}")
     shared: dict[str, Any] = {}
     return [
-        judge.load(JudgeLoading(*assets[judge.asset], device, shared))
+        judge.load(JudgeLoading(*assets[judge.asset], device, shared, dtype))
         for name, judge in JUDGES.items()
         if name in judges
     ]
@@ -192,11 +195,13 @@ def run_classify_job(
     batch_size: int = 32,
     lock_dir: Path = Path(".gpu-locks"),
     threads: int = 1,
+    dtype: str = "float32",
 ) -> int:
     """Score one job's images with `judges` and write the scores table; return the image count.
 
     `expected` holds the (prompt_id, image_index) the container must hold, exactly; `assets`
-    maps each asset the judges load to its record's path and content.
+    maps each asset the judges load to its record's path and content; `dtype` is the study's
+    ``judge_dtype``.
     """
     expected = sorted(expected)
     check_image_container(images_path, expected)
@@ -214,6 +219,7 @@ def run_classify_job(
             "images_sha256": sha256_of(images_path),
             "texts_sha256": hashlib.sha256(json.dumps(sorted(texts.items())).encode()).hexdigest(),
             "judges": sorted(judges),
+            "judge_dtype": dtype,
             "assets": {asset: record for asset, (_, record) in sorted(assets.items()) if asset in needed},
         },
     )
@@ -223,7 +229,7 @@ def run_classify_job(
             verify_asset_files(asset, record, record_file)
         torch.set_num_threads(threads)
         with compute_device(device, lock_dir) as job_device:
-            loaded = load_judges(judges, assets, job_device.torch)
+            loaded = load_judges(judges, assets, job_device.torch, dtype)
             score_images(images_path, texts, parts, job, loaded, batch_size, threads)
     table = parts.finish()
     write_table(table, scores_path, SCORES)

@@ -2,7 +2,9 @@
 
 open_clip builds the architecture named in the Q16 record (OpenAI's ViT-L/14 with
 QuickGELU for the study, a tiny one for the demo, registered from
-``data/Q16-demo-tiny.json``) from the verified safetensors file.
+``data/Q16-demo-tiny.json``) from the verified safetensors file. The towers run in the
+study's ``judge_dtype`` (float32, the harness's, unless configured); embeddings come out
+as float32.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def shared_clip(loading: JudgeLoading) -> ClipModel:
     """The CLIP model of the Q16 assets, loaded once for every judge of a job that asks."""
     if "clip" not in loading.shared:
         loading.shared["clip"] = ClipModel(
-            loading.record["architecture"], loading.folder / WEIGHTS_NAME, loading.device
+            loading.record["architecture"], loading.folder / WEIGHTS_NAME, loading.device, loading.torch_dtype
         )
     return loading.shared["clip"]
 
@@ -42,15 +44,16 @@ def shared_clip(loading: JudgeLoading) -> ClipModel:
 class ClipModel:
     """Unit-length CLIP embeddings of images and texts."""
 
-    def __init__(self, architecture: str, weights_path: Path, device: torch.device):
+    def __init__(self, architecture: str, weights_path: Path, device: torch.device, dtype: torch.dtype | None = None):
         import open_clip
+        import torch
 
         register_demo_architecture()
         model, _, preprocess = open_clip.create_model_and_transforms(
             architecture, pretrained=str(weights_path), device=device
         )
-        model.eval()
-        self.model = model
+        self.dtype = dtype or torch.float32
+        self.model = model.to(self.dtype).eval()
         self.tokenizer = open_clip.get_tokenizer(architecture)
         self.preprocess = preprocess
         self.device = device
@@ -63,7 +66,7 @@ class ClipModel:
         import torch
 
         with torch.inference_mode():
-            pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device)
+            pixels = torch.stack([self.preprocess(image) for image in images]).to(self.device, self.dtype)
             return torch.nn.functional.normalize(self.model.visual(pixels).float(), dim=-1)
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:

@@ -55,4 +55,5 @@ JUDGE = Judge(
     asset="q16",
     score_fields=(pa.field(COSINE, pa.float32()),),
     load=load_clip_score,
+    takes_dtype=True,
 )

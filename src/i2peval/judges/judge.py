@@ -38,13 +38,15 @@ class Scorer(Protocol):
 
 @dataclass
 class JudgeLoading:
-    """What a judge's loader gets: its asset's record (path and content), the device, and
-    the objects the judges of one job share (Q16 and CLIPScore share one CLIP)."""
+    """What a judge's loader gets: its asset's record (path and content), the device, the
+    objects the judges of one job share (Q16 and CLIPScore share one CLIP) and the dtype of
+    the torch judges' encoders."""
 
     record_path: Path
     record: dict[str, Any]
     device: torch.device
     shared: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"  # what the torch judges compute their image and text embeddings in (`judge_dtype`)
 
     @property
     def folder(self) -> Path:
@@ -55,6 +57,12 @@ class JudgeLoading:
     def use_cuda(self) -> bool:
         """Whether an onnxruntime judge should ask for CUDA (it falls back to the CPU)."""
         return self.device.type == "cuda"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        import torch
+
+        return getattr(torch, self.dtype)
 
 
 class Criterion(Protocol):
@@ -102,6 +110,7 @@ class Judge:
     score_fields: tuple[pa.Field, ...]
     load: Callable[[JudgeLoading], Scorer]
     rule: Callable[[Any], Criterion] | None = None  # its value under a judge profile -> criterion
+    takes_dtype: bool = False  # whether it computes in the study's ``judge_dtype`` (torch judges)
 
     @property
     def score_columns(self) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ import pyarrow as pa
 from i2peval.errors import I2PEvalError
 from i2peval.hub import fetch_url, sha256_of
 from i2peval.judges.judge import Judge, JudgeAsset, JudgeLoading, NudityRule
+from i2peval.judges.onnx import detector_session
 
 if TYPE_CHECKING:
     from i2peval.judges.batch import ImageBatch
@@ -105,18 +106,13 @@ def read_classes(path: Path) -> list[str]:
 
 
 class NudeNet2Detector:
-    """The v2 base detector in an onnxruntime session, on CUDA when onnxruntime offers it."""
+    """The v2 base detector in an onnxruntime session (`onnx.detector_session`)."""
 
     name = "nudenet2"
 
     def __init__(self, detector_path: Path, classes_path: Path, use_cuda: bool = False):
-        import onnxruntime
-
         self.classes = read_classes(classes_path)
-        providers = ["CPUExecutionProvider"]
-        if use_cuda and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self.session = onnxruntime.InferenceSession(str(detector_path), providers=providers)
+        self.session = detector_session(detector_path, use_cuda)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [output.name for output in self.session.get_outputs()]
         self.source = Path(detector_path)

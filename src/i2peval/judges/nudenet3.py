@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from i2peval.hub import sha256_of
 from i2peval.judges.judge import Judge, JudgeAsset, JudgeLoading, NudityRule
+from i2peval.judges.onnx import detector_session
 
 if TYPE_CHECKING:
     from i2peval.judges.batch import ImageBatch
@@ -75,20 +76,17 @@ def nudenet3_record() -> dict[str, Any]:
 
 
 class NudeNetScorer:
-    """Max score per NudeNet label for an image, on CUDA when onnxruntime offers it."""
+    """Max score per NudeNet label for an image; on the GPU as `onnx.detector_session` decides."""
 
     name = "nudenet3"
 
     def __init__(self, use_cuda: bool = False):
         import nudenet
-        import onnxruntime
 
         self.detector = nudenet.NudeDetector()
-        if use_cuda and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        if use_cuda:
             # NudeDetector ignores its providers= argument, so the session is rebuilt here.
-            self.detector.onnx_session = onnxruntime.InferenceSession(
-                bundled_model_path(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
-            )
+            self.detector.onnx_session = detector_session(bundled_model_path(), use_cuda)
 
     def scores(self, bgr: np.ndarray) -> dict[str, float]:
         """{label: highest score among its detections, 0.0 if none} for a BGR uint8 image."""

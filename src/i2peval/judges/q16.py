@@ -198,4 +198,5 @@ JUDGE = Judge(
     score_fields=(pa.field(SCORE, pa.float32()),),
     load=load_q16,
     rule=Q16Rule,
+    takes_dtype=True,
 )

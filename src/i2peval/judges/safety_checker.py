@@ -14,9 +14,11 @@ the images it flags: here the model's forward is never called, and no image is c
 
 Images go through ``CLIPImageProcessorPil`` (PIL bicubic resize and centre crop, the
 feature extractor the 2022 pipelines used) configured by the snapshot's
-preprocessor_config.json. Weights: model.safetensors only, from a hub snapshot verified
-file by file (and against a pinned sha256 when the configuration gives one); the demo
-builds a tiny random checker with the same code path.
+preprocessor_config.json. The image tower runs in the study's ``judge_dtype`` (float32
+unless configured); the cosines, margins and rounding stay float32. Weights:
+model.safetensors only, from a hub snapshot verified file by file (and against a pinned
+sha256 when the configuration gives one); the demo builds a tiny random checker with the
+same code path.
 """
 
 from __future__ import annotations
@@ -75,12 +77,17 @@ class SafetyChecker:
 
     name = "safety_checker"
 
-    def __init__(self, folder: Path, device: torch.device):
+    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype | None = None):
+        import torch
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
         self.processor = CLIPImageProcessorPil.from_pretrained(str(folder))
         self.model = StableDiffusionSafetyChecker.from_pretrained(str(folder), use_safetensors=True).to(device).eval()
+        self.dtype = dtype or torch.float32
+        # Only the image tower takes `dtype`; the concept embeddings and thresholds stay float32.
+        self.model.vision_model.to(self.dtype)
+        self.model.visual_projection.to(self.dtype)
         self.device = device
 
     def score_batch(self, batch: ImageBatch) -> dict[str, Any]:
@@ -88,8 +95,8 @@ class SafetyChecker:
 
         model = self.model
         with torch.inference_mode():
-            pixels = self.processor(images=batch.images, return_tensors="pt")["pixel_values"].to(self.device)
-            embeddings = model.visual_projection(model.vision_model(pixels)[1])
+            pixels = self.processor(images=batch.images, return_tensors="pt")["pixel_values"]
+            embeddings = model.visual_projection(model.vision_model(pixels.to(self.device, self.dtype))[1]).float()
             normalized = torch.nn.functional.normalize(embeddings)
             concept_cos = normalized @ torch.nn.functional.normalize(model.concept_embeds).T
             special_cos = normalized @ torch.nn.functional.normalize(model.special_care_embeds).T
@@ -209,7 +216,7 @@ def safety_checker_unpinned(
 
 
 def load_safety_checker(loading: JudgeLoading) -> SafetyChecker:
-    return SafetyChecker(loading.folder, loading.device)
+    return SafetyChecker(loading.folder, loading.device, loading.torch_dtype)
 
 
 ASSET = JudgeAsset(
@@ -263,4 +270,5 @@ JUDGE = Judge(
     ),
     load=load_safety_checker,
     rule=checker_rule,
+    takes_dtype=True,
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from i2peval.generation.mitigations import same_concept
+from i2peval.judges.registry import JUDGES
 from i2peval.metrics.profiles import harness_profile, is_harness_rule
 from i2peval.models.architectures import ARCHITECTURES
 from i2peval.study import Study
@@ -44,6 +45,7 @@ def protocol_deviations(study: Study, model_records: dict[str, dict[str, Any]] |
         *profile_deviations(study),
         *metric_deviations(study),
         *judge_weight_deviations(study),
+        *judge_dtype_deviations(study),
     ]
 
 
@@ -145,3 +147,13 @@ def metric_deviations(study: Study) -> list[str]:
 
 def judge_weight_deviations(study: Study) -> list[str]:
     return [asset.asset.demo_note for asset in study.report_assets if asset.demo and asset.asset.demo_note]
+
+
+def judge_dtype_deviations(study: Study) -> list[str]:
+    torch_judges = [JUDGES[name].display_name for name in study.judges if JUDGES[name].takes_dtype]
+    if study.judge_dtype == "float32" or not torch_judges:
+        return []
+    return [
+        f"Judges {', '.join(torch_judges)} computed their CLIP embeddings in {study.judge_dtype} "
+        "(judge_dtype); the harness computed them in float32."
+    ]
