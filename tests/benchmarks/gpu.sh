@@ -1,26 +1,81 @@
 #!/usr/bin/env bash
-# The throughput benchmarks on one GPU, in one go (not yet run on a GPU: time it, and split
-# it where a device command's time limit is near): full-size
-# random SD 1.x at 512 px and SDXL at 1024 px, 50 steps, the harness's way (float32, one
-# prompt per call of 5 images) against ours (bfloat16, one batch mixing prompts); the
-# speed options (fused QKV, channels last, torch.compile) on SD 1.x; the judges on the GPU;
-# the study's GPU-hours from those figures. Each benchmark's output,
-# its JSON line last, goes to $OUT (default ./benchmark-results).
-set -euo pipefail
+# The throughput benchmarks on one GPU, in one go; each benchmark's output (its JSON line
+# last) goes to $OUT (default ./benchmark-results) as it finishes, so a run cut short
+# keeps what it measured. In order of what matters most:
+#   1. full-size random SD 1.x at 512 px, 50 steps: the harness's way (float32, one prompt
+#      per call of 5 images) against ours (bfloat16, one batch mixing prompts), under each
+#      mitigation;
+#   2. the judges on the GPU, the CLIP ones in bfloat16 against float32, and classification
+#      as a fraction of generation;
+#   3. full-size random SDXL at 1024 px the same way (with and without SEGA), then the
+#      study's GPU-hours from both;
+#   4. the execution section's speed options on SD 1.x, each alone, then together
+#      (torch.compile last: compiling takes minutes).
+# Never run on a GPU yet: its length is an estimate (about 10 minutes on one H100). Each
+# step has its own time limit (STEP_LIMIT seconds, default 240), and a step that fails
+# or runs out of time is reported and the next one runs.
+#
+# The GPU machine needs the packages it lacks as wheels in .whl at the repository's root
+# (tests/benchmarks/gpu_wheels.sh downloads them there); they are installed to
+# /tmp/site. SMOKE=1 runs the same steps on the CPU at toy sizes (64 px, 2 steps, a tiny
+# SDXL, no compile), to check the script before spending GPU time on it.
+set -uo pipefail
 out=${OUT:-benchmark-results}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")"
-export PYTHONPATH="$(cd ../../src && pwd)${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-python generate.py --model sd1 --device cuda --dtype bfloat16 --prompts 2 --images-per-call 5 --batch-size 10 \
-    --mitigations none,sld-strong | tee "$out/generate-sd1.json"
-python generate.py --model sdxl --device cuda --dtype bfloat16 --prompts 1 --images-per-call 4 --batch-size 4 \
-    --mitigations none,sega-strong | tee "$out/generate-sdxl.json"
-# the execution section's speed options, each alone, then together, on the SD 1.x run (no harness)
-for options in --fuse-qkv --channels-last --compile "--fuse-qkv --channels-last --compile"; do
-    python generate.py --model sd1 --device cuda --dtype bfloat16 --prompts 2 --images-per-call 5 --batch-size 10 \
-        --mitigations none --no-harness $options | tee -a "$out/generate-sd1-speed-options.json"
+root=$(cd ../.. && pwd)
+if [ "${SMOKE:-0}" != 1 ] && compgen -G "$root/.whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+        "$root"/.whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python=${PYTHON:-python3}
+limit=${STEP_LIMIT:-240}
+
+if [ "${SMOKE:-0}" = 1 ]; then
+    device=cpu sdxl=tiny-sdxl classify_images=2
+    sd1_run=(--size 64 --steps 2 --prompts 1 --images-per-call 2 --batch-size 2)
+    sdxl_run=(--size 64 --steps 2 --prompts 1 --images-per-call 2 --batch-size 2)
+    speed_options=(--fuse-qkv --channels-last)
+else
+    device=cuda sdxl=sdxl classify_images=32
+    sd1_run=(--prompts 2 --images-per-call 5 --batch-size 10)
+    sdxl_run=(--prompts 1 --images-per-call 4 --batch-size 4)
+    speed_options=(--fuse-qkv --channels-last "--fuse-qkv --channels-last" --compile "--fuse-qkv --channels-last --compile")
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
+fi
+"$python" -c "import torch, diffusers, transformers, open_clip, nudenet, onnxruntime as ort
+print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__,
+      'open_clip', open_clip.__version__, 'onnxruntime', ort.__version__, ort.get_available_providers())" \
+    | tee "$out/versions.txt" || exit 1
+
+failed=()
+step() {  # step NAME OUTPUT_FILE COMMAND...: run it under the time limit, its output appended to OUTPUT_FILE
+    local name=$1 file=$2
+    shift 2
+    echo "== $name ($(date -u +%T))"
+    SECONDS=0
+    timeout "$limit" "$@" 2>&1 | tee -a "$out/$file"
+    local status=${PIPESTATUS[0]}
+    echo "== $name: exit $status after $SECONDS s"
+    [ "$status" = 0 ] || failed+=("$name")
+}
+
+step "generate sd1" generate-sd1.json "$python" generate.py --model sd1 --device $device --dtype bfloat16 \
+    "${sd1_run[@]}" --mitigations none,negative_prompt,sega-strong,sld-strong
+step "classify" classify.json "$python" classify.py --device $device --images $classify_images --dtype bfloat16 \
+    --generate-json "$out/generate-sd1.json"
+step "generate sdxl" generate-sdxl.json "$python" generate.py --model $sdxl --device $device --dtype bfloat16 \
+    "${sdxl_run[@]}" --mitigations none,sega-strong
+step "study cost" study_cost.json "$python" study_cost.py --results "$out/generate-sd1.json" "$out/generate-sdxl.json"
+for options in "${speed_options[@]}"; do
+    # shellcheck disable=SC2086 # the options are words
+    step "speed options $options" generate-sd1-speed-options.json "$python" generate.py --model sd1 --device $device \
+        --dtype bfloat16 "${sd1_run[@]}" --mitigations none --no-harness $options
 done
-python classify.py --device cuda --images 32 --generate-json "$out/generate-sd1.json" | tee "$out/classify.json"
-python study_cost.py --results "$out/generate-sd1.json" "$out/generate-sdxl.json" | tee "$out/study_cost.json"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "failed or cut short: ${failed[*]}"
+    exit 1
+fi
