@@ -27,7 +27,7 @@ from i2peval.judges.nudenet3 import (
 )
 from i2peval.judges.onnx import detector_session
 from i2peval.judges.registry import JUDGE_COLUMNS, JUDGES, SCORES
-from i2peval.judges.safety_checker import SAFETY_CHECKER_VERDICT, build_demo_safety_checker_assets
+from i2peval.judges.safety_checker import SAFETY_CHECKER_VERDICT, SafetyChecker, build_demo_safety_checker_assets
 from i2peval.parts import RowsMismatch
 from i2peval.schemas import IMAGES, MANIFEST, read_table, write_table
 from i2peval.storage import write_json
@@ -275,7 +275,7 @@ def test_nudenet3_scorer_keeps_the_highest_score_of_each_label(monkeypatch):
 
 def test_classify_job_puts_each_label_score_in_its_column_for_its_image(assets, monkeypatch):
     class FakeScorer(NudeNetScorer):
-        def __init__(self, use_cuda=False):
+        def __init__(self, gpu=None):
             self.seen = 0
 
         def scores(self, bgr):
@@ -347,7 +347,7 @@ def test_records_written_by_the_asset_jobs_read_back(assets):
 
 def test_a_judge_that_returns_nan_fails_the_job_naming_the_image(assets, monkeypatch):
     class NanScorer(NudeNetScorer):
-        def __init__(self, use_cuda=False):
+        def __init__(self, gpu=None):
             pass
 
         def scores(self, bgr):
@@ -399,9 +399,7 @@ def test_scores_of_a_batch_are_those_of_each_image_scored_alone(assets, scores):
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_judges_in_a_lower_precision_move_the_clip_scores_a_little_and_the_detectors_not_at_all(
-    assets, scores, dtype
-):
+def test_judges_in_a_lower_precision_move_the_clip_scores_a_little(assets, scores, dtype):
     _, path = classify(assets, f"scores-{dtype}.parquet", dtype=dtype)
     lower, full = read_table(path, SCORES), scores[1]
     for judge in ("q16", "clip_score", "safety_checker"):
@@ -410,25 +408,69 @@ def test_judges_in_a_lower_precision_move_the_clip_scores_a_little_and_the_detec
                 continue
             difference = np.abs(lower[name].to_numpy() - full[name].to_numpy())
             assert 0 < difference.max() < 0.05, (name, difference)
-    for judge in ("nudenet2", "nudenet3"):
-        for name in JUDGES[judge].score_columns:
-            assert lower[name].equals(full[name]), name
 
 
-def test_the_clip_towers_compute_in_the_judge_dtype(assets):
-    weights = assets["weights"]
-    clip = ClipModel(assets["records"]["q16"][1]["architecture"], weights, CPU, torch.bfloat16)
-    assert {parameter.dtype for parameter in clip.model.parameters()} == {torch.bfloat16}
+def test_the_clip_towers_compute_in_the_judge_dtype_and_the_scoring_arithmetic_in_float32(assets):
+    clip = ClipModel(assets["records"]["q16"][1]["architecture"], assets["weights"], CPU, "bfloat16")
+    visual = clip.model.visual
+    assert visual.conv1.weight.dtype == visual.proj.dtype == torch.bfloat16
+    assert visual.ln_post.weight.dtype == torch.float32  # open_clip's mixed precision: norms in float32
     batch = ImageBatch([0], [0], [synthetic_images()[(0, 0)]], ["a red lighthouse"])
     assert clip.image_embeddings(batch).dtype == torch.float32
+    checker = SafetyChecker(assets["records"]["safety_checker"][0].parent, CPU, "bfloat16").model
+    assert checker.vision_model.embeddings.patch_embedding.weight.dtype == torch.bfloat16
+    assert checker.concept_embeds.dtype == checker.concept_embeds_weights.dtype == torch.float32
 
 
-def test_a_detector_asked_for_the_gpu_without_onnxruntimes_cuda_build_runs_on_the_cpu_and_says_so(caplog):
+def test_a_detector_on_a_job_with_a_gpu_runs_there_when_onnxruntime_can(monkeypatch, caplog):
+    import onnxruntime
+
+    opened = []
+
+    class Session:
+        def __init__(self, path, providers):
+            opened.append(providers)
+
+        def get_providers(self):
+            return [provider if isinstance(provider, str) else provider[0] for provider in opened[-1]]
+
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
+    monkeypatch.setattr(onnxruntime, "preload_dlls", lambda: None)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
     with caplog.at_level("WARNING"):
-        session = detector_session(bundled_model_path(), use_cuda=True)
+        detector_session(bundled_model_path(), gpu=1)
+    assert opened == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]]
+    assert not caplog.text
+
+
+def test_a_detector_on_a_job_with_a_gpu_onnxruntime_cannot_use_runs_on_the_cpu_and_says_so(monkeypatch, caplog):
+    import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with caplog.at_level("WARNING"):
+        session = detector_session(bundled_model_path(), gpu=0)
     assert session.get_providers() == ["CPUExecutionProvider"]
     assert "320n.onnx runs on the CPU although the job has a GPU" in caplog.text
     assert "make cuda" in caplog.text
     caplog.clear()
-    detector_session(bundled_model_path(), use_cuda=False)
+    with caplog.at_level("WARNING"):
+        detector_session(bundled_model_path(), gpu=None)
     assert not caplog.text
+
+
+def test_nudenet3_opens_one_session_on_the_jobs_device_set_up_as_nudenets_own(monkeypatch):
+    import nudenet
+    import onnxruntime
+
+    real_session = onnxruntime.InferenceSession
+    opened = []
+    monkeypatch.setattr(
+        onnxruntime, "InferenceSession", lambda path, **kwargs: opened.append(kwargs) or real_session(path, **kwargs)
+    )
+    detector = NudeNetScorer(gpu=None).detector
+    assert opened == [{"providers": ["CPUExecutionProvider"]}]
+    own = nudenet.NudeDetector()
+    assert vars(detector).keys() == vars(own).keys()
+    for name in ("input_width", "input_height", "input_name"):
+        assert getattr(detector, name) == getattr(own, name), name

@@ -81,3 +81,4 @@ def test_judges_in_another_dtype_are_named_and_only_the_torch_judges():
         primary_profile="nudity",
     )
     assert not [note for note in protocol_deviations(detectors_only) if "dtype" in note]
+    assert detectors_only.classify_dtype == "float32"  # what the classify jobs get: none of them reruns

@@ -196,6 +196,12 @@ class Study:
         return self.judging.profiles[0]
 
     @property
+    def classify_dtype(self) -> str:
+        """What the judges that run compute in: `judge_dtype` where one of them takes it, else
+        float32 (so that changing it reclassifies no image no judge would score otherwise)."""
+        return self.judge_dtype if any(JUDGES[name].takes_dtype for name in self.judges) else "float32"
+
+    @property
     def judge_assets(self) -> list[ConfiguredAsset]:
         """The assets the judges that run load, in registry order."""
         return [self.assets[name] for name in assets_of(list(self.judges))]

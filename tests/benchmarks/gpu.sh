@@ -23,21 +23,22 @@
 # /tmp/site. SMOKE=1 runs the same steps on the CPU at toy sizes (64 px, 2 steps, a tiny
 # SDXL, no compile), to check the script before spending GPU time on it.
 set -uo pipefail
+deadline=$(($(date +%s) + ${DEADLINE:-540}))
+limit=${STEP_LIMIT:-240}
+only=${1:-all}
+case $only in all | speed-options) ;; *) echo "usage: gpu.sh [all | speed-options]" >&2; exit 2 ;; esac
+python=${PYTHON:-python3}
 out=${OUT:-benchmark-results}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
 if [ "${SMOKE:-0}" != 1 ] && compgen -G "$root/.whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
         "$root"/.whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$root/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-python=${PYTHON:-python3}
-limit=${STEP_LIMIT:-240}
-deadline=$(($(date +%s) + ${DEADLINE:-540}))
-only=${1:-all}
 
 if [ "${SMOKE:-0}" = 1 ]; then
     device=cpu sdxl=tiny-sdxl classify_images=2
@@ -57,16 +58,19 @@ print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transform
     | tee "$out/versions.txt" || exit 1
 
 failed=() skipped=()
-step() {  # step NAME OUTPUT_FILE COMMAND...: run it under the time limit, its output appended to OUTPUT_FILE
+declare -A written
+step() {  # step NAME OUTPUT_FILE COMMAND...: run it under the time limit, its output in OUTPUT_FILE
     local name=$1 file=$2 left=$((deadline - $(date +%s)))
     shift 2
     if [ "$left" -lt 30 ]; then
         skipped+=("$name")
         return
     fi
+    [ -n "${written[$file]:-}" ] || : >"$out/$file"  # no earlier run's lines: readers take the last one
+    written[$file]=1
     echo "== $name ($(date -u +%T))"
     SECONDS=0
-    timeout "$((left < limit ? left : limit))" "$@" 2>&1 | tee -a "$out/$file"
+    timeout -k 15 "$((left < limit ? left : limit))" "$@" 2>&1 | tee -a "$out/$file"
     local status=${PIPESTATUS[0]}
     echo "== $name: exit $status after $SECONDS s"
     [ "$status" = 0 ] || failed+=("$name")

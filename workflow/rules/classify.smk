@@ -21,7 +21,7 @@ rule classify:
     params:
         image_indices=block_image_indices,
         judges=list(STUDY.judges),
-        judge_dtype=STUDY.judge_dtype,
+        judge_dtype=STUDY.classify_dtype,
         assets=[asset.name for asset in STUDY.judge_assets],
     script:
         "../../scripts/classify.py"

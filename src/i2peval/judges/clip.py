@@ -3,8 +3,8 @@
 open_clip builds the architecture named in the Q16 record (OpenAI's ViT-L/14 with
 QuickGELU for the study, a tiny one for the demo, registered from
 ``data/Q16-demo-tiny.json``) from the verified safetensors file. The towers run in the
-study's ``judge_dtype`` (float32, the harness's, unless configured); embeddings come out
-as float32.
+study's ``judge_dtype`` (float32, the harness's, unless configured) as open_clip's mixed
+precision does it; embeddings come out as float32.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from i2peval.judges.judge import JudgeLoading
 
 DEMO_ARCHITECTURE = "Q16-demo-tiny"
+OPEN_CLIP_PRECISION = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 WEIGHTS_NAME = "clip.safetensors"
 
 
@@ -36,7 +37,7 @@ def shared_clip(loading: JudgeLoading) -> ClipModel:
     """The CLIP model of the Q16 assets, loaded once for every judge of a job that asks."""
     if "clip" not in loading.shared:
         loading.shared["clip"] = ClipModel(
-            loading.record["architecture"], loading.folder / WEIGHTS_NAME, loading.device, loading.torch_dtype
+            loading.record["architecture"], loading.folder / WEIGHTS_NAME, loading.device, loading.dtype
         )
     return loading.shared["clip"]
 
@@ -44,16 +45,18 @@ def shared_clip(loading: JudgeLoading) -> ClipModel:
 class ClipModel:
     """Unit-length CLIP embeddings of images and texts."""
 
-    def __init__(self, architecture: str, weights_path: Path, device: torch.device, dtype: torch.dtype | None = None):
+    def __init__(self, architecture: str, weights_path: Path, device: torch.device, dtype: str = "float32"):
         import open_clip
         import torch
 
         register_demo_architecture()
+        self.dtype = getattr(torch, dtype)
+        # open_clip's mixed precision, OpenAI's own: weights of linear, convolution and
+        # attention layers in the low precision, layer norms computed in float32
         model, _, preprocess = open_clip.create_model_and_transforms(
-            architecture, pretrained=str(weights_path), device=device
+            architecture, pretrained=str(weights_path), device=device, precision=OPEN_CLIP_PRECISION[dtype]
         )
-        self.dtype = dtype or torch.float32
-        self.model = model.to(self.dtype).eval()
+        self.model = model.eval()
         self.tokenizer = open_clip.get_tokenizer(architecture)
         self.preprocess = preprocess
         self.device = device

@@ -54,15 +54,9 @@ class JudgeLoading:
         return self.record_path.parent
 
     @property
-    def use_cuda(self) -> bool:
-        """Whether an onnxruntime judge should ask for CUDA (it falls back to the CPU)."""
-        return self.device.type == "cuda"
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        import torch
-
-        return getattr(torch, self.dtype)
+    def gpu(self) -> int | None:
+        """The index of the job's GPU for an onnxruntime judge (None: the job runs on the CPU)."""
+        return (self.device.index or 0) if self.device.type == "cuda" else None
 
 
 class Criterion(Protocol):

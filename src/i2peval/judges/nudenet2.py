@@ -110,9 +110,9 @@ class NudeNet2Detector:
 
     name = "nudenet2"
 
-    def __init__(self, detector_path: Path, classes_path: Path, use_cuda: bool = False):
+    def __init__(self, detector_path: Path, classes_path: Path, gpu: int | None = None):
         self.classes = read_classes(classes_path)
-        self.session = detector_session(detector_path, use_cuda)
+        self.session = detector_session(detector_path, gpu)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [output.name for output in self.session.get_outputs()]
         self.source = Path(detector_path)
@@ -295,7 +295,7 @@ def nudenet2_unpinned(
 
 def load_nudenet2(loading: JudgeLoading) -> NudeNet2Detector:
     folder = loading.folder
-    return NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, use_cuda=loading.use_cuda)
+    return NudeNet2Detector(folder / DETECTOR_NAME, folder / CLASSES_NAME, gpu=loading.gpu)
 
 
 ASSET = JudgeAsset(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from i2peval.judges.batch import ImageBatch
 
 BUNDLED_MODEL = "320n.onnx"
+INPUT_SIZE = 320  # the bundled detector's square input, NudeDetector's default inference_resolution
 # The 18 classes of the bundled 320n detector, in the detector's own order.
 NUDENET3_LABELS: tuple[str, ...] = (
     "FEMALE_GENITALIA_COVERED",
@@ -80,13 +81,17 @@ class NudeNetScorer:
 
     name = "nudenet3"
 
-    def __init__(self, use_cuda: bool = False):
+    def __init__(self, gpu: int | None = None):
         import nudenet
 
-        self.detector = nudenet.NudeDetector()
-        if use_cuda:
-            # NudeDetector ignores its providers= argument, so the session is rebuilt here.
-            self.detector.onnx_session = detector_session(bundled_model_path(), use_cuda)
+        # NudeDetector() would open a session of its own on every provider onnxruntime has
+        # (its providers= argument is ignored): on onnxruntime's CUDA build, on GPU 0,
+        # whichever GPU the job holds. Its detect() needs only these four attributes
+        # (nudenet 3.4, the version the nudenet3 record pins).
+        self.detector = nudenet.NudeDetector.__new__(nudenet.NudeDetector)
+        self.detector.onnx_session = detector_session(bundled_model_path(), gpu)
+        self.detector.input_width = self.detector.input_height = INPUT_SIZE
+        self.detector.input_name = self.detector.onnx_session.get_inputs()[0].name
 
     def scores(self, bgr: np.ndarray) -> dict[str, float]:
         """{label: highest score among its detections, 0.0 if none} for a BGR uint8 image."""
@@ -118,7 +123,7 @@ def reinstall_advice(record_path: Path, record: dict[str, Any]) -> str:
 
 
 def load_nudenet3(loading: JudgeLoading) -> NudeNetScorer:
-    return NudeNetScorer(use_cuda=loading.use_cuda)
+    return NudeNetScorer(gpu=loading.gpu)
 
 
 ASSET = JudgeAsset(

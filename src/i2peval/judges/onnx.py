@@ -22,18 +22,20 @@ CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
 
-def detector_session(path: Path, use_cuda: bool) -> onnxruntime.InferenceSession:
-    """An inference session of the ONNX graph at `path`, on CUDA where `use_cuda` and
-    onnxruntime can, else on the CPU."""
+def detector_session(path: Path, gpu: int | None) -> onnxruntime.InferenceSession:
+    """An inference session of the ONNX graph at `path` on the job's GPU (`gpu`, its index)
+    where there is one and onnxruntime can use it, else on the CPU."""
     import onnxruntime
 
-    wanted = use_cuda and CUDA in onnxruntime.get_available_providers()
+    wanted = gpu is not None and CUDA in onnxruntime.get_available_providers()
     if wanted:
         # CUDA's and cuDNN's libraries from the nvidia wheels torch brings: onnxruntime does
         # not find them on its own, and torch loads only some of them.
         onnxruntime.preload_dlls()
-    session = onnxruntime.InferenceSession(str(path), providers=[CUDA, CPU] if wanted else [CPU])
-    if use_cuda and CUDA not in session.get_providers():
+    providers = [(CUDA, {"device_id": gpu}), CPU] if wanted else [CPU]
+    session = onnxruntime.InferenceSession(str(path), providers=providers)
+    log.info("%s runs on %s", Path(path).name, ", ".join(session.get_providers()))
+    if gpu is not None and CUDA not in session.get_providers():
         why = "its CUDA provider did not load" if wanted else f"onnxruntime {onnxruntime.__version__} has none"
         log.warning(
             "%s runs on the CPU although the job has a GPU (%s); for onnxruntime's CUDA build, run `make cuda` "

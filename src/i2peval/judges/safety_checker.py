@@ -77,14 +77,14 @@ class SafetyChecker:
 
     name = "safety_checker"
 
-    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype | None = None):
+    def __init__(self, folder: Path, device: torch.device, dtype: str = "float32"):
         import torch
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
         self.processor = CLIPImageProcessorPil.from_pretrained(str(folder))
         self.model = StableDiffusionSafetyChecker.from_pretrained(str(folder), use_safetensors=True).to(device).eval()
-        self.dtype = dtype or torch.float32
+        self.dtype = getattr(torch, dtype)
         # Only the image tower takes `dtype`; the concept embeddings and thresholds stay float32.
         self.model.vision_model.to(self.dtype)
         self.model.visual_projection.to(self.dtype)
@@ -216,7 +216,7 @@ def safety_checker_unpinned(
 
 
 def load_safety_checker(loading: JudgeLoading) -> SafetyChecker:
-    return SafetyChecker(loading.folder, loading.device, loading.torch_dtype)
+    return SafetyChecker(loading.folder, loading.device, loading.dtype)
 
 
 ASSET = JudgeAsset(

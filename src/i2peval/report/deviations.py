@@ -150,10 +150,10 @@ def judge_weight_deviations(study: Study) -> list[str]:
 
 
 def judge_dtype_deviations(study: Study) -> list[str]:
-    torch_judges = [JUDGES[name].display_name for name in study.judges if JUDGES[name].takes_dtype]
-    if study.judge_dtype == "float32" or not torch_judges:
+    if study.classify_dtype == "float32":
         return []
+    torch_judges = [JUDGES[name].display_name for name in study.judges if JUDGES[name].takes_dtype]
     return [
-        f"Judges {', '.join(torch_judges)} computed their CLIP embeddings in {study.judge_dtype} "
+        f"Judges {', '.join(torch_judges)} computed their CLIP embeddings in {study.classify_dtype} "
         "(judge_dtype); the harness computed them in float32."
     ]
