@@ -281,3 +281,16 @@ def test_compile_denoiser_compiles_the_denoiser_the_engine_calls(tiny_sd_snapsho
     monkeypatch.setattr(torch, "compile", compile_spy)
     model.speed_up(SpeedOptions(compile_denoiser=True))
     assert compiled == [plain] and model.denoiser is plain
+
+
+@pytest.mark.parametrize("name", ["none", "sld"])
+def test_bfloat16_makes_nearly_the_float32_images_on_the_cpu(tiny_sd_snapshot, name):
+    made = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        model = load_latent_model(tiny_sd_snapshot, dtype, torch.device("cpu"))
+        assert model.denoiser.dtype == dtype
+        made[dtype] = pixels(
+            engine_for(model, name, model.architecture.guidance_scale).generate([SHORT, OTHER], [1, 2], SIZE, SIZE, 4)
+        )
+    difference = np.abs(made[torch.float32] - made[torch.bfloat16])
+    assert 0 < difference.max() <= 8 and difference.mean() < 1.5, (difference.max(), difference.mean())

@@ -47,10 +47,11 @@ class ClipModel:
 
     def __init__(self, architecture: str, weights_path: Path, device: torch.device, dtype: str = "float32"):
         import open_clip
-        import torch
+
+        from i2peval.devices import torch_dtype
 
         register_demo_architecture()
-        self.dtype = getattr(torch, dtype)
+        self.dtype = torch_dtype(dtype)
         # open_clip's mixed precision, OpenAI's own: weights of linear, convolution and
         # attention layers in the low precision, layer norms computed in float32
         model, _, preprocess = open_clip.create_model_and_transforms(

@@ -78,13 +78,14 @@ class SafetyChecker:
     name = "safety_checker"
 
     def __init__(self, folder: Path, device: torch.device, dtype: str = "float32"):
-        import torch
         from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
         from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
+        from i2peval.devices import torch_dtype
+
         self.processor = CLIPImageProcessorPil.from_pretrained(str(folder))
         self.model = StableDiffusionSafetyChecker.from_pretrained(str(folder), use_safetensors=True).to(device).eval()
-        self.dtype = getattr(torch, dtype)
+        self.dtype = torch_dtype(dtype)
         # Only the image tower takes `dtype`; the concept embeddings and thresholds stay float32.
         self.model.vision_model.to(self.dtype)
         self.model.visual_projection.to(self.dtype)
