@@ -5,7 +5,7 @@
 #   1. full-size random SD 1.x at 512 px, 50 steps: the harness's way (float32, one prompt
 #      per call of 5 images) against ours (bfloat16, one batch mixing prompts), under each
 #      mitigation;
-#   2. the judges on the GPU, the CLIP ones in bfloat16 against float32, and classification
+#   2. the judges on the GPU, the CLIP ones in float16 against float32, and classification
 #      as a fraction of generation;
 #   3. full-size random SDXL at 1024 px the same way (with and without SEGA), then the
 #      study's GPU-hours from both;
@@ -79,7 +79,7 @@ step() {  # step NAME OUTPUT_FILE COMMAND...: run it under the time limit, its o
 [ "$only" = speed-options ] || {
 step "generate sd1" generate-sd1.json "$python" generate.py --model sd1 --device $device --dtype bfloat16 \
     "${sd1_run[@]}" --mitigations none,negative_prompt,sega-strong,sld-strong
-step "classify" classify.json "$python" classify.py --device $device --images $classify_images --dtype bfloat16 \
+step "classify" classify.json "$python" classify.py --device $device --images $classify_images --dtype float16 \
     --generate-json "$out/generate-sd1.json"
 step "generate sdxl" generate-sdxl.json "$python" generate.py --model $sdxl --device $device --dtype bfloat16 \
     "${sdxl_run[@]}" --mitigations none,sega-strong
