@@ -21,6 +21,8 @@ from onnx import TensorProto, helper, numpy_helper
 from i2peval.hub import ChecksumError
 from i2peval.judges.batch import ImageBatch
 from i2peval.judges.nudenet2 import (
+    DEMO_IR_VERSION,
+    DEMO_OPSET,
     NUDENET2_LABELS,
     DetectorMismatch,
     NudeNet2Detector,
@@ -83,7 +85,8 @@ def probe_detector(path: Path, outputs_order=("labels", "boxes", "scores"), labe
         [declared[name] for name in outputs_order],
         [numpy_helper.from_array(value, name) for name, value in constants.items()],
     )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEMO_OPSET)], ir_version=DEMO_IR_VERSION)
+    onnx.save(model, str(path))
     return path
 
 
@@ -247,3 +250,9 @@ def test_a_pinned_download_is_checked_and_a_mismatch_refused(tmp_path):
     with pytest.raises(ChecksumError, match="detector_v2_base_classes has sha256"):
         fetch_nudenet2_assets(spec, tmp_path / "bad")
     assert not (tmp_path / "bad" / "classes.txt").exists()
+
+
+def test_the_demo_detector_is_readable_by_onnxruntime_gpus_build(tmp_path):
+    # onnxruntime-gpu 1.31 (`make cuda`) reads IR versions up to 13; onnx 1.23 writes 14 unless told
+    build_demo_nudenet2_assets(0, tmp_path)
+    assert onnx.load(str(tmp_path / "detector.onnx")).ir_version <= 13

@@ -56,6 +56,11 @@ MIN_SIDE = 800
 MAX_SIDE = 1333
 DETECTOR_NAME = "detector.onnx"
 CLASSES_NAME = "classes.txt"
+# The demo detector's opset, and the IR version onnx gave that opset (onnx 1.13): what every
+# onnxruntime that runs opset 18 reads. onnx's own default (14 in onnx 1.23) is newer than
+# onnxruntime-gpu 1.31 reads (13), and `make cuda` installs that.
+DEMO_OPSET = 18
+DEMO_IR_VERSION = 8
 
 
 def nudenet2_column(label: str) -> str:
@@ -234,7 +239,7 @@ def build_demo_detector(seed: int, path: Path) -> None:
         ],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DEMO_OPSET)], ir_version=DEMO_IR_VERSION)
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
