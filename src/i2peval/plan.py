@@ -35,6 +35,7 @@ SCORES = "results/{setdir}scores/{model}/{mitigation}/shard-{shard}/block-{block
 REPORT_IMAGES = "results/{setdir}images/{model}/{mitigation}/shard-{shard}/block-0.parquet"
 # FID (metrics/fid.py): each condition's statistics, and the set's table beside its metrics
 FID_STATISTICS = "results/{setdir}fid/{model}/{mitigation}.npz"
+FID_REFERENCE_STATISTICS = "resources/fid/reference-{reference}.npz"  # reference: the folder's id
 FID_TABLE = "fid.parquet"
 # What the aggregate stage writes (by output name) and the report.
 METRICS_DIR = "results/{setdir}metrics"

@@ -33,6 +33,7 @@ from i2peval.metrics.profiles import JudgeProfile
 from i2peval.models.snapshots import read_model_record, snapshot_of
 from i2peval.models.spec import ModelSpec
 from i2peval.plan import (
+    FID_REFERENCE_STATISTICS,
     FID_STATISTICS,
     FID_TABLE,
     IMAGES,
@@ -113,7 +114,7 @@ class Study:
                 raise PlanError(f"{key}.{kind}: {', '.join(map(repr, unknown))} not among the configured {kind}")
         prompts = PromptSource.from_section(section, directory)
         models = config["models"]
-        guided = [name for name in section.get("models", models) if models[name].get("guidance") == "from_prompt"]
+        guided = [name for name in section.get("models", models) if ModelSpec(name, models[name]).prompt_guided]
         if guided and prompts.file_columns.guidance is None:
             raise PlanError(
                 f"models {', '.join(map(repr, guided))} take each prompt's guidance scale (guidance: from_prompt), "
@@ -305,9 +306,14 @@ class Study:
                 for condition in self.conditions()}  # fmt: skip
 
     @property
+    def fid_reference_id(self) -> str:
+        """The id of the set's reference folder, named by its path."""
+        return settings_id({"folder": str(self.fid_reference)})
+
+    @property
     def fid_reference_statistics(self) -> str:
-        """Where the FID statistics of the set's reference folder go, named after the folder."""
-        return f"resources/fid/reference-{settings_id({'folder': str(self.fid_reference)})}.npz"
+        """Where the FID statistics of the set's reference folder go."""
+        return FID_REFERENCE_STATISTICS.format(reference=self.fid_reference_id)
 
     @property
     def fid_table(self) -> str:

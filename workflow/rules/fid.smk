@@ -26,7 +26,7 @@ rule fid_reference:
     input:
         inception=ASSETS["fid_inception"].record_path,
     output:
-        statistics="resources/fid/reference-{reference}.npz",
+        statistics=plan.FID_REFERENCE_STATISTICS,
     log:
         "logs/fid_reference-{reference}.log",
     benchmark:

@@ -40,10 +40,10 @@ from typing import Any
 import torch
 
 from i2peval.execution import SpeedOptions
-from i2peval.generation.engine import PROMPT_GUIDANCE_BRANCHES, Engine, GeneratedImage, starting_noise
-from i2peval.generation.guidance import ClassifierFree, Guidance, guidance_for
+from i2peval.generation.engine import Engine, GeneratedImage, starting_noise
+from i2peval.generation.guidance import ClassifierFree, Guidance
 from i2peval.generation.latent_models import LatentModel, StableDiffusion
-from i2peval.generation.mitigations import Mitigation, guided_by_prompt
+from i2peval.generation.mitigations import Mitigation
 from i2peval.generation.seeds import image_generators
 from i2peval.generation.text import TextOptions
 from i2peval.models.architectures import DEEPFLOYD_IF, IF_SUPER_RESOLUTION, X4_UPSCALER
@@ -181,13 +181,11 @@ class IFCascade:
         cleaning: str = "ftfy",
         guidance: str | None = None,
     ):
-        made_with = mitigation.settings_on(DEEPFLOYD_IF, guidance)
-        self.prompt_guidance = guided_by_prompt(made_with)
-        scale = PROMPT_GUIDANCE_BRANCHES if self.prompt_guidance else guidance_scale
-        t5_text = TextOptions(cleaning="none", long_prompts=made_with["long_prompts"])
-        self.first = Engine(stages.first, guidance_for(mitigation, scale, DEEPFLOYD_IF), t5_text, self.prompt_guidance)
+        # T5's text is never cleaned; the upscaler's CLIP text is, as `cleaning` says
+        self.first = Engine.for_mitigation(stages.first, mitigation, guidance_scale, "none", guidance)
+        self.prompt_guidance = self.first.prompt_guidance
         self.second = Engine(
-            stages.second, Guidance(self.first.guidance.classifier_free), t5_text, self.prompt_guidance
+            stages.second, Guidance(self.first.guidance.classifier_free), self.first.text_options, self.prompt_guidance
         )
         self.upscaler = Engine(
             stages.upscaler,

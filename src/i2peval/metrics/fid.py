@@ -274,17 +274,14 @@ def read_statistics(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def condition_images(image_files: Iterable[Path]) -> Iterator[np.ndarray]:
-    """The RGB pixels of every image in the generate jobs' containers `image_files`."""
-    import io
-
-    from PIL import Image
-
-    from i2peval.schemas import IMAGES, read_table
+    """The RGB pixels of every image in the generate jobs' containers `image_files`, read a
+    batch at a time; a damaged image fails naming its container (`imagestore.decode_png`)."""
+    from i2peval.generation.imagestore import decode_png, iter_image_batches
 
     for path in image_files:
-        for png in read_table(path, IMAGES)["png"].to_pylist():
-            with Image.open(io.BytesIO(png)) as image:
-                yield np.asarray(image.convert("RGB"))
+        for prompt_ids, image_indices, pngs in iter_image_batches(path, BATCH_SIZE):
+            for png, prompt_id, image_index in zip(pngs, prompt_ids, image_indices):
+                yield np.asarray(decode_png(png, Path(path), prompt_id, image_index))
 
 
 def statistics_job(images: Iterable[np.ndarray], inception_record: Path, out: Path, device: str = "cpu") -> int:
