@@ -75,9 +75,7 @@ def set_fid_table(wildcards):
 # name. The main process lists them when it plans, so a missing folder stops planning; a job
 # process lists only the folder of its own job (a compute node need not see the others).
 FID_REFERENCES = {
-    study.fid_reference_id: study.fid_reference
-    for study in STUDIES.values()
-    if study.fid_reference is not None
+    study.fid_reference_id: study.fid_reference for study in STUDIES.values() if study.fid_reference is not None
 }
 FID_LISTINGS = {}
 if workflow.is_main_process:
